@@ -213,6 +213,9 @@ class Execution(Record):
     error_type: str | None = None  # program-level error (compile error, crash)
     error_line: int | None = None
     stderr_tail: str = ""
+    # Evaluation-only tests (e.g. a dataset's own, reserved from training), run in the same job.
+    eval_passed: int = 0
+    eval_total: int = 0
 
     def validate(self) -> None:
         _check_enum("Execution", "outcome", self.outcome, Outcome)

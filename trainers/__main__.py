@@ -1,0 +1,6 @@
+"""``python -m plumline.trainers dpo|kto --data ... --model ... --out ...``."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

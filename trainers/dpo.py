@@ -1,0 +1,96 @@
+"""DPO on plumline's ``dpo`` export with ``trl.DPOTrainer``: one config, one function, one entry.
+
+The Parquet file is loaded unchanged; its provenance columns (problem_id, sample ids, margin, ...)
+are dropped by TRL itself (``remove_unused_columns`` keeps only the tokenized columns), so nothing
+is removed here. Both TRL formats train: standard strings and conversational messages.
+
+Run as its own process (the online loop frees the GPU between sampling and training)::
+
+    python -m plumline.trainers.dpo --data round-000/dpo.parquet --model POLICY --out round-000/model
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from .base import (BaseTrainingConfig, TrainingReport, build_trl_config, run_training)
+
+logger = logging.getLogger(__name__)
+
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
+                  "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+# Columns TRL's preference format needs; the kind is checked on every row before training.
+DPO_COLUMNS = {"prompt": "text", "chosen": "text", "rejected": "text"}
+
+
+class DpoTrainingConfig(BaseTrainingConfig):
+    """DPO (arXiv 2305.18290) as PLUM trains it: chosen = passes all tests, rejected = fails one."""
+
+    loss_type: list[str] = Field(
+        default_factory=lambda: ["sigmoid"],
+        description=f"DPO loss(es), combined with loss_weights when several: one of {list(DPO_LOSS_TYPES)}.")
+    loss_weights: list[float] | None = Field(None, description="Weight per loss_type; None: all 1.0.")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Assumed label-flip probability "
+                                   "(robust DPO) or epsilon (EXO).")
+    precompute_ref_log_probs: bool = Field(
+        False, description="Compute the reference log-probs once before training, so the reference "
+        "model is not kept in memory (halves model memory on a GPU).")
+
+    @field_validator("loss_type", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("loss_type")
+    @classmethod
+    def _known_loss(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in DPO_LOSS_TYPES]
+        if bad or not v:
+            raise ValueError(f"unknown loss_type {bad or v}; choose from {list(DPO_LOSS_TYPES)}")
+        return v
+
+    def trl_config(self, output_dir: Path) -> Any:
+        from trl import DPOConfig
+
+        kw = self.common_trl_kwargs(output_dir)
+        kw.update(loss_type=list(self.loss_type), loss_weights=self.loss_weights,
+                  label_smoothing=self.label_smoothing,
+                  precompute_ref_log_probs=self.precompute_ref_log_probs)
+        return build_trl_config(DPOConfig, kw, self.extra_args)
+
+
+def train_dpo(data_files: list[str | Path], model_path: str | Path, output_dir: Path,
+              cfg: DpoTrainingConfig | None = None, *, overwrite: bool = False) -> TrainingReport:
+    """Train ``model_path`` with DPO on the Parquet ``data_files``; save to ``output_dir``.
+
+    ``output_dir`` receives the model, tokenizer and ``training_report.json`` only when training
+    finished (written to a staging folder first). Raises ``NoTrainingData`` for empty data,
+    ``TrainingDataError`` for unusable data, ``TrainingConfigError`` for a bad config, and
+    ``FileExistsError`` when ``output_dir`` is non-empty and ``overwrite`` is False.
+    """
+    cfg = cfg or DpoTrainingConfig()
+
+    def factory(model: str, tokenizer: Any, dataset: Any, stage: Path, peft_cfg: Any) -> Any:
+        from trl import DPOTrainer
+
+        # ref_model=None: TRL loads the reference from the same folder (frozen copy of the policy).
+        return DPOTrainer(model=model, args=cfg.trl_config(stage), train_dataset=dataset,
+                          processing_class=tokenizer, peft_config=peft_cfg)
+
+    return run_training("dpo", factory, cfg, data_files, model_path, Path(output_dir), DPO_COLUMNS,
+                        overwrite)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import main as cli_main
+
+    return cli_main(["dpo", *(argv if argv is not None else __import__("sys").argv[1:])])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""Execution stage: per problem, validate its tests and run its samples in the sandbox.
+
+Problems, candidate tests and samples are grouped by problem id; one DoFn call verifies one
+problem (``logic.verification.verify_problem``). The sandbox pool is opened once per worker
+process in ``setup`` and gives the CPU parallelism inside that worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from plumline.data_schemas import ErrorRecord
+from plumline.sandbox import Sandbox
+from plumline.transforms.logic.verification import verify_problem
+
+log = logging.getLogger(__name__)
+TESTS, ERRORS = "tests", "errors"
+
+
+class _VerifyProblem(beam.DoFn):
+    def __init__(self, limits, workers: int | None, validation, round: int):
+        self._limits, self._workers, self._validation, self._round = limits, workers, validation, round
+        self._executions = Metrics.counter("plumline", "executions")
+        self._skipped = Metrics.counter("plumline", "problems_skipped")
+
+    def setup(self):
+        self._sandbox = Sandbox(limits=self._limits, workers=self._workers)
+
+    def teardown(self):
+        sandbox = getattr(self, "_sandbox", None)
+        if sandbox is not None:
+            sandbox.close()
+
+    def process(self, element):
+        problem_id, grouped = element
+        problems = list(grouped["problems"])
+        tests = list(grouped["tests"])
+        samples = list(grouped["samples"])
+        if not problems:
+            # Samples or tests of a problem that is not in this round's problems: keep them visible.
+            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
+                stage="execute", reason="samples/tests refer to an unknown problem", input=problem_id,
+                problem_id=problem_id))
+            return
+        try:
+            verified = verify_problem(problems[0], tests, samples, run_many=self._sandbox.run_many,
+                                      cfg=self._validation, round=self._round)
+        except Exception as exc:  # one broken problem must not stop the round
+            log.exception("verifying %s failed", problem_id)
+            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
+                stage="execute", reason=f"verification failed: {type(exc).__name__}: {exc}",
+                input=problem_id, problem_id=problem_id))
+            for t in tests:
+                yield beam.pvalue.TaggedOutput(TESTS, t)
+            return
+        if verified.skipped:
+            self._skipped.inc()
+        for t in verified.tests:
+            yield beam.pvalue.TaggedOutput(TESTS, t)
+        for e in verified.errors:
+            yield beam.pvalue.TaggedOutput(ERRORS, e)
+        self._executions.inc(len(verified.executions))
+        yield from verified.executions
+
+
+class VerifyAndExecute(beam.PTransform):
+    """(problems, candidate tests, samples) -> {"executions", "tests", "errors"}."""
+
+    def __init__(self, limits, workers: int | None, validation, round: int):
+        super().__init__()
+        self._args = (limits, workers, validation, round)
+
+    def expand(self, inputs):
+        problems, tests, samples = inputs
+        keyed = {
+            "problems": problems | "KeyProblems" >> beam.Map(lambda p: (p.problem_id, p)),
+            "tests": tests | "KeyTests" >> beam.Map(lambda t: (t.problem_id, t)),
+            "samples": samples | "KeySamples" >> beam.Map(lambda s: (s.problem_id, s)),
+        }
+        return (keyed | "GroupByProblem" >> beam.CoGroupByKey()
+                | "Verify" >> beam.ParDo(_VerifyProblem(*self._args)).with_outputs(
+                    TESTS, ERRORS, main="executions"))
+
+
+def default_sandbox_workers(cpu_workers: int) -> int:
+    """Split the cores between Beam's worker processes so slots do not oversubscribe them."""
+    return max(1, (os.cpu_count() or 1) // max(1, cpu_workers))

@@ -1,0 +1,91 @@
+"""Sampling stage: batches of problems -> one engine call per batch -> Sample records.
+
+The engine is opened once per process in ``setup`` (``get_shared_backend``), never per bundle,
+and a whole batch of prompts goes to it in one ``generate`` call with ``n`` samples each.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from plumline.data_schemas import ErrorRecord, Problem
+from plumline.llm import BackendConfig, build_prompt, get_shared_backend
+from plumline.transforms.logic.sampling import sample_batch, user_message
+
+log = logging.getLogger(__name__)
+ERRORS = "errors"
+
+
+def policy_prompt_renderer(backend, instruction: str, system_prompt: str | None, chat: bool):
+    """Problem -> the exact prompt text the policy sees (also the DPO prompt, so training is on-policy)."""
+
+    def render(problem: Problem) -> str:
+        if chat:
+            return build_prompt(user_message(problem, instruction), chat=True, render_chat=backend.render_chat,
+                                system_prompt=system_prompt, instruction=None)
+        return problem.prompt  # base models continue the function
+    return render
+
+
+def backend_uses_chat(backend, cfg: BackendConfig) -> bool:
+    if cfg.chat is not None:
+        return cfg.chat
+    return bool(getattr(backend, "has_chat_template", True))
+
+
+class _SampleBatch(beam.DoFn):
+    def __init__(self, policy: BackendConfig, sampling, round: int, seed: int):
+        self._policy, self._sampling, self._round, self._seed = policy, sampling, round, seed
+        self._samples = Metrics.counter("plumline", "samples")
+        self._failures = Metrics.counter("plumline", "sample_errors")
+
+    def setup(self):
+        self._backend = get_shared_backend(self._policy)
+        self._chat = backend_uses_chat(self._backend, self._policy)
+        self._render = policy_prompt_renderer(self._backend, self._sampling.instruction,
+                                              self._policy.system_prompt, self._chat)
+
+    def process(self, problems: list[Problem]):
+        s = self._sampling
+        try:
+            samples, errors = sample_batch(
+                problems, render=self._render, generate=self._backend.generate, n=s.n,
+                temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, greedy=s.greedy,
+                round=self._round, base_seed=self._seed, stop=s.stop, policy=self._backend.model_name,
+                policy_revision=self._backend.revision, backend=self._backend.name, chat=self._chat)
+        except Exception as exc:  # an engine failure loses this batch only, and says so per problem
+            log.exception("generation failed for a batch of %d problems", len(problems))
+            for p in problems:
+                self._failures.inc()
+                yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
+                    stage="sample", reason=f"engine failed: {type(exc).__name__}: {exc}",
+                    input=p.problem_id, problem_id=p.problem_id))
+            return
+        self._samples.inc(len(samples))
+        for sample in samples:
+            yield sample
+        for err in errors:
+            self._failures.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS, err)
+
+
+class SampleSolutions(beam.PTransform):
+    """PCollection[Problem] -> {"samples": PCollection[Sample], "errors": PCollection[ErrorRecord]}."""
+
+    def __init__(self, policy: BackendConfig, sampling, round: int, seed: int,
+                 accelerator: str | None = None):
+        super().__init__()
+        self._args = (policy, sampling, round, seed)
+        self._accelerator = accelerator
+
+    def expand(self, problems):
+        size = self._args[1].batch_size
+        # min == max: full batches (BatchElements otherwise starts small and grows adaptively).
+        batches = problems | "Batch" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
+        step = beam.ParDo(_SampleBatch(*self._args)).with_outputs(ERRORS, main="samples")
+        if self._accelerator:
+            step = step.with_resource_hints(accelerator=self._accelerator)
+        return batches | "Generate" >> step
