@@ -235,3 +235,31 @@ def describe_fields(model: type[BaseModel] = RunConfig, prefix: str = "") -> lis
             default = f.default if f.default_factory is None else f.default_factory()
             out.append((dotted, repr(default), f.description or ""))
     return out
+
+
+ASSET_PREFIX = "asset:"
+
+
+def resolve_model_ref(model: str) -> str:
+    """``asset:smollm2`` / ``asset:tiny-llama``: the bundled offline models, prepared into the cache
+    on first use (DESIGN.md, "Bundled assets"). Anything else is returned unchanged."""
+    if not model.startswith(ASSET_PREFIX):
+        return model
+    from plumline.llm import assets
+
+    name = model[len(ASSET_PREFIX):]
+    if name == "smollm2":
+        return str(assets.prepare_smollm2())
+    if name == "tiny-llama":
+        return str(assets.build_tiny_llama(assets.default_cache_dir() / "tiny-llama"))
+    raise ConfigError(f"policy.model: unknown asset {name!r} (known: asset:smollm2, asset:tiny-llama)")
+
+
+def resolve_assets(cfg: RunConfig) -> RunConfig:
+    """Replace asset references by the prepared folders, so config.yaml records real paths."""
+    policy = cfg.policy.model_copy(update={"model": resolve_model_ref(cfg.policy.model)})
+    tests = cfg.tests
+    if tests.writer is not None:
+        tests = tests.model_copy(update={"writer": tests.writer.model_copy(
+            update={"model": resolve_model_ref(tests.writer.model)})})
+    return cfg.model_copy(update={"policy": policy, "tests": tests})

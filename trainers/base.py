@@ -47,7 +47,7 @@ class LoraSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    r: int = Field(16, ge=1, description="LoRA rank.")
+    r: int = Field(16, ge=1, description="LoRA rank (size of the low-rank update).")
     alpha: int = Field(32, ge=1, description="LoRA scaling alpha (lora_alpha).")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
     target_modules: list[str] | str = Field(

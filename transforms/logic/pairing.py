@@ -1,0 +1,444 @@
+"""Chosen/rejected pairs (DPO), unpaired rows (KTO) and critic rows from executed samples of one problem.
+
+Pure functions, no Beam. Everything is deterministic given ``PairingConfig.seed``: inputs are sorted
+by ids first and every "random" choice is a content hash of (seed, problem id, sample id), so the
+output does not depend on the order samples arrive in (Beam gives no order).
+
+Choices (documented because they shape the data):
+
+- Executions with outcome ``sandbox_error`` are dropped: the failure is ours, not the policy's.
+- Executions that ran no kept test (``total == 0``) are dropped: their pass ratio carries no signal.
+- Samples without extracted code (``Sample.code is None``) are, by default, rejected candidates with
+  pass ratio 0: producing no program is a real failure of the policy (on-policy DPO should push
+  away from it). In ``completion_text="code"`` mode they are skipped (there is no code to show), and
+  ``no_code="skip"`` skips them always. The critic never sees them (it classifies programs).
+- A passing completion cut off by the token limit (``finish_reason == "length"``) is not used as
+  chosen or desirable unless ``allow_truncated_chosen``: training toward unfinished text teaches the
+  model not to stop. A failing truncated completion stays rejected (running out of tokens is a failure).
+- With ``dedupe``, samples whose programs normalize to the same text (AST without comments,
+  docstrings and formatting; whitespace-collapsed text when it does not parse) collapse into one
+  candidate represented by its smallest sample id. A program whose copies disagree on the pass ratio
+  is flaky and is left out of pairs and KTO rows (counted in the stats).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plumline.data_schemas import (
+    CODERL_RETURN,
+    CriticRow,
+    DpoChatRow,
+    DpoRow,
+    ErrorRecord,
+    Execution,
+    KtoChatRow,
+    KtoRow,
+    Message,
+    Outcome,
+    Sample,
+    content_id,
+)
+
+STAGE = "pair"
+Scored = Sequence[tuple[Sample, Execution]]
+PromptArg = str | Sequence[Message] | None
+
+
+class PairingConfig(BaseModel):
+    """How executed samples become DPO pairs, KTO rows and critic rows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Literal["plum", "margin"] = Field(
+        default="plum",
+        description="plum: chosen passes every kept test, rejected fails one; margin: pass-ratio gap >= min_margin.",
+    )
+    min_margin: float = Field(default=0.4, ge=0.0, le=1.0,
+                              description="margin strategy: smallest chosen-minus-rejected pass-ratio gap.")
+    min_chosen_pass_ratio: float = Field(default=0.0, ge=0.0, le=1.0,
+                                         description="margin strategy: a chosen program passes at least this share.")
+    max_pairs_per_problem: int | None = Field(default=8, ge=1,
+                                              description="Cap on DPO pairs per problem (None: every valid pair).")
+    dedupe: bool = Field(default=True, description="Collapse samples whose programs normalize to the same code.")
+    completion_text: Literal["raw", "code"] = Field(
+        default="raw", description="Export the raw completion (on-policy) or the extracted code in a ```python fence.")
+    include_greedy: bool = Field(default=True, description="Use the greedy sample as a candidate too.")
+    no_code: Literal["reject", "skip"] = Field(
+        default="reject", description="Samples with no extractable code: rejected candidates (pass 0) or skipped.")
+    allow_truncated_chosen: bool = Field(
+        default=False, description="Allow a passing completion cut by max_tokens as chosen/desirable.")
+    format: Literal["standard", "conversational"] = Field(
+        default="standard", description="TRL dataset format: plain strings or lists of role/content messages.")
+    seed: int = Field(default=0, description="Seed of the deterministic pair choice.")
+    kto_desirable_min_pass_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="KTO: a completion is desirable when its pass ratio reaches this.")
+    kto_max_undesirable_ratio: float | None = Field(
+        default=None, gt=0.0,
+        description="KTO: keep at most this many undesirable rows per desirable one, per problem (None: all).")
+    kto_max_rows_per_problem: int | None = Field(default=None, ge=1,
+                                                 description="KTO: cap on rows per problem (None: no cap).")
+    critic_dedupe: bool = Field(default=True, description="Critic: one row per distinct program (with dedupe).")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Program normalization
+
+
+class _StripDocstrings(ast.NodeTransformer):
+    """Drop docstrings (module, class, function); other string constants are semantic and stay."""
+
+    def _strip(self, node: ast.AST) -> ast.AST:
+        self.generic_visit(node)
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+        return node
+
+    visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
+
+
+def normalize_program(code: str) -> str:
+    """A key equal for programs that differ only in comments, docstrings and formatting."""
+    try:
+        tree = ast.parse(code)
+        tree = _StripDocstrings().visit(tree)
+        return "ast:" + ast.dump(tree, annotate_fields=False, include_attributes=False)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return "txt:" + " ".join(code.split())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Candidates
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One distinct program (or one sample without dedupe) with its verdict."""
+
+    key: str  # normalized program (or sample id when not deduping)
+    sample: Sample  # representative: smallest sample id
+    execution: Execution
+    pass_ratio: float
+    count: int  # samples collapsed into it
+    flaky: bool
+    has_code: bool
+    truncated: bool
+    rank: str  # seeded order
+
+
+@dataclasses.dataclass
+class Prepared:
+    candidates: list[Candidate]
+    errors: list[ErrorRecord]
+    samples: int
+    sandbox_errors: int
+    no_tests: int
+    no_code: int
+    greedy_skipped: int
+
+
+def _err(problem_id: str, sample_id: str | None, reason: str, detail: str = "") -> ErrorRecord:
+    return ErrorRecord(stage=STAGE, reason=reason, input=sample_id or problem_id, problem_id=problem_id,
+                       sample_id=sample_id, detail=detail[:300])
+
+
+def prepare_candidates(problem_id: str, scored: Scored, cfg: PairingConfig) -> Prepared:
+    """Validate, filter and (optionally) collapse the scored samples of one problem."""
+    errors: list[ErrorRecord] = []
+    ok: list[tuple[Sample, Execution]] = []
+    seen: set[str] = set()
+    counts = dict(samples=0, sandbox_errors=0, no_tests=0, no_code=0, greedy_skipped=0)
+    entries = []
+    for i, entry in enumerate(scored):
+        if (not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[0], Sample)
+                or not isinstance(entry[1], Execution)):
+            errors.append(_err(problem_id, None, f"scored entry {i} is not a (Sample, Execution) pair",
+                               repr(entry)[:200]))
+            continue
+        entries.append(entry)
+    entries.sort(key=lambda se: (se[0].sample_id, se[1].sample_id))
+    for s, e in entries:
+        counts["samples"] += 1
+        if s.problem_id != problem_id or e.problem_id != problem_id:
+            errors.append(_err(problem_id, s.sample_id,
+                               f"belongs to problem {s.problem_id!r}/{e.problem_id!r}, not {problem_id!r}"))
+            continue
+        if e.sample_id != s.sample_id:
+            errors.append(_err(problem_id, s.sample_id, f"execution is of sample {e.sample_id!r}"))
+            continue
+        if s.sample_id in seen:
+            errors.append(_err(problem_id, s.sample_id, "duplicate sample id; the first is used"))
+            continue
+        seen.add(s.sample_id)
+        if not (isinstance(e.pass_ratio, float) and math.isfinite(e.pass_ratio) and 0.0 <= e.pass_ratio <= 1.0):
+            errors.append(_err(problem_id, s.sample_id, f"pass_ratio {e.pass_ratio!r} is not in [0, 1]"))
+            continue
+        if e.outcome == Outcome.SANDBOX_ERROR.value:
+            counts["sandbox_errors"] += 1
+            continue
+        if s.is_greedy and not cfg.include_greedy:
+            counts["greedy_skipped"] += 1
+            continue
+        if s.code is None:
+            counts["no_code"] += 1
+            if cfg.no_code == "skip" or cfg.completion_text == "code":
+                continue
+        elif e.total == 0:
+            counts["no_tests"] += 1
+            continue
+        ok.append((s, e))
+
+    groups: dict[str, list[tuple[Sample, Execution]]] = {}
+    for s, e in ok:
+        if s.code is None:
+            key = "nocode:" + " ".join(s.completion.split())
+        else:
+            key = normalize_program(s.code)
+        groups.setdefault(key if cfg.dedupe else s.sample_id, []).append((s, e))
+
+    cands: list[Candidate] = []
+    for key, members in groups.items():
+        s, e = members[0]  # smallest sample id (entries were sorted)
+        ratios = {0.0 if m.code is None else x.pass_ratio for m, x in members}
+        flaky = len(ratios) > 1
+        ratio = 0.0 if s.code is None else e.pass_ratio
+        cands.append(Candidate(
+            key=key if cfg.dedupe else normalize_program(s.code) if s.code is not None else "nocode:" + s.sample_id,
+            sample=s, execution=e, pass_ratio=ratio, count=len(members), flaky=flaky,
+            has_code=s.code is not None, truncated=s.finish_reason == "length",
+            rank=content_id("pair", cfg.seed, problem_id, s.sample_id)))
+    cands.sort(key=lambda c: (c.rank, c.sample.sample_id))
+    return Prepared(cands, errors, counts["samples"], counts["sandbox_errors"], counts["no_tests"],
+                    counts["no_code"], counts["greedy_skipped"])
+
+
+def _can_be_chosen(c: Candidate, cfg: PairingConfig) -> bool:
+    return c.has_code and not c.flaky and (cfg.allow_truncated_chosen or not c.truncated)
+
+
+def _excluded_truncated_pass(c: Candidate, cfg: PairingConfig) -> bool:
+    return c.truncated and not cfg.allow_truncated_chosen and c.pass_ratio >= 1.0
+
+
+def select_pairs(cands: Sequence[Candidate], cfg: PairingConfig) -> list[tuple[Candidate, Candidate]]:
+    """Deterministic pairs spread over distinct chosen and rejected programs.
+
+    Each step takes the valid pair whose programs have been used least (then the seeded order), so
+    with a cap of k the first pairs use k different chosen and k different rejected programs when
+    there are that many, rather than every pair of the top program.
+    """
+    if cfg.strategy == "plum":
+        chosen = [c for c in cands if _can_be_chosen(c, cfg) and c.pass_ratio >= 1.0]
+        rejected = [c for c in cands if not c.flaky and c.pass_ratio < 1.0]
+        valid = [(a, b) for a in chosen for b in rejected]
+    else:
+        pool = [c for c in cands if not c.flaky and not _excluded_truncated_pass(c, cfg)]
+        valid = [(a, b) for a in pool for b in pool
+                 if a.key != b.key and _can_be_chosen(a, cfg) and a.pass_ratio >= cfg.min_chosen_pass_ratio
+                 and a.pass_ratio - b.pass_ratio >= cfg.min_margin - 1e-12]
+    valid = [(a, b) for a, b in valid if a.key != b.key]
+    if cfg.max_pairs_per_problem is None:
+        return valid
+    order = {c.sample.sample_id: i for i, c in enumerate(cands)}
+    used: dict[str, int] = {}
+    remaining = list(valid)
+    out: list[tuple[Candidate, Candidate]] = []
+    cap = cfg.max_pairs_per_problem
+    while remaining and len(out) < cap:
+        def score(p: tuple[Candidate, Candidate]) -> tuple[int, int, int, int]:
+            ua, ub = used.get(p[0].key, 0), used.get(p[1].key, 0)
+            return (max(ua, ub), ua + ub, order[p[0].sample.sample_id], order[p[1].sample.sample_id])
+
+        best = min(range(len(remaining)), key=lambda i: score(remaining[i]))
+        a, b = remaining.pop(best)
+        used[a.key] = used.get(a.key, 0) + 1
+        used[b.key] = used.get(b.key, 0) + 1
+        out.append((a, b))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Text
+
+
+def completion_text(sample: Sample, cfg: PairingConfig) -> str:
+    """What a row shows as the model's answer: the raw completion, or the code in a fence."""
+    if cfg.completion_text == "code" and sample.code is not None:
+        return f"```python\n{sample.code.rstrip()}\n```"
+    return sample.completion
+
+
+def _prompt_messages(prompt: PromptArg, sample: Sample) -> tuple[Message, ...]:
+    if prompt is None:
+        return (Message(role="user", content=sample.prompt),)
+    if isinstance(prompt, str):
+        return (Message(role="user", content=prompt),)
+    msgs = tuple(prompt)
+    if not msgs or not all(isinstance(m, Message) for m in msgs):
+        raise ValueError("a conversational prompt must be a non-empty sequence of Message")
+    return msgs
+
+
+def _prompt_text(prompt: PromptArg, sample: Sample) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return sample.prompt  # the exact text the policy saw
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rows
+
+
+def make_dpo_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: PairingConfig,
+                  round: int) -> list[DpoRow | DpoChatRow]:
+    """DPO rows of one problem. ``prompt``: the exported prompt (standard: a string, default the
+    chosen sample's rendered prompt; conversational: Messages built from the problem text)."""
+    prep = prepare_candidates(problem_id, scored, cfg)
+    rows: list[DpoRow | DpoChatRow] = []
+    for a, b in select_pairs(prep.candidates, cfg):
+        common = dict(problem_id=problem_id, chosen_sample_id=a.sample.sample_id,
+                      rejected_sample_id=b.sample.sample_id, chosen_pass_ratio=a.pass_ratio,
+                      rejected_pass_ratio=b.pass_ratio, margin=a.pass_ratio - b.pass_ratio,
+                      strategy=cfg.strategy, round=round)
+        if cfg.format == "conversational":
+            rows.append(DpoChatRow(
+                prompt=_prompt_messages(prompt, a.sample),
+                chosen=(Message(role="assistant", content=completion_text(a.sample, cfg)),),
+                rejected=(Message(role="assistant", content=completion_text(b.sample, cfg)),),
+                **common))
+        else:
+            rows.append(DpoRow(prompt=_prompt_text(prompt, a.sample), chosen=completion_text(a.sample, cfg),
+                               rejected=completion_text(b.sample, cfg), **common))
+    return rows
+
+
+def _kto_candidates(cands: Sequence[Candidate], cfg: PairingConfig) -> list[tuple[Candidate, bool]]:
+    rows: list[tuple[Candidate, bool]] = []
+    for c in cands:
+        if c.flaky or _excluded_truncated_pass(c, cfg):
+            continue
+        desirable = c.has_code and c.pass_ratio >= cfg.kto_desirable_min_pass_ratio
+        if desirable and c.truncated and not cfg.allow_truncated_chosen:
+            continue
+        rows.append((c, desirable))
+    if cfg.kto_max_undesirable_ratio is not None:
+        n_good = sum(1 for _, d in rows if d)
+        allowed = math.ceil(cfg.kto_max_undesirable_ratio * n_good)
+        kept_bad = 0
+        balanced = []
+        for c, d in rows:  # rows follow the seeded order, so the kept undesirable ones are a seeded choice
+            if not d:
+                if kept_bad >= allowed:
+                    continue
+                kept_bad += 1
+            balanced.append((c, d))
+        rows = balanced
+    if cfg.kto_max_rows_per_problem is not None and len(rows) > cfg.kto_max_rows_per_problem:
+        # alternate desirable and undesirable so a cap keeps both kinds
+        good = [r for r in rows if r[1]]
+        bad = [r for r in rows if not r[1]]
+        mixed: list[tuple[Candidate, bool]] = []
+        for i in range(max(len(good), len(bad))):
+            mixed.extend(x[i] for x in (good, bad) if i < len(x))
+        rows = mixed[: cfg.kto_max_rows_per_problem]
+    return rows
+
+
+def make_kto_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: PairingConfig,
+                  round: int) -> list[KtoRow | KtoChatRow]:
+    """KTO rows of one problem: one per distinct program, label = passes (kto_desirable_min_pass_ratio)."""
+    prep = prepare_candidates(problem_id, scored, cfg)
+    out: list[KtoRow | KtoChatRow] = []
+    for c, label in _kto_candidates(prep.candidates, cfg):
+        common = dict(label=label, problem_id=problem_id, sample_id=c.sample.sample_id,
+                      pass_ratio=c.pass_ratio, round=round)
+        if cfg.format == "conversational":
+            out.append(KtoChatRow(prompt=_prompt_messages(prompt, c.sample),
+                                  completion=(Message(role="assistant", content=completion_text(c.sample, cfg)),),
+                                  **common))
+        else:
+            out.append(KtoRow(prompt=_prompt_text(prompt, c.sample), completion=completion_text(c.sample, cfg),
+                              **common))
+    return out
+
+
+def make_critic_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: PairingConfig,
+                     round: int) -> list[CriticRow]:
+    """CodeRL critic rows: program -> outcome class. Samples without code are skipped; sandbox errors
+    are dropped; flaky programs are kept (each copy's own verdict) when not deduping for the critic."""
+    crit_cfg = cfg.model_copy(update={"dedupe": cfg.dedupe and cfg.critic_dedupe, "no_code": "skip",
+                                      "include_greedy": True})
+    prep = prepare_candidates(problem_id, scored, crit_cfg)
+    rows = []
+    for c in sorted(prep.candidates, key=lambda c: c.sample.sample_id):
+        if not c.has_code or c.flaky:
+            continue
+        e = c.execution
+        rows.append(CriticRow(
+            prompt=prompt if isinstance(prompt, str) else c.sample.prompt,
+            code=c.sample.code or "", outcome=e.outcome, coderl_class=e.coderl_class,
+            coderl_return=CODERL_RETURN.get(e.coderl_class, -1.0), error_type=e.error_type,
+            error_line=e.error_line, pass_ratio=e.pass_ratio, problem_id=problem_id,
+            sample_id=c.sample.sample_id, round=round))
+    return rows
+
+
+def problem_pair_stats(problem_id: str, scored: Scored, cfg: PairingConfig | None = None) -> dict[str, int]:
+    """Counts for the manifest (sum them over problems): samples, dropped ones, distinct programs,
+    passing/failing programs, flaky ones, whether all pass / all fail (0 or 1), and pairs made."""
+    cfg = cfg or PairingConfig()
+    prep = prepare_candidates(problem_id, scored, cfg)
+    usable = [c for c in prep.candidates if not c.flaky]
+    passing = sum(1 for c in usable if c.pass_ratio >= 1.0)
+    failing = sum(1 for c in usable if c.pass_ratio < 1.0)
+    return {
+        "samples": prep.samples,
+        "sandbox_errors": prep.sandbox_errors,
+        "no_tests": prep.no_tests,
+        "no_code": prep.no_code,
+        "invalid": len(prep.errors),
+        "distinct_programs": len(prep.candidates),
+        "passing": passing,
+        "failing": failing,
+        "flaky": len(prep.candidates) - len(usable),
+        "all_pass": int(passing > 0 and failing == 0),
+        "all_fail": int(failing > 0 and passing == 0),
+        "pairs": len(select_pairs(prep.candidates, cfg)),
+    }
+
+
+@dataclasses.dataclass
+class PairingResult:
+    dpo: list[DpoRow | DpoChatRow]
+    kto: list[KtoRow | KtoChatRow]
+    critic: list[CriticRow]
+    stats: dict[str, int]
+    errors: list[ErrorRecord]
+
+
+def pair_problem(problem_id: str, prompt: PromptArg, scored: Scored, cfg: PairingConfig,
+                 round: int) -> PairingResult:
+    """Everything for one problem in one call (what the Beam stage maps over grouped samples).
+    Invalid entries come back as ErrorRecords (stage 'pair') instead of raising."""
+    prep = prepare_candidates(problem_id, scored, cfg)
+    return PairingResult(
+        dpo=make_dpo_rows(problem_id, prompt, scored, cfg, round),
+        kto=make_kto_rows(problem_id, prompt, scored, cfg, round),
+        critic=make_critic_rows(problem_id, prompt, scored, cfg, round),
+        stats=problem_pair_stats(problem_id, scored, cfg),
+        errors=prep.errors,
+    )
+
+
+__all__ = [
+    "PairingConfig", "Candidate", "PairingResult", "normalize_program", "prepare_candidates", "select_pairs",
+    "completion_text", "make_dpo_rows", "make_kto_rows", "make_critic_rows", "problem_pair_stats", "pair_problem",
+]
