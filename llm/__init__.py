@@ -1,0 +1,26 @@
+"""Generation: one interface (``GenerationBackend``), three engines (vLLM in-process, an
+OpenAI-compatible server, transformers), prompt rendering and code extraction. No Beam import here.
+
+Typical use (the sampling stage)::
+
+    backend = get_shared_backend(BackendConfig(kind="vllm", model=path))
+    prompt = backend.build_prompt(problem.prompt)
+    req = GenerationRequest(request_id=problem.problem_id, prompt=prompt, n=8, temperature=0.8,
+                            top_p=0.95, max_tokens=512, seed=seed)
+    results = backend.generate([req, req.greedy()])   # + one greedy sample (CodeRL baseline)
+    code = extract_code(results[0].completions[0].text, entry_point=problem.entry_point)
+"""
+
+from .base import GenerationBackend, PromptTooLong
+from .config import BackendConfig
+from .extract import extract_code, strip_main_guards
+from .prompting import DEFAULT_INSTRUCTION, build_prompt, make_messages
+from .registry import close_shared_backend, close_shared_backends, get_shared_backend, make_backend
+from .types import GREEDY_SUFFIX, Completion, GenerationRequest, GenerationResult
+
+__all__ = [
+    "BackendConfig", "Completion", "DEFAULT_INSTRUCTION", "GREEDY_SUFFIX", "GenerationBackend",
+    "GenerationRequest", "GenerationResult", "PromptTooLong", "build_prompt", "close_shared_backend",
+    "close_shared_backends", "extract_code", "get_shared_backend", "make_backend", "make_messages",
+    "strip_main_guards",
+]

@@ -147,6 +147,9 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
             logger.exception("vLLM engine core shutdown failed")
         del llm
         gc.collect()
+        import multiprocessing
+
+        multiprocessing.active_children()  # reaps the engine process (else it lingers as a zombie)
         with contextlib.suppress(Exception):
             import torch
 

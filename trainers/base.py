@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -377,7 +377,7 @@ class TrainingReport:
         return path
 
     @classmethod
-    def read(cls, folder: Path) -> "TrainingReport":
+    def read(cls, folder: Path) -> TrainingReport:
         data = json.loads((Path(folder) / REPORT_NAME).read_text())
         return cls(**data)
 
@@ -531,6 +531,8 @@ def run_training(method: str, trainer_factory: Any, cfg: BaseTrainingConfig, dat
 
 def build_trl_config(config_cls: type, kwargs: dict[str, Any], extra_args: dict[str, Any]) -> Any:
     """Instantiate a TRL config; an unknown ``extra_args`` key is named in a config error."""
+    if "output_dir" in extra_args:
+        raise TrainingConfigError("extra_args: output_dir is set by plumline (the train command's output)")
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(extra_args) - known)
     if unknown:

@@ -56,7 +56,7 @@ def train_command(method: Literal["dpo", "kto"], data: list[Path], model: str, o
     except (TrainingConfigError, TrainingDataError, FileNotFoundError, FileExistsError) as e:
         logger.error("%s", e)
         return EXIT_BAD_INPUT
-    except Exception:  # noqa: BLE001 - a CLI reports, it does not re-raise
+    except Exception:
         logger.exception("%s training failed", method)
         return EXIT_FAILED
     print(json.dumps({"output_dir": report.output_dir, "steps": report.steps,

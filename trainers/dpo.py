@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from .base import (BaseTrainingConfig, TrainingReport, build_trl_config, run_training)
+from .base import BaseTrainingConfig, TrainingReport, build_trl_config, run_training
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import (BaseTrainingConfig, TrainingReport, build_trl_config, run_training)
+from .base import BaseTrainingConfig, TrainingReport, build_trl_config, run_training
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class KtoTrainingConfig(BaseTrainingConfig):
         "model is not kept in memory.")
 
     @model_validator(mode="after")
-    def _kl_needs_pairs(self) -> "KtoTrainingConfig":
+    def _kl_needs_pairs(self) -> KtoTrainingConfig:
         # TRL estimates the KL term by rotating completions inside a device batch: one row has no partner.
         if self.loss_type == "kto" and self.per_device_train_batch_size < 2:
             raise ValueError("per_device_train_batch_size must be >= 2 for loss_type 'kto' "

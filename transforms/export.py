@@ -8,13 +8,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from plumline.data_schemas import ErrorRecord, Message
-from plumline.transforms.logic.pairing import (
-    PairingConfig,
-    make_critic_rows,
-    make_dpo_rows,
-    make_kto_rows,
-    problem_pair_stats,
-)
+from plumline.transforms.logic.pairing import PairingConfig, pair_problem
 from plumline.transforms.logic.sampling import user_message
 
 log = logging.getLogger(__name__)
@@ -50,21 +44,23 @@ class _BuildRows(beam.DoFn):
                 prompt = conversational_prompt(problem, self._instruction, self._system)
             else:
                 prompt = scored[0][0].prompt  # the exact text the policy saw: on-policy
-            dpo = make_dpo_rows(problem_id, prompt, scored, self._pairing, self._round)
-            self._pairs.inc(len(dpo))
-            yield from dpo
-            if self._kto:
-                for row in make_kto_rows(problem_id, prompt, scored, self._pairing, self._round):
-                    yield beam.pvalue.TaggedOutput(KTO, row)
-            if self._critic:
-                for row in make_critic_rows(problem_id, problem.prompt, scored, self._round):
-                    yield beam.pvalue.TaggedOutput(CRITIC, row)
-            yield beam.pvalue.TaggedOutput(STATS, {"problem_id": problem_id, **problem_pair_stats(scored),
-                                                   "pairs": len(dpo)})
-        except Exception as exc:
+            result = pair_problem(problem_id, prompt, scored, self._pairing, self._round)
+        except Exception as exc:  # one broken problem must not stop the export
             log.exception("building rows for %s failed", problem_id)
             yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
                 stage="export", reason=f"{type(exc).__name__}: {exc}", input=problem_id, problem_id=problem_id))
+            return
+        self._pairs.inc(len(result.dpo))
+        yield from result.dpo
+        if self._kto:
+            for row in result.kto:
+                yield beam.pvalue.TaggedOutput(KTO, row)
+        if self._critic:
+            for row in result.critic:
+                yield beam.pvalue.TaggedOutput(CRITIC, row)
+        for err in result.errors:
+            yield beam.pvalue.TaggedOutput(ERRORS, err)
+        yield beam.pvalue.TaggedOutput(STATS, {"problem_id": problem_id, **result.stats})
 
 
 class BuildTrainingRows(beam.PTransform):

@@ -30,12 +30,6 @@ def policy_prompt_renderer(backend, instruction: str, system_prompt: str | None,
     return render
 
 
-def backend_uses_chat(backend, cfg: BackendConfig) -> bool:
-    if cfg.chat is not None:
-        return cfg.chat
-    return bool(getattr(backend, "has_chat_template", True))
-
-
 class _SampleBatch(beam.DoFn):
     def __init__(self, policy: BackendConfig, sampling, round: int, seed: int):
         self._policy, self._sampling, self._round, self._seed = policy, sampling, round, seed
@@ -44,7 +38,7 @@ class _SampleBatch(beam.DoFn):
 
     def setup(self):
         self._backend = get_shared_backend(self._policy)
-        self._chat = backend_uses_chat(self._backend, self._policy)
+        self._chat = bool(self._backend.chat)  # the config's choice, or auto from the tokenizer
         self._render = policy_prompt_renderer(self._backend, self._sampling.instruction,
                                               self._policy.system_prompt, self._chat)
 

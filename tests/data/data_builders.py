@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from plumline.data_schemas import CODERL_CLASS, Execution, Outcome, Sample
 
 

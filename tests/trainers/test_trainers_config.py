@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from plumline.trainers import (DpoTrainingConfig, KtoTrainingConfig, LoraSettings, TrainingConfigError,
-                               load_config)
+from plumline.trainers import (
+    DpoTrainingConfig,
+    KtoTrainingConfig,
+    LoraSettings,
+    TrainingConfigError,
+    load_config,
+)
 from plumline.trainers.base import BaseTrainingConfig, parse_override
 
 
@@ -144,5 +148,7 @@ def test_trl_configs_carry_the_knobs(tmp_path: Path):
 def test_unknown_extra_args_are_named(tmp_path: Path):
     with pytest.raises(TrainingConfigError, match="not_a_trl_field"):
         DpoTrainingConfig(extra_args={"not_a_trl_field": 1}).trl_config(tmp_path)
+    with pytest.raises(TrainingConfigError, match="output_dir"):
+        DpoTrainingConfig(extra_args={"output_dir": "/elsewhere"}).trl_config(tmp_path)
     with pytest.raises(TrainingConfigError, match="rejected"):
         DpoTrainingConfig(extra_args={"lr_scheduler_type": "no_such_schedule"}).trl_config(tmp_path)

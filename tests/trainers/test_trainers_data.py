@@ -8,14 +8,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from trainers_data import dpo_chat_rows, dpo_rows, kto_chat_rows, kto_rows, write_parquet
-
 from plumline.data_schemas.records import DpoChatRow, DpoRow, KtoChatRow, KtoRow
-from plumline.trainers import (DpoTrainingConfig, KtoTrainingConfig, NoTrainingData, TrainingDataError,
-                               train_dpo, train_kto)
+from plumline.trainers import (
+    DpoTrainingConfig,
+    KtoTrainingConfig,
+    NoTrainingData,
+    TrainingDataError,
+    train_dpo,
+    train_kto,
+)
 from plumline.trainers.base import check_rows, load_parquet, resolve_model, staging_dir
 from plumline.trainers.dpo import DPO_COLUMNS
 from plumline.trainers.kto import KTO_COLUMNS
+from trainers_data import dpo_chat_rows, dpo_rows, kto_chat_rows, kto_rows, write_parquet
 
 
 def _ds(rows: list[dict]):
@@ -49,11 +54,20 @@ def test_several_files_load_as_one_dataset(data_dir: Path):
 @pytest.mark.parametrize("row, needle", [
     ({"prompt": "p", "chosen": None, "rejected": "r"}, "row 1: column 'chosen' must be a string"),
     ({"prompt": "p", "chosen": "   ", "rejected": "r"}, "row 1: column 'chosen' is empty"),
-    ({"prompt": "p", "chosen": "c", "rejected": 5}, "row 1: column 'rejected'"),
+    ({"prompt": "p", "chosen": "c", "rejected": ""}, "row 1: column 'rejected' is empty"),
 ])
 def test_bad_rows_are_named(row: dict, needle: str):
     ds = _ds([{"prompt": "p", "chosen": "c", "rejected": "r"}, row])
     with pytest.raises(TrainingDataError, match=needle.replace("(", r"\(")):
+        check_rows(ds, DPO_COLUMNS, "f.parquet")
+
+
+def test_non_text_columns_are_named():
+    ds = _ds([{"prompt": "p", "chosen": "c", "rejected": ["just", "strings"]}])
+    with pytest.raises(TrainingDataError, match="row 0: column 'rejected'.*list of str"):
+        check_rows(ds, DPO_COLUMNS, "f.parquet")
+    ds = _ds([{"prompt": "p", "chosen": 3, "rejected": "r"}])
+    with pytest.raises(TrainingDataError, match="row 0: column 'chosen'.*got int"):
         check_rows(ds, DPO_COLUMNS, "f.parquet")
 
 

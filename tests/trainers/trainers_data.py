@@ -7,7 +7,6 @@ import hashlib
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
 from plumline.data_schemas.base import to_table
 from plumline.data_schemas.records import DpoChatRow, DpoRow, KtoChatRow, KtoRow, Message
 

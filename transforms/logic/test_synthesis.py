@@ -9,7 +9,7 @@ dropped with a named reason instead of being trusted.
 Reasons a synthesized snippet is dropped here (validation adds oracle/agreement reasons later):
 ``empty_reply``, ``no_tests_in_reply``, ``syntax_error``, ``too_long``, ``no_entry_point_call``,
 ``calls_other_function``, ``undefined_name``, ``not_self_contained``, ``redefines_entry_point``,
-``duplicate``, ``over_limit``.
+``duplicate``, ``over_limit``, ``no_assert``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from plumline.data_schemas import Problem, TestCase, TestKind, TestOrigin
+from plumline.data_schemas import ErrorRecord, Problem, TestCase, TestKind, TestOrigin, content_id
 
 try:  # the llm package is built in parallel; the config only needs the type.
     from plumline.llm import BackendConfig
@@ -37,7 +37,11 @@ except ImportError:  # pragma: no cover - only while llm/ is incomplete
 logger = logging.getLogger(__name__)
 
 # Replies longer than this are cut before parsing: parsing cost must stay bounded on hostile input.
-MAX_REPLY_CHARS = 200_000
+MAX_REPLY_CHARS = 50_000
+# At most this many snippets are checked per reply, and this many parse attempts spent on the
+# line-by-line fallback: a hostile reply cannot make parsing slow.
+MAX_SNIPPETS_PER_REPLY = 500
+MAX_SCAN_PARSES = 4000
 
 # Drop reasons decided by the parser (validation adds its own).
 EMPTY_REPLY = "empty_reply"
@@ -51,11 +55,12 @@ NOT_SELF_CONTAINED = "not_self_contained"
 REDEFINES_ENTRY = "redefines_entry_point"
 DUPLICATE = "duplicate"
 OVER_LIMIT = "over_limit"
+NO_ASSERT = "no_assert"
 GENERATION_FAILED = "generation_failed"
-PARSE_REASONS = frozenset({EMPTY_REPLY, NO_TESTS, SYNTAX_ERROR, TOO_LONG, NO_ENTRY_CALL, CALLS_OTHER,
+PARSE_REASONS = frozenset({NO_ASSERT, EMPTY_REPLY, NO_TESTS, SYNTAX_ERROR, TOO_LONG, NO_ENTRY_CALL, CALLS_OTHER,
                            UNDEFINED_NAME, NOT_SELF_CONTAINED, REDEFINES_ENTRY, DUPLICATE, OVER_LIMIT})
 # The static checks: a snippet dropped for one of these did not "parse" into a usable test.
-STATIC_REASONS = frozenset({SYNTAX_ERROR, TOO_LONG, NO_ENTRY_CALL, CALLS_OTHER, UNDEFINED_NAME,
+STATIC_REASONS = frozenset({NO_ASSERT, SYNTAX_ERROR, TOO_LONG, NO_ENTRY_CALL, CALLS_OTHER, UNDEFINED_NAME,
                             NOT_SELF_CONTAINED, REDEFINES_ENTRY})
 
 # Modules a test may import: deterministic, side-effect free. Anything else (os, sys, socket,
@@ -101,8 +106,8 @@ class TestSynthesisConfig(BaseModel):
     given_tests_role: Literal["train", "eval", "both"] = Field(
         "eval", description="How a dataset's own tests are used: eval = reserved for evaluation only "
                             "(never training signal); train/both = also used as training tests.")
-    chat: bool = Field(True, description="Prompt through the chat template (false: plain-text prompt for "
-                                         "base models).")
+    chat: bool | None = Field(None, description="Prompt through the chat template; false: a plain-text prompt "
+                                                "for base models; null: the writer backend's own choice.")
     batch_size: int = Field(64, ge=1, description="Problems sent to the test writer in one generate call.")
 
 
@@ -279,7 +284,8 @@ def _scan_statements(text: str) -> tuple[str, list[str]]:
     good: list[str] = []
     broken: list[str] = []
     i = 0
-    while i < len(lines):
+    budget = MAX_SCAN_PARSES
+    while i < len(lines) and budget > 0:
         line = lines[i]
         if not line.strip() or line[0] in " \t":
             i += 1
@@ -288,6 +294,7 @@ def _scan_statements(text: str) -> tuple[str, list[str]]:
         j = i + 1
         while True:
             chunk = "\n".join(lines[i:j])
+            budget -= 1
             if _safe_parse(chunk) is not None:
                 # a block header's body: take the following indented lines too
                 k = j
@@ -325,7 +332,13 @@ def _doctest_asserts(text: str, entry_point: str) -> list[str]:
                 examples.append(doctest.Example(s[4:] + "\n", lines[k + 1].strip() + "\n"))
     out = []
     for ex in examples:
-        src, want = ex.source.strip(), ex.want.strip()
+        src = ex.source.strip()
+        want_lines = []
+        for wl in ex.want.splitlines():
+            if wl.strip().startswith(('"""', "'''")):
+                break  # the docstring's closing quotes sit at the example's indentation
+            want_lines.append(wl)
+        want = "\n".join(want_lines).strip()
         if not want or "\n" in want or want.startswith("Traceback"):
             continue
         a = _make_equality_assert(src, want, entry_point)
@@ -454,7 +467,7 @@ def _unittest_to_asserts(stmt: ast.stmt) -> ast.stmt:
     return ast.fix_missing_locations(T().visit(stmt))
 
 
-def _snippets_from_module(mod: ast.Module, entry_point: str) -> list[str]:
+def _snippets_from_module(mod: ast.Module, entry_point: str, source: str = "") -> list[str]:
     """Split a parsed chunk into one snippet per test statement, each with the setup (imports,
     assignments, helper defs) it needs. A definition of the entry point itself (a reply that also
     wrote the solution) is left out: a test must run against the candidate, not its own copy."""
@@ -483,7 +496,15 @@ def _snippets_from_module(mod: ast.Module, entry_point: str) -> list[str]:
                 setup.append(stmt)
                 continue
             if isinstance(stmt, ast.Expr):
-                continue  # docstrings, print(...), check(f) calls: not tests
+                # `f(x) == y` written without `assert` is meant as a test; anything else (docstrings,
+                # print(...), check(f) calls) is not one
+                v = stmt.value
+                if isinstance(v, ast.Compare) and any(
+                        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == entry_point
+                        for n in ast.walk(v)):
+                    stmt = ast.fix_missing_locations(ast.copy_location(ast.Assert(test=v, msg=None), stmt))
+                else:
+                    continue
             if isinstance(stmt, ast.If) and _safe_unparse(stmt.test) == "__name__ == '__main__'":
                 walk(stmt.body, setup)
                 continue
@@ -494,7 +515,9 @@ def _snippets_from_module(mod: ast.Module, entry_point: str) -> list[str]:
                     if _bound_names(s) & needed:
                         picked.append(s)
                         needed |= _loaded_names(s)
-                text = "\n".join(filter(None, (_safe_unparse(s) for s in [*reversed(picked), stmt])))
+                parts = [_safe_unparse(s) or (ast.get_source_segment(source, s) if source else None)
+                         for s in [*reversed(picked), stmt]]
+                text = "\n".join(p for p in parts if p)
                 if text:
                     out.append(text)
                 continue
@@ -510,6 +533,13 @@ def check_test(code: str, entry_point: str, max_chars: int) -> tuple[str | None,
 
     Repairs are only the unambiguous ones: an unbound ``candidate`` is the entry point (HumanEval's
     convention) and an allowed stdlib module used without its import gets the import."""
+    try:
+        return _check_test(code, entry_point, max_chars)
+    except (RecursionError, MemoryError):
+        return SYNTAX_ERROR, code, "too deeply nested"
+
+
+def _check_test(code: str, entry_point: str, max_chars: int) -> tuple[str | None, str, str]:
     if not code.strip():
         return SYNTAX_ERROR, code, "empty snippet"
     if len(code) > max_chars:
@@ -517,6 +547,8 @@ def check_test(code: str, entry_point: str, max_chars: int) -> tuple[str | None,
     tree = _safe_parse(code)
     if tree is None:
         return SYNTAX_ERROR, code, "does not parse"
+    if not any(isinstance(n, ast.Assert) for n in ast.walk(tree)):
+        return NO_ASSERT, code, "no assert statement"
     bound = _bound_names(tree)
     loaded = _loaded_names(tree)
     if "candidate" in loaded and "candidate" not in bound and entry_point != "candidate":
@@ -586,7 +618,14 @@ def parse_test_reply(reply: str, entry_point: str, max_chars: int = 1000, *,
     a ``check(candidate)`` function, pytest/unittest functions, doctest lines. Never raises.
 
     ``seen`` (normalized forms) lets several replies of one problem share duplicate collapse."""
-    seen = set() if seen is None else seen
+    try:
+        return _parse_test_reply(reply, entry_point, max_chars, set() if seen is None else seen)
+    except (RecursionError, MemoryError) as exc:  # the guards below should make this unreachable
+        logger.warning("test reply parser gave up: %s", type(exc).__name__)
+        return ParsedTests(dropped=[DroppedTest(str(reply)[:max_chars], SYNTAX_ERROR, type(exc).__name__)])
+
+
+def _parse_test_reply(reply: str, entry_point: str, max_chars: int, seen: set[str]) -> ParsedTests:
     result = ParsedTests()
     if not isinstance(reply, str) or not reply.strip():
         result.dropped.append(DroppedTest("", EMPTY_REPLY))
@@ -601,24 +640,25 @@ def parse_test_reply(reply: str, entry_point: str, max_chars: int = 1000, *,
             import textwrap
             mod = _safe_parse(textwrap.dedent(chunk))
         if mod is not None:
-            found = _snippets_from_module(mod, entry_point)
+            found = _snippets_from_module(mod, entry_point, chunk)
             if not found and ">>>" in chunk:
                 found = _doctest_asserts(chunk, entry_point)
-            if not found and mod.body and all(isinstance(s, ast.Expr) for s in mod.body) and \
-                    not (len(mod.body) == 1 and isinstance(mod.body[0].value, ast.Constant)):
-                found = [chunk.strip()]  # bare expressions: let check_test name what is wrong
             snippets.extend(found)
             continue
         found = _doctest_asserts(chunk, entry_point) if ">>>" in chunk else []
         code, broken = _scan_statements(chunk)
         scanned = _safe_parse(code) if code else None
         if scanned is not None:
-            found.extend(_snippets_from_module(scanned, entry_point))
+            found.extend(_snippets_from_module(scanned, entry_point, code))
         found.extend(broken)  # reported as syntax_error by check_test
         snippets.extend(found)
     if not snippets:
         result.dropped.append(DroppedTest(reply[:max_chars], NO_TESTS, "no assert statement found"))
         return result
+    if len(snippets) > MAX_SNIPPETS_PER_REPLY:
+        result.dropped.append(DroppedTest("", OVER_LIMIT, f"{len(snippets) - MAX_SNIPPETS_PER_REPLY} more "
+                                                         f"snippets in the reply were not read"))
+        snippets = snippets[:MAX_SNIPPETS_PER_REPLY]
     for snip in snippets:
         reason, code, detail = check_test(snip, entry_point, max_chars)
         if reason is not None:
@@ -822,7 +862,8 @@ def assemble_problem_tests(problem: Problem, replies: Sequence[str] | None, cfg:
                            writer: str = "", generation_error: str | None = None) -> ProblemTests:
     """Given, example and synthesized tests of one problem, deduplicated across origins (a synthesized
     test equal to a given or example one is a duplicate: given tests stay reserved, examples keep their
-    origin). ``replies`` None means synthesis was off or impossible (no entry point)."""
+    origin). ``replies`` None means synthesis was off or impossible (no entry point); each reply is
+    the full text to parse (a plain-text prompt's prefix already prepended, see ``reply_prefix``)."""
     given = given_test_cases(problem, cfg.given_tests_role)
     examples = example_test_cases(problem, cfg.use_examples and bool(problem.entry_point))
     seen = {normalize_test(t.code) for t in given + examples if t.kind == TestKind.ASSERT.value}
@@ -831,13 +872,17 @@ def assemble_problem_tests(problem: Problem, replies: Sequence[str] | None, cfg:
     if generation_error is not None:
         parsed.dropped.append(DroppedTest("", GENERATION_FAILED, generation_error[:200]))
     elif replies is not None:
-        prefix = reply_prefix(cfg.chat, problem.entry_point)
-        parsed = parse_replies([prefix + r for r in replies], problem.entry_point, cfg.max_test_chars,
+        parsed = parse_replies(list(replies), problem.entry_point, cfg.max_test_chars,
                                cfg.max_tests_per_problem, seen=seen)
         synthesized = make_test_cases(problem, parsed, TestOrigin.SYNTHESIZED.value, writer,
                                       exclude_ids=[t.test_id for t in given + examples])
     tests = given + examples + synthesized
-    duplicates = sum(d.reason == DUPLICATE for d in parsed.dropped)
+    # identical snippets collapse into one row (same content id): count the extra ones as duplicates
+    reply_level = (EMPTY_REPLY, NO_TESTS, GENERATION_FAILED)
+    rows_wanted = len(parsed.kept) + sum(d.reason not in (DUPLICATE, *reply_level) for d in parsed.dropped)
+    collapsed = rows_wanted - sum(t.drop_reason is None or t.drop_reason.split(":")[0] not in reply_level
+                                  for t in synthesized)
+    duplicates = sum(d.reason == DUPLICATE for d in parsed.dropped) + max(0, collapsed)
     reply_drops = Counter(d.reason for d in parsed.dropped if d.reason in (EMPTY_REPLY, NO_TESTS, GENERATION_FAILED))
     stats = problem_test_stats(problem.problem_id, tests, duplicates=duplicates,
                                replies=len(replies) if replies is not None else 0,
@@ -928,3 +973,80 @@ def sum_test_stats(per_problem: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     total["dropped_by_reason"] = dict(sorted(total["dropped_by_reason"].items()))
     total["by_origin"] = dict(sorted(total["by_origin"].items()))
     return total
+
+
+# --------------------------------------------------------------------------------------------
+# One batch of problems -> one generate call
+
+
+def request_seed(base: int, problem_id: str) -> int:
+    """Per-problem seed: stable across reruns, different between problems."""
+    return (base + int(content_id("tests-seed", problem_id), 16)) % (2 ** 31)
+
+
+def synthesize_batch(problems: Sequence[Problem], cfg: TestSynthesisConfig, *, generate: Any,
+                     render_chat: Any = None, chat: bool = True, writer: str = "",
+                     stage: str = "synthesize_tests") -> tuple[list[ProblemTests], list[ErrorRecord]]:
+    """Tests of a batch of problems with ONE ``generate`` call (the engine batches the prompts).
+
+    ``generate`` is a backend's ``generate``; ``render_chat`` its chat renderer (used when ``chat``).
+    A failed request (prompt too long, engine error) costs that problem its synthesized tests only:
+    it still gets its example and given tests, and an ErrorRecord says why."""
+    from plumline.llm import GenerationRequest  # the engines' contract; imported lazily (light module)
+
+    errors: list[ErrorRecord] = []
+    requests: list[Any] = []
+    wanted: dict[str, int] = {}
+    for i, p in enumerate(problems):
+        if not (cfg.enabled and p.entry_point):
+            continue
+        try:
+            if chat:
+                prompt = render_chat(build_test_prompt(p, cfg.tests_per_problem))
+            else:
+                prompt = build_test_prompt_text(p, cfg.tests_per_problem)
+        except Exception as exc:  # a template that cannot render this problem
+            errors.append(ErrorRecord(stage=stage, reason=f"test prompt failed: {type(exc).__name__}: {exc}"[:300],
+                                      input=p.problem_id, problem_id=p.problem_id))
+            continue
+        rid = f"{i}:{p.problem_id}"
+        wanted[rid] = i
+        requests.append(GenerationRequest(
+            request_id=rid, prompt=prompt, n=cfg.num_replies, temperature=cfg.temperature,
+            top_p=cfg.top_p if cfg.temperature > 0 else 1.0, max_tokens=cfg.max_tokens,
+            seed=request_seed(cfg.seed, p.problem_id)))
+    replies: dict[int, list[str]] = {}
+    failures: dict[int, str] = {}
+    if requests:
+        try:
+            results = list(generate(requests))
+        except Exception as exc:  # the engine failed the whole batch: every problem says so
+            logger.exception("test writer failed for a batch of %d problems", len(requests))
+            results = []
+            for rid, i in wanted.items():
+                failures[i] = f"engine failed: {type(exc).__name__}: {exc}"
+        for res in results:
+            i = wanted.get(getattr(res, "request_id", None))
+            if i is None:
+                continue
+            if res.error is not None:
+                failures[i] = str(res.error)
+            else:
+                prefix = reply_prefix(chat, problems[i].entry_point)  # what a plain prompt already wrote
+                replies[i] = [prefix + c.text for c in res.completions]
+        for rid, i in wanted.items():
+            if i not in replies and i not in failures:
+                failures[i] = "no result for this request"
+    out: list[ProblemTests] = []
+    for i, p in enumerate(problems):
+        err = failures.get(i)
+        if err is not None:
+            errors.append(ErrorRecord(stage=stage, reason=f"test generation failed: {err}"[:300],
+                                      input=p.problem_id, problem_id=p.problem_id))
+        try:
+            out.append(assemble_problem_tests(p, replies.get(i), cfg, writer=writer, generation_error=err))
+        except Exception as exc:  # never lose the batch to one odd problem
+            logger.exception("tests of %s could not be assembled", p.problem_id)
+            errors.append(ErrorRecord(stage=stage, reason=f"tests not assembled: {type(exc).__name__}: {exc}"[:300],
+                                      input=p.problem_id, problem_id=p.problem_id))
+    return out, errors

@@ -1,0 +1,157 @@
+"""Test preparation and the parent-side verdict: pure functions, no processes.
+
+Every ``assert`` in a test snippet is rewritten into ``__plum_check__(site, (values...))``: the
+operands that are Python literals (``ast.literal_eval``-able: the expected values of the usual
+``assert f(x) == EXPECTED``) are *withheld* and kept only in the parent and the supervisor; the other
+operands are evaluated in the sandbox and cross the boundary as plain tagged data; the comparison is
+done outside the candidate's process. Every call inside test code is wrapped in
+``__plum_plain__(...)`` so values computed from a candidate's result are plain builtin data
+(a rigged ``int``/``float``/``list`` subclass is stripped before the test computes with it).
+
+Guarantees by test shape are documented in ``sandbox/README.md``.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from ._protocol import encode, evaluate_site
+
+_CMP = {"Eq", "NotEq", "Lt", "LtE", "Gt", "GtE", "Is", "IsNot", "In", "NotIn"}
+CHECK_NAME = "__plum_check__"
+PLAIN_NAME = "__plum_plain__"
+
+
+@dataclass(frozen=True)
+class PreparedTest:
+    """An assert test ready for the sandbox."""
+
+    source: str  # rewritten snippet sent into the sandbox (no expected literals)
+    sites: tuple[dict, ...]  # one per assert: ops, operands (literals encoded), negation, line
+    required: frozenset[int]  # sites that run unconditionally: each must be reported for a pass
+    error: str | None = None  # the snippet itself is invalid ("SyntaxError: ...")
+
+    @property
+    def wire_sites(self) -> list[dict]:
+        return list(self.sites)
+
+
+def _is_literal(node: ast.AST) -> tuple[bool, Any]:
+    try:
+        return True, ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False, None
+
+
+def _site(test: ast.expr, line: int) -> tuple[dict, list[ast.expr]]:
+    neg = False
+    while isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        neg = not neg
+        test = test.operand
+    if isinstance(test, ast.Compare) and all(type(op).__name__ in _CMP for op in test.ops):
+        nodes = [test.left, *test.comparators]
+        ops = [type(op).__name__ for op in test.ops]
+    else:
+        nodes = [test]
+        ops = []
+    operands: list[list] = []
+    exprs: list[ast.expr] = []
+    for n in nodes:
+        ok, value = _is_literal(n)
+        if ok:
+            operands.append(["lit", encode(value)])
+        else:
+            operands.append(["val"])
+            exprs.append(n)
+    return {"ops": ops, "operands": operands, "neg": neg, "line": line}, exprs
+
+
+def _required_assert_ids(tree: ast.Module) -> set[int]:
+    """Asserts that run whenever the test runs: top-level ones, and those directly in the body of a
+    top-level function that the test calls at top level (HumanEval's ``check(candidate)``)."""
+    ids = {id(s) for s in tree.body if isinstance(s, ast.Assert)}
+    defs = {s.name: s for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for s in tree.body:
+        if (isinstance(s, ast.Expr) and isinstance(s.value, ast.Call)
+                and isinstance(s.value.func, ast.Name) and s.value.func.id in defs):
+            ids.update(id(b) for b in defs[s.value.func.id].body if isinstance(b, ast.Assert))
+    return ids
+
+
+class _Rewriter(ast.NodeTransformer):
+    def __init__(self, required_ids: set[int]):
+        self.sites: list[dict] = []
+        self.required: set[int] = set()
+        self.required_ids = required_ids
+
+    def visit_Assert(self, node: ast.Assert) -> ast.stmt:
+        is_required = id(node) in self.required_ids
+        test = self.visit(node.test)
+        site, exprs = _site(test, getattr(node, "lineno", 0))
+        sid = len(self.sites)
+        self.sites.append(site)
+        if is_required:
+            self.required.add(sid)
+        call = ast.Call(func=ast.Name(id=CHECK_NAME, ctx=ast.Load()),
+                        args=[ast.Constant(sid), ast.Tuple(elts=exprs, ctx=ast.Load())], keywords=[])
+        return ast.copy_location(ast.Expr(value=call), node)
+
+    def visit_Call(self, node: ast.Call) -> ast.expr:
+        self.generic_visit(node)
+        return ast.copy_location(
+            ast.Call(func=ast.Name(id=PLAIN_NAME, ctx=ast.Load()), args=[node], keywords=[]), node)
+
+
+@lru_cache(maxsize=65536)
+def prepare_test(code: str) -> PreparedTest:
+    """Rewrite one assert snippet (cached: the same tests run against many samples)."""
+    try:
+        tree = ast.parse(code, "<test>", "exec")
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        return PreparedTest(source="", sites=(), required=frozenset(), error=f"{type(exc).__name__}: {exc}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in (CHECK_NAME, PLAIN_NAME):
+            return PreparedTest(source="", sites=(), required=frozenset(),
+                                error=f"ValueError: test uses the reserved name {node.id}")
+    rw = _Rewriter(_required_assert_ids(tree))
+    try:
+        new = ast.fix_missing_locations(rw.visit(tree))
+        source = ast.unparse(new)
+    except (RecursionError, MemoryError, ValueError) as exc:
+        return PreparedTest(source="", sites=(), required=frozenset(), error=f"{type(exc).__name__}: {exc}")
+    return PreparedTest(source=source, sites=tuple(rw.sites), required=frozenset(rw.required))
+
+
+def judge_test(prepared: PreparedTest, record: dict) -> tuple[str, str | None]:
+    """Re-decide one test from the supervisor's report, in the trusted parent.
+
+    Returns (status, error_type): "passed" only when the test ran to its end, every reported check
+    passes when re-evaluated here, every unconditional assert was reported, and at least one check
+    was reported when the test has any assert."""
+    from ._protocol import decode
+
+    checks = record.get("checks") or []
+    seen: set[int] = set()
+    for item in checks:
+        try:
+            site_id, raw = item
+            if type(site_id) is not int or not 0 <= site_id < len(prepared.sites):
+                return "error", "ProtocolViolation"
+            values = [decode(v) for v in raw]
+            verdict = evaluate_site(prepared.sites[site_id], values)
+        except (ValueError, TypeError, RecursionError, OverflowError):
+            return "error", "ProtocolViolation"
+        seen.add(site_id)
+        if verdict == "fail":
+            return "failed", "AssertionError"
+        if verdict.startswith("error:"):
+            return "error", verdict.split(":", 1)[1]
+    if not record.get("ok"):
+        et = record.get("type") or "Error"
+        return ("failed", et) if et == "AssertionError" else ("error", et)
+    if not prepared.required <= seen or (prepared.sites and not seen):
+        return "failed", "UnverifiedPass"
+    return "passed", None

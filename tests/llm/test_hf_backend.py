@@ -1,0 +1,96 @@
+"""transformers backend on the tiny random Llama (CPU): batching, n, seeds, greedy, stops, length check."""
+
+from __future__ import annotations
+
+from plumline.llm import GenerationRequest
+
+
+def _req(rid, prompt, **kw):
+    base = dict(n=2, temperature=1.0, top_p=1.0, max_tokens=12, seed=3)
+    base.update(kw)
+    return GenerationRequest(rid, prompt, **base)
+
+
+def test_batch_shapes_order_and_counts(hf_backend):
+    b = hf_backend
+    p1, p2 = b.build_prompt("def add(a, b):"), b.build_prompt("x")
+    reqs = [_req("a", p1, n=3), _req("b", p2, n=3), _req("c", p1, n=1, max_tokens=5), _req("d", p2, temperature=0, n=1)]
+    res = b.generate(reqs)
+    assert [r.request_id for r in res] == ["a", "b", "c", "d"]
+    assert [len(r.completions) for r in res] == [3, 3, 1, 1]
+    for r, req in zip(res, reqs):
+        assert r.error is None
+        assert [c.index for c in r.completions] == list(range(req.n))
+        for c in r.completions:
+            assert c.prompt_tokens == b.count_tokens(req.prompt)
+            assert 1 <= c.completion_tokens <= req.max_tokens
+            assert c.finish_reason in ("stop", "length")
+            assert c.finish_reason == "stop" or c.completion_tokens == req.max_tokens
+
+
+def test_left_padding_does_not_change_greedy_output(hf_backend):
+    """A short prompt batched with a long one must decode as it does alone (left padding + mask)."""
+    b = hf_backend
+    short, long = b.build_prompt("x"), b.build_prompt("def fizzbuzz(n):\n" * 5)
+    alone = b.generate([_req("s", short, temperature=0, n=1)])[0]
+    together = b.generate([_req("l", long, temperature=0, n=1), _req("s", short, temperature=0, n=1)])[1]
+    assert together.completions[0].text == alone.completions[0].text
+
+
+def test_seeds_reproduce_and_differ(hf_backend):
+    b = hf_backend
+    p = b.build_prompt("def f():")
+    one = b.generate([_req("a", p, n=4, seed=1)])[0]
+    again = b.generate([_req("a", p, n=4, seed=1)])[0]
+    other = b.generate([_req("a", p, n=4, seed=2)])[0]
+    assert one == again
+    assert [c.text for c in one.completions] != [c.text for c in other.completions]
+    assert len({c.text for c in one.completions}) > 1  # n samples are not copies
+
+
+def test_greedy_is_deterministic_without_seed(hf_backend):
+    b = hf_backend
+    req = _req("a", b.build_prompt("def g():"), n=4, seed=None)
+    g1, g2 = b.generate([req.greedy()])[0], b.generate([req.greedy()])[0]
+    assert g1.request_id == "a:greedy" and len(g1.completions) == 1
+    assert g1.completions[0].text == g2.completions[0].text
+
+
+def test_stop_strings_truncate(hf_backend):
+    b = hf_backend
+    p = b.build_prompt("def h():")
+    # Same seed and batch: the same random stream, so the stopped text is a prefix of the free one.
+    free = b.generate([_req("a", p, n=1, seed=5, max_tokens=30)])[0].completions[0].text
+    stop = next((ch for ch in free[3:] if ch.isalnum()), None)
+    assert stop is not None, free
+    cut = b.generate([_req("a", p, n=1, seed=5, max_tokens=30, stop=(stop,))])[0].completions[0]
+    assert stop not in cut.text and free.startswith(cut.text) and cut.finish_reason == "stop"
+
+
+def test_too_long_prompt_is_an_error_and_rest_proceeds(hf_backend):
+    b = hf_backend
+    ok = b.build_prompt("def f():")
+    huge = "def f():\n" * 5000
+    res = b.generate([_req("ok1", ok), _req("huge", huge), _req("edge", ok, max_tokens=b.max_context)])
+    assert res[0].error is None and len(res[0].completions) == 2
+    assert res[1].error.startswith("prompt too long") and str(b.max_context) in res[1].error
+    assert res[2].error.startswith("prompt too long")  # prompt fits but prompt + max_tokens does not
+
+
+def test_chat_rendering_uses_template(hf_backend):
+    b = hf_backend
+    assert b.chat and b.revision and b.model_name
+    text = b.render_chat([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}])
+    assert text == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
+    assert b.build_prompt("P", instruction=None, system_prompt=None) == "<|im_start|>user\nP<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_plain_mode_for_base_models(tiny_llama):
+    from plumline.llm import BackendConfig, make_backend
+
+    with make_backend(BackendConfig(kind="transformers", model=str(tiny_llama), chat=False,
+                                    system_prompt="# solve", device="cpu")) as b:
+        assert not b.chat
+        assert b.build_prompt("def f():", instruction=None) == "# solve\n\ndef f():"
+        (res,) = b.generate([_req("a", "def f():", n=1)])
+        assert res.error is None

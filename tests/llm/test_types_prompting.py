@@ -1,0 +1,113 @@
+"""Requests, config, prompt building: the pure parts of plumline.llm."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from plumline.llm import BackendConfig, GenerationRequest, build_prompt, make_messages
+from plumline.llm.base import truncate_at_stop
+from plumline.llm.openai_backend import backoff_delay, messages_from_prompt
+from plumline.llm.vllm_backend import cpu_kv_cache_gib
+
+
+def test_greedy_twin():
+    req = GenerationRequest("p1", "prompt", n=8, temperature=0.8, top_p=0.95, max_tokens=64, seed=7)
+    g = req.greedy()
+    assert (g.request_id, g.n, g.temperature, g.top_p, g.max_tokens, g.prompt) == ("p1:greedy", 1, 0.0, 1.0, 64, "prompt")
+    assert g.is_greedy and not req.is_greedy
+    assert req.greedy("x").request_id == "x"
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(request_id=""), "request_id"),
+    (dict(prompt=""), "prompt is empty"),
+    (dict(prompt=b"bytes"), "prompt must be a string"),
+    (dict(n=0), "n must be"),
+    (dict(n=True), "n must be"),
+    (dict(temperature=-1), "temperature"),
+    (dict(top_p=0), "top_p"),
+    (dict(max_tokens=0), "max_tokens"),
+    (dict(seed=-3), "seed"),
+    (dict(seed=2**64), "seed"),
+    (dict(stop=["x"]), "stop"),
+    (dict(stop=("",)), "stop"),
+])
+def test_request_problems(kwargs, needle):
+    base = dict(request_id="r", prompt="p", n=1, temperature=1.0, top_p=1.0, max_tokens=8, seed=1)
+    base.update(kwargs)
+    problems = GenerationRequest(**base).problems()
+    assert any(needle in p for p in problems), problems
+
+
+def test_valid_request_has_no_problems():
+    assert GenerationRequest("r", "p", n=2, temperature=0, top_p=0.5, max_tokens=1, seed=0, stop=("\n\n",)).problems() == []
+
+
+def test_config_defaults_and_descriptions():
+    cfg = BackendConfig()
+    assert cfg.kind == "vllm" and cfg.trust_remote_code is False
+    for name, field in BackendConfig.model_fields.items():
+        assert field.description, f"{name} lacks a description"
+    with pytest.raises(ValidationError, match="kind"):
+        BackendConfig(kind="llamacpp")
+    with pytest.raises(ValidationError, match="bogus"):
+        BackendConfig(bogus=1)
+    assert BackendConfig(model="a").cache_key() != BackendConfig(model="b").cache_key()
+    assert BackendConfig.model_validate(json.loads(cfg.model_dump_json())) == cfg
+
+
+def test_build_prompt_chat_and_plain():
+    seen = []
+
+    def render(messages):
+        seen.append(messages)
+        return "|".join(f"{m['role']}:{m['content']}" for m in messages)
+
+    out = build_prompt("def f():", chat=True, render_chat=render, system_prompt="SYS", instruction="Solve it.")
+    assert out == "system:SYS|user:Solve it.\n\ndef f():"
+    assert seen[-1] == make_messages("Solve it.\n\ndef f():", "SYS")
+    assert build_prompt("def f():", chat=True, render_chat=render, system_prompt=None,
+                        instruction=None) == "user:def f():"
+    plain = build_prompt("def f():", chat=False, render_chat=render, system_prompt="SYS", instruction="Do.")
+    assert plain == "SYS\n\nDo.\n\ndef f():" and plain.endswith("def f():")
+    with pytest.raises(ValueError, match="empty"):
+        build_prompt("  ", chat=False, render_chat=render)
+
+
+def test_truncate_at_stop():
+    assert truncate_at_stop("abc\n\ndef", ("\n\n",)) == ("abc", True)
+    assert truncate_at_stop("abcXdefY", ("Y", "X")) == ("abc", True)
+    assert truncate_at_stop("abc", ("Z",)) == ("abc", False)
+
+
+def test_messages_from_prompt():
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    assert messages_from_prompt(json.dumps(msgs)) == msgs
+    for raw in ["plain text", "[1, 2]", "[]", '{"role": "user"}', "[" * 10000]:
+        assert messages_from_prompt(raw) == [{"role": "user", "content": raw}]
+
+
+def test_backoff_delay_grows_and_caps():
+    import random
+
+    rng = random.Random(0)
+    delays = [backoff_delay(a, 1.0, rng=rng) for a in range(10)]
+    assert 0.5 <= delays[0] <= 1.5 and 4 <= delays[3] <= 12
+    assert max(delays) <= 60
+    assert backoff_delay(0, 0.01, retry_after="3") >= 3
+    assert backoff_delay(0, 0.01, retry_after="Wed, 21 Oct 2015") < 1
+    assert backoff_delay(0, 0.01, retry_after="99999") == 60
+
+
+def test_cpu_kv_cache_size():
+    assert cpu_kv_cache_gib(None, {}) == 2.0
+    assert cpu_kv_cache_gib(None, {"VLLM_CPU_KVCACHE_SPACE": "6"}) == 6.0
+    assert cpu_kv_cache_gib(0.5, {"VLLM_CPU_KVCACHE_SPACE": "6"}) == 0.5
+    assert cpu_kv_cache_gib(None, {"VLLM_CPU_KVCACHE_SPACE": ""}) == 2.0
+    with pytest.raises(ValueError, match="VLLM_CPU_KVCACHE_SPACE"):
+        cpu_kv_cache_gib(None, {"VLLM_CPU_KVCACHE_SPACE": "lots"})
+    with pytest.raises(ValueError):
+        cpu_kv_cache_gib(-1, {})

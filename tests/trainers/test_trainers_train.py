@@ -1,0 +1,191 @@
+"""Real training runs on CPU: a tiny random Llama, TRL's DPOTrainer / KTOTrainer, a few steps each.
+Each checks that the saved folder loads with transformers, that its weights moved, that the loss
+fell from its untrained value, and that the Parquet file was not touched."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from plumline.data_schemas.records import DpoChatRow, DpoRow, KtoChatRow, KtoRow
+from plumline.trainers import (
+    DpoTrainingConfig,
+    KtoTrainingConfig,
+    NoTrainingData,
+    TrainingReport,
+    train_dpo,
+    train_kto,
+)
+from plumline.trainers.base import REPORT_NAME, staging_dir
+from trainers_data import dpo_chat_rows, dpo_rows, file_sha, kto_chat_rows, kto_rows, write_parquet
+
+pytestmark = pytest.mark.slow
+
+FAST = {"learning_rate": 1e-3, "max_steps": 6, "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 1, "max_length": 256, "warmup_steps": 0, "logging_steps": 1}
+
+
+def _state(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def _check_trained(before: Path, after: Path, report: TrainingReport, steps: int) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert report.steps == steps
+    assert [p["step"] for p in report.loss_curve] == list(range(1, steps + 1))
+    assert all(math.isfinite(p["loss"]) for p in report.loss_curve)
+    assert report.versions["trl"] == "1.16.0"
+    on_disk = json.loads((after / REPORT_NAME).read_text())
+    assert on_disk["steps"] == steps and on_disk["output_dir"] == str(after.resolve())
+    assert not staging_dir(after).exists()
+    # No checkpoints or tracker folders: just the model, the tokenizer and the report.
+    assert not [p for p in after.iterdir() if p.is_dir()]
+
+    model = AutoModelForCausalLM.from_pretrained(after)
+    tok = AutoTokenizer.from_pretrained(after)
+    assert tok.chat_template and tok.eos_token
+    ids = tok("def add(a, b):", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.isfinite(model(ids).logits).all()
+
+    old, new = _state(before), _state(after)
+    assert old.keys() == new.keys()
+    changed = [k for k in old if not torch.equal(old[k], new[k])]
+    assert len(changed) >= len(old) // 2, f"only {changed} changed"
+    assert all(torch.isfinite(v).all() for v in new.values())
+
+
+@pytest.mark.parametrize("chat", [False, True], ids=["standard", "conversational"])
+def test_dpo_trains_and_saves_a_loadable_policy(tiny_model: Path, data_dir: Path, tmp_path: Path, chat: bool):
+    rows, cls = (dpo_chat_rows(8), DpoChatRow) if chat else (dpo_rows(8), DpoRow)
+    data = write_parquet(data_dir / "dpo.parquet", rows, cls)
+    sha = file_sha(data)
+    out = tmp_path / "round-000" / "model"
+    report = train_dpo([data], tiny_model, out, DpoTrainingConfig(**FAST))
+    assert file_sha(data) == sha
+    assert report.data_format == ("conversational" if chat else "standard")
+    assert report.dataset_rows == report.train_rows == 8
+    _check_trained(tiny_model, out, report, 6)
+    # Policy == reference at the start, so DPO's first loss is exactly log 2; training lowers it.
+    curve = [p["loss"] for p in report.loss_curve]
+    assert curve[0] == pytest.approx(math.log(2), abs=1e-4)
+    assert curve[-1] < curve[0] - 0.05
+    margins = [e["rewards/margins"] for e in report.log_history if "rewards/margins" in e]
+    assert margins[-1] > 0  # chosen now more likely than rejected, relative to the reference
+
+
+@pytest.mark.parametrize("chat", [False, True], ids=["standard", "conversational"])
+def test_kto_trains_and_saves_a_loadable_policy(tiny_model: Path, data_dir: Path, tmp_path: Path, chat: bool):
+    rows, cls = (kto_chat_rows(8), KtoChatRow) if chat else (kto_rows(8), KtoRow)
+    data = write_parquet(data_dir / "kto.parquet", rows, cls)
+    sha = file_sha(data)
+    out = tmp_path / "model"
+    report = train_kto([data], tiny_model, out, KtoTrainingConfig(**FAST))
+    assert file_sha(data) == sha
+    assert report.extra == {"desirable_rows": 4, "undesirable_rows": 4}
+    _check_trained(tiny_model, out, report, 6)
+    curve = [p["loss"] for p in report.loss_curve]
+    assert curve[-1] < curve[0]
+
+
+def test_a_trained_policy_is_the_next_rounds_starting_point(tiny_model: Path, data_dir: Path, tmp_path: Path):
+    """The online loop: round 1 trains from round 0's output folder (its reference is rebuilt from it)."""
+    data = write_parquet(data_dir / "dpo.parquet", dpo_rows(4), DpoRow)
+    cfg = DpoTrainingConfig(**{**FAST, "max_steps": 2})
+    r0 = tmp_path / "round-000" / "model"
+    r1 = tmp_path / "round-001" / "model"
+    train_dpo([data], tiny_model, r0, cfg)
+    report = train_dpo([data], r0, r1, cfg)
+    assert report.model == str(r0.resolve())
+    assert report.loss_curve[0]["loss"] == pytest.approx(math.log(2), abs=1e-4)
+    _check_trained(r0, r1, report, 2)
+    # Retraining into an existing folder needs overwrite=True, and replaces it whole.
+    with pytest.raises(FileExistsError):
+        train_dpo([data], r0, r1, cfg)
+    train_dpo([data], tiny_model, r1, cfg, overwrite=True)
+    assert TrainingReport.read(r1).model == str(tiny_model.resolve())
+
+
+def test_rows_dropped_by_max_length_give_no_training_data(tiny_model: Path, data_dir: Path, tmp_path: Path):
+    data = write_parquet(data_dir / "dpo.parquet", dpo_rows(4), DpoRow)
+    out = tmp_path / "model"
+    with pytest.raises(NoTrainingData, match="max_length=4"):
+        train_dpo([data], tiny_model, out, DpoTrainingConfig(**{**FAST, "max_length": 4}))
+    assert not out.exists() and not staging_dir(out).exists()
+
+
+def test_kto_with_a_single_row_is_no_training_data(tiny_model: Path, data_dir: Path, tmp_path: Path):
+    data = write_parquet(data_dir / "kto.parquet", kto_rows(1), KtoRow)
+    with pytest.raises(NoTrainingData, match="at least 2 rows"):
+        train_kto([data], tiny_model, tmp_path / "model", KtoTrainingConfig(**FAST))
+
+
+def test_save_false_keeps_only_the_report(tiny_model: Path, data_dir: Path, tmp_path: Path):
+    data = write_parquet(data_dir / "dpo.parquet", dpo_rows(2), DpoRow)
+    out = tmp_path / "model"
+    report = train_dpo([data], tiny_model, out, DpoTrainingConfig(**{**FAST, "max_steps": 1, "save": False}))
+    assert report.saved is False
+    assert sorted(p.name for p in out.iterdir()) == [REPORT_NAME]
+
+
+def test_lora_without_peft_is_a_config_error(tiny_model: Path, data_dir: Path, tmp_path: Path):
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("peft is installed; see test_lora_trains_and_merges")
+    from plumline.trainers import TrainingConfigError
+
+    data = write_parquet(data_dir / "dpo.parquet", dpo_rows(2), DpoRow)
+    with pytest.raises(TrainingConfigError, match="peft"):
+        train_dpo([data], tiny_model, tmp_path / "m", DpoTrainingConfig(**FAST, lora={"r": 4}))
+
+
+def test_lora_trains_and_merges(tiny_model: Path, data_dir: Path, tmp_path: Path):
+    pytest.importorskip("peft")
+    data = write_parquet(data_dir / "dpo.parquet", dpo_rows(4), DpoRow)
+    out = tmp_path / "model"
+    cfg = DpoTrainingConfig(**{**FAST, "max_steps": 2, "learning_rate": 1e-2}, lora={"r": 4, "alpha": 8})
+    report = train_dpo([data], tiny_model, out, cfg)
+    # Merged: a plain folder with the base model's tensor names, no adapter files.
+    assert not (out / "adapter_config.json").exists()
+    _check_trained(tiny_model, out, report, 2)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "plumline.trainers", *args], check=False,
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_cli_process_trains_and_reports_exit_codes(tiny_model: Path, data_dir: Path, tmp_path: Path):
+    data = write_parquet(data_dir / "kto.parquet", kto_rows(4), KtoRow)
+    cfg = tmp_path / "plumline.yaml"
+    cfg.write_text("train:\n  kto:\n    per_device_train_batch_size: 2\n    learning_rate: 0.001\n")
+    out = tmp_path / "model"
+    p = _cli("kto", "--data", str(data), "--model", str(tiny_model), "--out", str(out), "--config", str(cfg),
+             "--set", "max_steps=2", "--set", "gradient_accumulation_steps=1", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert p.stdout.strip().count("\n") == 0  # metrics go to the log (stderr), not stdout
+    assert summary["steps"] == 2 and summary["output_dir"] == str(out.resolve())
+    assert TrainingReport.read(out).config["learning_rate"] == 0.001
+
+    empty = write_parquet(data_dir / "empty.parquet", [], KtoRow)
+    p = _cli("kto", "--data", str(empty), "--model", str(tiny_model), "--out", str(tmp_path / "m2"), cwd=tmp_path)
+    assert p.returncode == 3 and "no rows" in p.stderr
+
+    p = _cli("dpo", "--data", str(data), "--model", str(tiny_model), "--out", str(tmp_path / "m3"), cwd=tmp_path)
+    assert p.returncode == 2 and "missing column" in p.stderr
+
+    p = _cli("dpo", "--data", str(data), "--model", str(tiny_model), "--out", str(tmp_path / "m4"),
+             "--set", "beta=-1", cwd=tmp_path)
+    assert p.returncode == 2 and "beta" in p.stderr

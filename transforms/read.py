@@ -1,0 +1,142 @@
+"""Read stage: sources -> {"problems": PCollection[Problem], "errors": PCollection[ErrorRecord]}.
+
+Thin Beam wrapper around ``plumline.transforms.logic.readers``: files are matched with ``fileio`` (so
+GCS and other Beam filesystems work) and each file is parsed whole, so line numbers in errors are
+exact. Saved HF datasets and bundled sets are read locally in one element. Problem ids are deduplicated
+globally (the first by location wins, the others become errors naming both places), then the problems
+are reshuffled so later stages spread over workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.metrics import Metrics
+from plumline.data_schemas import ErrorRecord, Problem
+from plumline.transforms.logic.readers import (
+    Located,
+    Location,
+    SourceConfig,
+    apply_limit,
+    drop_duplicate_ids,
+    iter_located,
+    parse_file_bytes,
+)
+
+log = logging.getLogger(__name__)
+PROBLEMS, ERRORS = "problems", "errors"
+
+
+def _reads_locally(cfg: SourceConfig) -> bool:
+    """Bundled sets and saved HF datasets (folders) are read by the pure reader in one element."""
+    return cfg.path.startswith("bundled:") or cfg.format == "hf_disk" or (
+        cfg.format == "auto" and os.path.isdir(cfg.path))
+
+
+class _ParseFile(beam.DoFn):
+    """One matched file -> (Location, Problem | ErrorRecord), per-file limit applied early."""
+
+    def __init__(self, cfg: SourceConfig, source_index: int):
+        self._cfg, self._index = cfg, source_index
+        self._rows = Metrics.counter("plumline", "read_rows")
+
+    def process(self, readable: fileio.ReadableFile) -> Iterator[Located]:
+        path = readable.metadata.path
+        try:
+            data = readable.read()
+        except Exception as exc:  # noqa: BLE001  any Beam filesystem error; corrupt compressed file, permission, vanished file: an error row
+            yield Location(self._index, path, 0), ErrorRecord(
+                stage="read", reason=f"cannot read file: {type(exc).__name__}: {exc}", input=path)
+            return
+        kept = 0
+        for loc, item in parse_file_bytes(data, path, self._cfg, self._index):
+            if isinstance(item, Problem):
+                if self._cfg.limit is not None and kept >= self._cfg.limit:
+                    return
+                kept += 1
+            self._rows.inc()
+            yield loc, item
+
+
+def _no_match_errors(count: int, cfg: SourceConfig, index: int) -> Iterator[Located]:
+    if count == 0:
+        yield Location(index, cfg.path, 0), ErrorRecord(stage="read", reason="no file matches this path",
+                                                        input=cfg.path)
+
+
+def _limit_group(element: tuple[int, Sequence[Located]], limits: dict[int, int | None]) -> Iterator[Located]:
+    index, items = element
+    yield from apply_limit(items, limits.get(index))
+
+
+def _dedupe_group(element: tuple[str, Sequence[Located]]) -> Iterator[Located]:
+    _, items = element
+    yield from drop_duplicate_ids(items)
+
+
+def _route(located: Located):
+    _, item = located
+    if isinstance(item, Problem):
+        yield item
+    else:
+        yield beam.pvalue.TaggedOutput(ERRORS, item)
+
+
+class ReadProblems(beam.PTransform):
+    """Read every source; returns ``{"problems": ..., "errors": ...}``."""
+
+    def __init__(self, sources: Sequence[SourceConfig], reshuffle: bool = True):
+        super().__init__()
+        if not sources:
+            raise ValueError("ReadProblems needs at least one source")
+        self._sources = list(sources)
+        self._reshuffle = reshuffle
+
+    def _one_source(self, p: beam.Pipeline, cfg: SourceConfig, i: int) -> beam.PCollection:
+        label = f"Source{i}"
+        if _reads_locally(cfg):
+            return (p | f"{label}Start" >> beam.Create([i])
+                    | f"{label}ReadLocal" >> beam.FlatMap(lambda idx, c=cfg: iter_located(c, idx)))
+        matches = p | f"{label}Match" >> fileio.MatchFiles(
+            cfg.path, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+        missing = (matches
+                   | f"{label}Count" >> beam.combiners.Count.Globally()
+                   | f"{label}NoMatch" >> beam.FlatMap(_no_match_errors, cfg, i))
+        parsed = (matches
+                  | f"{label}ReadMatches" >> fileio.ReadMatches()
+                  | f"{label}Parse" >> beam.ParDo(_ParseFile(cfg, i)))
+        return (parsed, missing) | f"{label}Merge" >> beam.Flatten()
+
+    def expand(self, pbegin):
+        p = pbegin.pipeline
+        per_source = [self._one_source(p, cfg, i) for i, cfg in enumerate(self._sources)]
+        located = per_source | "AllSources" >> beam.Flatten()
+
+        limits = {i: c.limit for i, c in enumerate(self._sources)}
+        if any(c.limit is not None for c in self._sources):
+            # the first `limit` problems of a source across all its files, by location
+            located = (located
+                       | "KeyBySource" >> beam.Map(lambda li: (li[0].source_index, li))
+                       | "GroupBySource" >> beam.GroupByKey()
+                       | "ApplyLimit" >> beam.FlatMap(_limit_group, limits))
+
+        routed_in = located | "SplitErrors" >> beam.Partition(
+            lambda li, n: 0 if isinstance(li[1], Problem) else 1, 2)
+        problems_located, early_errors = routed_in[0], routed_in[1]
+        deduped = (problems_located
+                   | "KeyById" >> beam.Map(lambda li: (li[1].problem_id, li))
+                   | "GroupById" >> beam.GroupByKey()
+                   | "DropDuplicateIds" >> beam.FlatMap(_dedupe_group))
+        routed = ((deduped, early_errors) | "Rejoin" >> beam.Flatten()
+                  | "Route" >> beam.FlatMap(_route).with_outputs(ERRORS, main=PROBLEMS))
+        problems = routed[PROBLEMS]
+        if self._reshuffle:
+            problems = problems | "Spread" >> beam.Reshuffle()
+        return {PROBLEMS: problems, ERRORS: routed[ERRORS]}
+
+
+__all__ = ["ReadProblems"]

@@ -1,0 +1,128 @@
+"""Test synthesis stage (PLUM stage 1) and the per-problem test statistics for the manifest.
+
+Thin Beam wrappers around ``logic.test_synthesis``: problems are batched so ONE generate call of the
+test-writer engine serves many problems; the engine is opened once per process in ``setup``.
+Validation (oracle, CodeT agreement, recomputed pass ratios, minimum tests) runs in the execution
+stage (``transforms/execute.py`` -> ``logic.verification`` -> ``logic.test_validation``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from plumline.data_schemas import Problem, TestCase
+from plumline.transforms.logic.test_synthesis import (
+    TestSynthesisConfig,
+    problem_test_stats,
+    sum_test_stats,
+    synthesize_batch,
+    update_problem_stats,
+)
+from plumline.transforms.logic.test_validation import enforce_min_tests
+
+log = logging.getLogger(__name__)
+TESTS, ERRORS, STATS = "tests", "errors", "stats"
+STAGE = "synthesize_tests"
+
+
+def _default_factory(cfg: Any) -> Any:
+    from plumline.llm import get_shared_backend
+    return get_shared_backend(cfg)
+
+
+class _SynthesizeBatch(beam.DoFn):
+    def __init__(self, backend_factory: Callable[[Any], Any] | None, writer_cfg: Any, cfg: TestSynthesisConfig):
+        self._factory, self._writer_cfg, self._cfg = backend_factory, writer_cfg, cfg
+        self._written = Metrics.counter("plumline", "tests_written")
+        self._kept = Metrics.counter("plumline", "tests_parsed_kept")
+        self._failures = Metrics.counter("plumline", "test_synthesis_errors")
+
+    def setup(self) -> None:
+        self._backend = None
+        if self._cfg.enabled:
+            self._backend = (self._factory or _default_factory)(self._writer_cfg)
+
+    def process(self, problems: list[Problem]):
+        b = self._backend
+        chat = self._cfg.chat if self._cfg.chat is not None else bool(getattr(b, "chat", True))
+        writer = getattr(b, "model_name", "") or ""
+        rev = getattr(b, "revision", "") or ""
+        done, errors = synthesize_batch(
+            problems, self._cfg, generate=(b.generate if b is not None else _no_generate),
+            render_chat=getattr(b, "render_chat", None), chat=chat,
+            writer=f"{writer}@{rev}" if rev else writer, stage=STAGE)
+        for pt in done:
+            self._written.inc(pt.stats["written"])
+            self._kept.inc(sum(t.kept for t in pt.tests if t.origin == "synthesized"))
+            for t in pt.tests:
+                yield t
+            yield beam.pvalue.TaggedOutput(STATS, pt.stats)
+        for e in errors:
+            self._failures.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS, e)
+
+
+def _no_generate(requests: Any) -> list:
+    raise RuntimeError("test synthesis is disabled")  # never called: no requests when disabled
+
+
+class SynthesizeTests(beam.PTransform):
+    """PCollection[Problem] -> {"tests": TestCase (synthesized + example + given, kept and dropped,
+    each with origin and drop_reason), "errors": ErrorRecord, "stats": per-problem stats dicts}.
+
+    ``backend_factory(BackendConfig) -> GenerationBackend`` (default: ``get_shared_backend``) opens the
+    test writer: ``cfg.writer`` when set, else ``policy_cfg`` (the policy writes its own tests)."""
+
+    def __init__(self, backend_factory: Callable[[Any], Any] | None, cfg: TestSynthesisConfig,
+                 policy_cfg: Any = None):
+        super().__init__()
+        self._factory = backend_factory
+        self._cfg = cfg
+        self._writer_cfg = cfg.writer if cfg.writer is not None else policy_cfg
+        if cfg.enabled and self._writer_cfg is None:
+            raise ValueError("tests.writer is not set and no policy backend config was given")
+
+    def expand(self, problems):
+        size = self._cfg.batch_size
+        batches = problems | "BatchForWriter" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
+        return batches | "WriteTests" >> beam.ParDo(
+            _SynthesizeBatch(self._factory, self._writer_cfg, self._cfg)).with_outputs(ERRORS, STATS, main=TESTS)
+
+
+def _final_stats(element: tuple[str, dict[str, list]], min_kept_tests: int) -> dict[str, Any]:
+    pid, grouped = element
+    tests: list[TestCase] = list(grouped.get("tests", []))
+    synth = list(grouped.get("stats", []))
+    base = synth[0] if synth else {"problem_id": pid}
+    skipped = enforce_min_tests(tests, min_kept_tests)
+    return update_problem_stats(base, tests, skipped_reason=skipped) if synth else \
+        problem_test_stats(pid, tests, skipped_reason=skipped)
+
+
+class TestStatistics(beam.PTransform):
+    """(final tests, synthesis stats) -> {"per_problem": stats dicts, "total": one run-total dict}.
+
+    Recounts every problem from its final (validated) tests, keeping the counts that have no row
+    (duplicates, empty replies), and sums them for the run manifest."""
+
+    __test__ = False
+
+    def __init__(self, min_kept_tests: int = 1):
+        super().__init__()
+        self._min = min_kept_tests
+
+    def expand(self, inputs):
+        tests, stats = inputs
+        keyed = {"tests": tests | "KeyTests" >> beam.Map(lambda t: (t.problem_id, t)),
+                 "stats": stats | "KeyStats" >> beam.Map(lambda s: (s["problem_id"], s))}
+        per_problem = (keyed | "GroupTestsByProblem" >> beam.CoGroupByKey()
+                       | "ProblemStats" >> beam.Map(_final_stats, self._min))
+        total = (per_problem | "AllStats" >> beam.combiners.ToList()
+                 | "SumStats" >> beam.Map(sum_test_stats))
+        return {"per_problem": per_problem, "total": total}
+
