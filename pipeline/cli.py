@@ -120,12 +120,18 @@ def train(method: str = typer.Argument(..., help="dpo or kto"),
           model: str = typer.Option(..., "--model", help="Policy to train (folder)."),
           out: Path = typer.Option(..., "--out", help="Where the trained model goes."),
           config: Optional[Path] = typer.Option(None, "--config", help="Training config (YAML/JSON)."),
-          set_: list[str] = typer.Option([], "--set", help="Override a training field: key=value.")) -> None:
-    """Train the policy on exported data with TRL (DPOTrainer / KTOTrainer)."""
+          set_: list[str] = typer.Option([], "--set", help="Override a training field: key=value."),
+          overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder.")) -> None:
+    """Train the policy on exported data with TRL (DPOTrainer / KTOTrainer).
+
+    Exit codes: 0 trained, 2 bad config or data, 3 no training data, 1 other failure."""
     _setup_logging(False)
     from plumline.trainers.cli import train_command
+    if method not in ("dpo", "kto"):
+        console.print(f"[bold red]unknown method[/] {method!r}: use dpo or kto")
+        raise typer.Exit(2)
     raise typer.Exit(train_command(method=method, data=data, model=model, out=out, config=config,
-                                   overrides=set_))
+                                   overrides=set_, overwrite=overwrite))
 
 
 @config_app.command("show")

@@ -49,7 +49,6 @@ from plumline.transforms.io import ReadRecords, WriteErrors, WriteRecords
 from plumline.transforms.read import ReadProblems
 from plumline.transforms.sample import SampleSolutions
 from plumline.transforms.synthesize_tests import SynthesizeTests
-from plumline.llm import get_shared_backend
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +130,8 @@ class RoundRunner:
             self._write_errors(stage, [out["errors"]])
         elif stage == "tests":
             problems, read_errors = self._records(p, "problems", stage)
-            writer = cfg.tests.writer or cfg.policy
-            out = problems | "SynthesizeTests" >> SynthesizeTests(
-                lambda: get_shared_backend(writer), cfg.tests, cfg.policy)
+            # The writer is cfg.tests.writer, or the policy itself; one shared engine per process.
+            out = problems | "SynthesizeTests" >> SynthesizeTests(None, cfg.tests, cfg.policy)
             self._write(out["tests"], "tests_candidates")
             out["stats"] | "StatsJson" >> beam.Map(json.dumps) | "WriteStats" >> beam.io.WriteToText(
                 str(self.layout.stages_dir / "tests.stats"), file_name_suffix=".jsonl", num_shards=1,
@@ -225,9 +223,14 @@ def train_round(cfg: RunConfig, layout: RoundLayout, policy_model: str) -> Path 
     cfg_file = layout.stages_dir / f"train-{method}.json"
     atomic_write_text(cfg_file, section.model_dump_json(indent=2))
     cmd = [sys.executable, "-m", "plumline.trainers", method, "--data", str(data), "--model", policy_model,
-           "--out", str(layout.model_dir), "--config", str(cfg_file)]
+           "--out", str(layout.model_dir), "--config", str(cfg_file), "--overwrite"]
     log.info("round %d: training %s: %s", layout.round, method, " ".join(cmd))
-    subprocess.run(cmd, check=True)
+    code = subprocess.run(cmd).returncode
+    if code == 3:  # the trainer found no usable rows (e.g. all dropped by max_length)
+        log.warning("round %d: no usable %s rows, the policy is not trained this round", layout.round, method)
+        return None
+    if code != 0:
+        raise RuntimeError(f"round {layout.round}: training failed (exit {code}); data kept in {layout.dir}")
     return layout.model_dir
 
 

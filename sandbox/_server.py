@@ -21,6 +21,16 @@ import time as _time
 import traceback as _traceback
 
 _PRISTINE_BUILTINS = dict(_builtins.__dict__)
+# Stdlib modules tests commonly use: their dicts are restored (and sys.modules re-pointed) before each
+# test, so a candidate that patched e.g. math.isclose at import time cannot rig the test's checks.
+_GUARDED = {}
+for _name in ("math", "cmath", "re", "collections", "itertools", "functools", "string", "random", "heapq",
+              "bisect", "operator", "copy", "statistics"):
+    try:
+        _mod = __import__(_name)
+        _GUARDED[_name] = (_mod, dict(_mod.__dict__))
+    except ImportError:
+        pass
 _LIBC = _ctypes.CDLL(None, use_errno=True)
 _now = _time.monotonic
 
@@ -549,12 +559,24 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, fprog, workdir):
             raise TypeError("comparison not supported between the values of this assert")
         raise AssertionError
 
+    settrace, setprofile, modules = _sys.settrace, _sys.setprofile, _sys.modules
+    shadowing = [n for n in ns if n in _PRISTINE_BUILTINS and not n.startswith("__")]
     for idx, src in job.get("tests", []):
         send(["start", idx])
         t1 = _now()
         try:
+            settrace(None)
+            setprofile(None)
+            for name, (mod, snapshot) in _GUARDED.items():
+                modules[name] = mod
+                d = mod.__dict__
+                if d != snapshot:
+                    d.clear()
+                    d.update(snapshot)
             tco = compile(src, "<test %d>" % idx, "exec")
             g = dict(ns)
+            for name in shadowing:  # a candidate's top-level `abs`/`len`/... must not rig the test
+                g[name] = _PRISTINE_BUILTINS[name]
             g["__builtins__"] = dict(_PRISTINE_BUILTINS)
             g["__plum_check__"] = check
             g["__plum_plain__"] = plain
@@ -629,7 +651,10 @@ def _cand_line(exc):
 
 def _print_tb(exc):
     try:
-        text = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb = exc.__traceback__
+        while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(("<candidate", "<test")):
+            tb = tb.tb_next
+        text = "".join(_traceback.format_exception(type(exc), exc, tb))
         _os.write(2, text.encode("utf-8", "replace")[-4000:])
     except BaseException:
         pass

@@ -72,7 +72,9 @@ class CgroupSet:
         self.version = version
         self.dirs: dict[str, Path] = {}
         if version == "v1":
-            for ctrl in ("memory", "pids", "freezer"):
+            for ctrl in ("memory", "pids", "freezer", "cpuacct"):
+                if ctrl == "cpuacct" and not (CGROUP_ROOT / ctrl).is_dir():
+                    continue
                 own = _own_cgroup_v1(ctrl) or "/"
                 self.dirs[ctrl] = CGROUP_ROOT / ctrl / own.lstrip("/") / name
         else:
@@ -113,6 +115,20 @@ class CgroupSet:
             except OSError:
                 pass
         return sorted(out)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used by everything that ever ran in the slot (for benchmarks)."""
+        try:
+            if self.version == "v1":
+                if "cpuacct" not in self.dirs:
+                    return None
+                return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
+            for line in (self.dirs["unified"] / "cpu.stat").read_text().splitlines():
+                if line.startswith("usage_usec "):
+                    return int(line.split()[1]) / 1e6
+        except (OSError, ValueError):
+            return None
+        return None
 
     def oom_kills(self) -> int:
         try:

@@ -155,3 +155,33 @@ def judge_test(prepared: PreparedTest, record: dict) -> tuple[str, str | None]:
     if not prepared.required <= seen or (prepared.sites and not seen):
         return "failed", "UnverifiedPass"
     return "passed", None
+
+
+def split_tests(source: str) -> list[str]:
+    """Split a file of plain asserts into one test per top-level ``assert``.
+
+    Non-assert top-level statements (imports, helpers, assignments) seen so far are kept as a preamble
+    of each following test, so ``x = big_input(); assert f(x) == 3`` still works. A file without any
+    top-level assert (e.g. ``def check(c): ...; check(f)``) or that does not parse is one test."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return [source] if source.strip() else []
+    if not any(isinstance(s, ast.Assert) for s in tree.body):
+        return [source] if source.strip() else []
+    lines = source.splitlines(keepends=True)
+
+    def seg(node: ast.stmt) -> str:
+        start = node.lineno - 1
+        if getattr(node, "decorator_list", None):
+            start = min(d.lineno for d in node.decorator_list) - 1
+        return "".join(lines[start:node.end_lineno])
+
+    preamble: list[str] = []
+    tests: list[str] = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assert):
+            tests.append("".join(p if p.endswith("\n") else p + "\n" for p in preamble) + seg(stmt))
+        else:
+            preamble.append(seg(stmt))
+    return tests

@@ -18,7 +18,11 @@ _EXPORTS = {
     "KtoTrainingConfig": "kto", "train_kto": "kto",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BaseTrainingConfig", "DpoTrainingConfig", "KtoTrainingConfig", "LoraSettings", "NoTrainingData",
+    "TrainingConfigError", "TrainingDataError", "TrainingReport", "load_config", "train_command",
+    "train_dpo", "train_kto",
+]
 
 
 def __getattr__(name: str) -> Any:

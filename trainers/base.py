@@ -464,6 +464,10 @@ def save_trained(trainer: Any, tokenizer: Any, stage: Path, lora: LoraSettings |
     model = getattr(trainer.accelerator, "unwrap_model", lambda m: m)(model)
     if lora is not None and lora.merge_on_save and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
+    # TRL turns the KV cache off for training; the saved policy is for generation, so turn it back on
+    # (transformers' generate would otherwise recompute every step).
+    if getattr(model.config, "use_cache", None) is False:
+        model.config.use_cache = True
     model.save_pretrained(stage, safe_serialization=True)
     tokenizer.save_pretrained(stage)
     # safetensors may write 0600 files; the policy folder is read by other users/containers

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import BaseTrainingConfig, TrainingReport, build_trl_config, run_training
+from .base import BaseTrainingConfig, NoTrainingData, TrainingReport, build_trl_config, run_training
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,6 @@ def train_kto(data_files: list[str | Path], model_path: str | Path, output_dir: 
         balance["desirable_rows"] = int(sum(bool(x) for x in labels))
         balance["undesirable_rows"] = len(labels) - balance["desirable_rows"]
         if cfg.loss_type == "kto" and len(labels) < 2:
-            from .base import NoTrainingData
-
             raise NoTrainingData(f"KTO's KL estimate needs at least 2 rows, got {len(labels)}")
         return KTOTrainer(model=model, args=cfg.trl_config(stage), train_dataset=dataset,
                           processing_class=tokenizer, peft_config=peft_cfg)

@@ -14,7 +14,6 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-
 from plumline.data_schemas import Problem, TestCase
 from plumline.transforms.logic.test_synthesis import (
     TestSynthesisConfig,
@@ -59,8 +58,7 @@ class _SynthesizeBatch(beam.DoFn):
         for pt in done:
             self._written.inc(pt.stats["written"])
             self._kept.inc(sum(t.kept for t in pt.tests if t.origin == "synthesized"))
-            for t in pt.tests:
-                yield t
+            yield from pt.tests
             yield beam.pvalue.TaggedOutput(STATS, pt.stats)
         for e in errors:
             self._failures.inc()

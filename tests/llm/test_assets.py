@@ -79,3 +79,22 @@ def test_prepare_smollm2_cli(tmp_path: Path):
     again = subprocess.run([sys.executable, "-m", "plumline.llm.assets", "prepare-smollm2"], env=env,
                            capture_output=True, text=True, timeout=120)
     assert again.stdout.strip() == str(folder)
+
+
+@pytest.mark.slow
+def test_smollm2_solves_an_easy_problem_through_the_pipeline_path(tmp_path: Path):
+    """The real policy, end to end on CPU: chat prompt -> transformers backend -> extract_code."""
+    from plumline.llm import BackendConfig, GenerationRequest, extract_code, make_backend
+    from plumline.llm.assets import prepare_smollm2
+
+    folder = prepare_smollm2()  # the shared cache: converted once per machine
+    with make_backend(BackendConfig(kind="transformers", model=str(folder), device="cpu")) as b:
+        assert b.chat and b.max_context == 8192
+        prompt = b.build_prompt('def add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n')
+        (res,) = b.generate([GenerationRequest("add", prompt, n=1, temperature=0, max_tokens=80)])
+    assert res.error is None
+    code = extract_code(res.completions[0].text, entry_point="add")
+    assert code is not None and "def add" in code, res.completions[0].text
+    namespace: dict = {}
+    exec(compile(code, "<sample>", "exec"), namespace)  # our own model's output for a trivial problem
+    assert namespace["add"](2, 3) == 5

@@ -225,3 +225,13 @@ def test_invalid_requests_reported_not_raised(server):
     assert res[1].request_id == "#1" and "not a GenerationRequest" in res[1].error
     assert res[2].error is None
     assert len(server.bodies) == 1
+
+
+def test_chat_endpoint_with_local_tokenizer_counts_template_tokens(server, tiny_llama):
+    with _backend(server, endpoint="chat", tokenizer=str(tiny_llama), max_model_len=64) as b:
+        prompt = b.build_prompt("def f():", instruction=None)
+        assert json.loads(prompt)[-1]["content"] == "def f():"
+        assert b.count_tokens(prompt) > b.count_tokens(json.dumps([{"role": "user", "content": ""}])) - 5
+        res = b.generate([_req("long", b.build_prompt("x " * 200, instruction=None)), _req("ok", prompt, max_tokens=8)])
+    assert res[0].error.startswith("prompt too long")
+    assert res[1].error is None and len(server.bodies) == 1

@@ -19,6 +19,8 @@ def _req(rid, prompt, **kw):
 
 
 def _child_pids() -> set[int]:
+    """Live (non-zombie) children of this process that are vLLM engine processes (not e.g.
+    multiprocessing's resource tracker, which lives as long as we do)."""
     me = str(os.getpid())
     out = set()
     for d in os.listdir("/proc"):
@@ -29,7 +31,13 @@ def _child_pids() -> set[int]:
             except OSError:
                 continue
             if fields[1] == me and fields[0] != "Z":
-                out.add(int(d))
+                try:
+                    with open(f"/proc/{d}/cmdline", "rb") as f:
+                        cmd = f.read()
+                except OSError:
+                    continue
+                if b"VLLM" in cmd or b"EngineCore" in cmd:
+                    out.add(int(d))
     return out
 
 

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from plumline.data_schemas import Problem, TestSpec
 
 

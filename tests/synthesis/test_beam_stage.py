@@ -5,7 +5,6 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-
 from plumline.data_schemas import Problem, TestSpec
 from plumline.llm import BackendConfig, Completion, GenerationResult
 from plumline.transforms.logic.test_synthesis import TestSynthesisConfig

@@ -10,7 +10,6 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
-
 from plumline.data_schemas import TestCase
 from plumline.llm import BackendConfig
 from plumline.transforms.logic.test_synthesis import PARSE_REASONS, TestSynthesisConfig
@@ -52,8 +51,8 @@ def test_tiny_model_tests_flow_through_the_stage(tiny_model, humaneval):
 
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(problems) | SynthesizeTests(_make, cfg, writer)
-        assert_that(out["tests"] | beam.combiners.ToList(), lambda lists: check(lists[0]), label="rows")
-        assert_that(out["stats"] | beam.combiners.ToList(),
+        assert_that(out["tests"] | "AllTests" >> beam.combiners.ToList(), lambda lists: check(lists[0]), label="rows")
+        assert_that(out["stats"] | "AllStats" >> beam.combiners.ToList(),
                     lambda lists: _assert_stats(lists[0], len(problems)), label="stats")
 
 
@@ -93,7 +92,7 @@ def test_oracle_with_the_real_sandbox_keeps_right_example_tests_and_drops_a_wron
 
 def _short_timeout(mod) -> dict:
     fields = getattr(mod.SandboxLimits, "model_fields", None) or getattr(mod.SandboxLimits, "__dataclass_fields__", {})
-    for name in ("timeout_s", "test_timeout_s", "wall_timeout_s"):
+    for name in ("test_timeout_s", "timeout_s"):
         if name in fields:
             return {name: 2.0}
     return {}

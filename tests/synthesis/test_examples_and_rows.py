@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 
 import pytest
-
 from plumline.data_schemas import Problem, TestCase, TestSpec, to_table
 from plumline.transforms.logic.test_synthesis import (
     TestSynthesisConfig,

@@ -7,7 +7,6 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from plumline.transforms.logic.test_synthesis import (
     DUPLICATE,
     EMPTY_REPLY,

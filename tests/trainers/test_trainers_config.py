@@ -152,3 +152,28 @@ def test_unknown_extra_args_are_named(tmp_path: Path):
         DpoTrainingConfig(extra_args={"output_dir": "/elsewhere"}).trl_config(tmp_path)
     with pytest.raises(TrainingConfigError, match="rejected"):
         DpoTrainingConfig(extra_args={"lr_scheduler_type": "no_such_schedule"}).trl_config(tmp_path)
+
+
+def test_importing_configs_does_not_load_torch():
+    """The pipeline's YAML config imports these classes; that must not pull in torch or TRL."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from plumline.trainers import DpoTrainingConfig, KtoTrainingConfig, train_command; "
+            "DpoTrainingConfig(); print(sorted(m for m in ('torch', 'trl', 'transformers', 'datasets') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+def test_train_command_returns_exit_codes_for_bad_input(tmp_path: Path, caplog):
+    from plumline.trainers import train_command
+    from plumline.trainers.cli import EXIT_BAD_INPUT, EXIT_NO_DATA
+
+    assert train_command("ppo", [], "m", tmp_path / "o") == EXIT_BAD_INPUT  # type: ignore[arg-type]
+    assert train_command("dpo", [tmp_path / "x.parquet"], "m", tmp_path / "o", None, ["beta=-1"]) == EXIT_BAD_INPUT
+    assert "beta" in caplog.text
+    assert train_command("kto", [tmp_path / "missing.parquet"], "m", tmp_path / "o") == EXIT_BAD_INPUT
+    assert "does not exist" in caplog.text
+    assert train_command("kto", [], "m", tmp_path / "o") == EXIT_NO_DATA
+    assert not (tmp_path / "o").exists()

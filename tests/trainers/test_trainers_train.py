@@ -50,6 +50,7 @@ def _check_trained(before: Path, after: Path, report: TrainingReport, steps: int
     assert not [p for p in after.iterdir() if p.is_dir()]
 
     model = AutoModelForCausalLM.from_pretrained(after)
+    assert model.config.use_cache is True  # a generation-ready policy, as before training
     tok = AutoTokenizer.from_pretrained(after)
     assert tok.chat_template and tok.eos_token
     ids = tok("def add(a, b):", return_tensors="pt").input_ids
@@ -189,3 +190,16 @@ def test_cli_process_trains_and_reports_exit_codes(tiny_model: Path, data_dir: P
     p = _cli("dpo", "--data", str(data), "--model", str(tiny_model), "--out", str(tmp_path / "m4"),
              "--set", "beta=-1", cwd=tmp_path)
     assert p.returncode == 2 and "beta" in p.stderr
+
+
+def test_huge_and_unicode_rows_are_truncated_or_dropped(tiny_model: Path, data_dir: Path, tmp_path: Path):
+    from dataclasses import replace
+
+    rows = dpo_rows(4)
+    rows[1] = replace(rows[1], chosen="def f():\n    return '\u00e9\u4e2d\U0001f600'\n" * 5000)  # ~150k chars
+    rows[2] = replace(rows[2], prompt="x = 1\n" * 20000)  # prompt alone fills max_length: TRL drops it
+    data = write_parquet(data_dir / "dpo.parquet", rows, DpoRow)
+    report = train_dpo([data], tiny_model, tmp_path / "model",
+                       DpoTrainingConfig(**{**FAST, "max_steps": 2}))
+    assert (report.dataset_rows, report.train_rows) == (4, 3)
+    assert all(math.isfinite(p["loss"]) for p in report.loss_curve)

@@ -19,7 +19,9 @@ import builtins
 import doctest
 import json
 import logging
+import math
 import re
+import textwrap
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from plumline.data_schemas import ErrorRecord, Problem, TestCase, TestKind, TestOrigin, content_id
-
-try:  # the llm package is built in parallel; the config only needs the type.
-    from plumline.llm import BackendConfig
-except ImportError:  # pragma: no cover - only while llm/ is incomplete
-    BackendConfig = Any  # type: ignore[misc,assignment]
+from plumline.llm.config import BackendConfig  # the light module: no engine import
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +121,7 @@ def _signature(problem: Problem) -> str:
     """The entry point's `def` line, from the starter code or the prompt, when there is one."""
     for text in (problem.starter_code, problem.prompt):
         m = re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(problem.entry_point)}\s*\(.*?\)\s*(?:->[^:]*)?:",
-                      text or "", re.M | re.S) if problem.entry_point else None
+                      text or "", re.MULTILINE | re.DOTALL) if problem.entry_point else None
         if m:
             return m.group(0).strip()
     return ""
@@ -142,10 +140,10 @@ def build_test_prompt(problem: Problem, k: int = 10) -> list[dict[str, str]]:
         parts += ["", "Examples:", "```python", *examples, "```"]
     parts += [
         "",
-        f"Write {k} different unit tests for `{ep}` as Python assert statements, for example "
-        f"`assert {ep}(...) == ...`. Each assert calls `{ep}` directly and checks one exact expected "
-        f"result; cover normal cases and edge cases. Do not define `{ep}`, do not use input(), files, "
-        f"random numbers or printing. Reply with one ```python block that holds only the asserts.",
+        (f"Write {k} different unit tests for `{ep}` as Python assert statements, for example "
+         f"`assert {ep}(...) == ...`. Each assert calls `{ep}` directly and checks one exact expected "
+         f"result; cover normal cases and edge cases. Do not define `{ep}`, do not use input(), files, "
+         f"random numbers or printing. Reply with one ```python block that holds only the asserts."),
     ]
     return [{"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": "\n".join(p for p in parts if p is not None)}]
@@ -194,7 +192,7 @@ class ParsedTests:
                                     for d in self.dropped)
 
 
-_FENCE_RE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
+_FENCE_RE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
 _DOCTEST_RE = re.compile(r"^\s*>>>")
 
 
@@ -369,7 +367,7 @@ def _make_equality_assert(call_src: str, value_src: str, entry_point: str) -> st
     call_text = _safe_unparse(call)
     if call_text is None:
         return None
-    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+    if isinstance(value, float) and math.isfinite(value):
         return f"assert abs({call_text} - {value!r}) < 1e-06"
     if value is None:
         return f"assert {call_text} is None"
@@ -415,9 +413,7 @@ def _bound_names(node: ast.AST) -> set[str]:
         elif isinstance(n, (ast.Import, ast.ImportFrom)):
             for a in n.names:
                 bound.add((a.asname or a.name).split(".")[0])
-        elif isinstance(n, ast.ExceptHandler) and n.name:
-            bound.add(n.name)
-        elif isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
+        elif isinstance(n, ast.ExceptHandler) and n.name or isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
             bound.add(n.name)
         elif isinstance(n, ast.MatchMapping) and n.rest:
             bound.add(n.rest)
@@ -637,7 +633,6 @@ def _parse_test_reply(reply: str, entry_point: str, max_chars: int, seen: set[st
             continue
         mod = _safe_parse(chunk)
         if mod is None:
-            import textwrap
             mod = _safe_parse(textwrap.dedent(chunk))
         if mod is not None:
             found = _snippets_from_module(mod, entry_point, chunk)
@@ -749,11 +744,11 @@ def _io_examples(text: str, entry_point: str) -> list[str]:
     out = []
     lines = text.splitlines()
     for k, line in enumerate(lines):
-        m = re.match(r"^\s*Input\s*:\s*(.+)$", line, re.I)
+        m = re.match(r"^\s*Input\s*:\s*(.+)$", line, re.IGNORECASE)
         if not m:
             continue
         for nxt in lines[k + 1:k + 3]:
-            om = re.match(r"^\s*Output\s*:\s*(.+)$", nxt, re.I)
+            om = re.match(r"^\s*Output\s*:\s*(.+)$", nxt, re.IGNORECASE)
             if om:
                 a = _make_equality_assert(f"{entry_point}({m.group(1).strip()})", om.group(1).strip(), entry_point)
                 if a:
@@ -992,7 +987,7 @@ def synthesize_batch(problems: Sequence[Problem], cfg: TestSynthesisConfig, *, g
     ``generate`` is a backend's ``generate``; ``render_chat`` its chat renderer (used when ``chat``).
     A failed request (prompt too long, engine error) costs that problem its synthesized tests only:
     it still gets its example and given tests, and an ErrorRecord says why."""
-    from plumline.llm import GenerationRequest  # the engines' contract; imported lazily (light module)
+    from plumline.llm.types import GenerationRequest  # plain dataclasses, no engine import
 
     errors: list[ErrorRecord] = []
     requests: list[Any] = []

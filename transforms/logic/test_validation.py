@@ -18,9 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from plumline.data_schemas import CODERL_CLASS, Execution, Outcome, TestCase, TestOrigin, TestStatus
+from pydantic import BaseModel, ConfigDict, Field
 
 ORACLE_FAILED = "oracle_failed"
 ORACLE_TIMEOUT = "oracle_timeout"

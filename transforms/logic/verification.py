@@ -30,8 +30,10 @@ from plumline.data_schemas import (
 )
 from plumline.transforms.logic.test_validation import (
     TestValidationConfig,
+    apply_agreement_to_tests,
     apply_oracle,
-    codet_agreement,
+    enforce_min_tests,
+    oracle_unusable,
     recompute_execution,
 )
 
@@ -89,14 +91,14 @@ def verify_problem(problem: Problem, tests: Sequence[TestCase], samples: Sequenc
     training = [t for t in tests if t.for_training and t.kept]
     if cfg.oracle and problem.reference_solution and training:
         oracle_result = run_many([(problem.reference_solution, [t.spec for t in training])])[0]
-        if oracle_result.outcome in (Outcome.COMPILE_ERROR.value, Outcome.RUNTIME_ERROR.value,
-                                     Outcome.SANDBOX_ERROR.value):
+        unusable = oracle_unusable(oracle_result)
+        if unusable:
             errors.append(ErrorRecord(
-                stage="validate_tests", reason=f"reference solution {oracle_result.outcome}: "
-                f"{oracle_result.error_type or ''}; oracle not applied", input=pid, problem_id=pid,
-                detail=(oracle_result.stderr_tail or "")[-500:]))
+                stage="validate_tests", reason=f"{unusable}; oracle not applied", input=pid, problem_id=pid,
+                detail=f"{oracle_result.error_type or ''} {(oracle_result.stderr_tail or '')[-500:]}"))
         else:
-            validated = {t.test_id: t for t in apply_oracle(training, oracle_result)}
+            validated = {t.test_id: t for t in apply_oracle(training, oracle_result,
+                                                            drop_not_run=cfg.drop_oracle_not_run)}
             tests = [validated.get(t.test_id, t) for t in tests]
     training = [t for t in tests if t.for_training and t.kept]
     evaluation = [t for t in tests if not t.for_training and t.kept]
@@ -114,25 +116,19 @@ def verify_problem(problem: Problem, tests: Sequence[TestCase], samples: Sequenc
     # 3. agreement (CodeT) where configured: without a reference, or always when asked.
     use_agreement = cfg.agreement and (not problem.reference_solution or not cfg.oracle
                                        or cfg.agreement_even_with_oracle)
-    synthesized = [t for t in training if t.origin == "synthesized"]
-    if use_agreement and synthesized and executions:
-        matrix = {sid: {r.test_id: r.status == "passed" for r in e.test_results}
-                  for sid, e in executions.items() if e.test_results}
-        agreement = codet_agreement([t.test_id for t in training], matrix)
-        kept_ids = set(agreement.kept_test_ids)
-        tests = [replace(t, kept=False, drop_reason=agreement.dropped.get(t.test_id, "codet_disagreement"))
-                 if t.for_training and t.kept and t.test_id not in kept_ids else t for t in tests]
+    if use_agreement and executions:
+        with_results = [e for e in executions.values() if e.test_results]
+        tests, _ = apply_agreement_to_tests(tests, with_results, cfg)
     kept_training = [t.test_id for t in tests if t.for_training and t.kept]
 
     # 4. pass ratios over kept training tests only
     final = [recompute_execution(e, kept_training) for e in executions.values()]
 
     # 5. minimum number of kept tests
-    if len(kept_training) < cfg.min_kept_tests:
-        errors.append(ErrorRecord(
-            stage="validate_tests",
-            reason=f"problem skipped: {len(kept_training)} kept training tests < min_kept_tests "
-                   f"{cfg.min_kept_tests}", input=pid, problem_id=pid))
+    skip_reason = enforce_min_tests(tests, cfg.min_kept_tests)
+    if skip_reason:
+        errors.append(ErrorRecord(stage="validate_tests", reason=f"problem skipped: {skip_reason}",
+                                  input=pid, problem_id=pid))
         return VerifiedProblem(tests=list(tests), executions=[], errors=errors, skipped=True)
     return VerifiedProblem(tests=list(tests), executions=sorted(final, key=lambda e: e.sample_id),
                            errors=errors)

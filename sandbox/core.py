@@ -1,0 +1,693 @@
+"""The public executor: :class:`Sandbox` (a pool of warm sandboxed slots) and :func:`run_program`.
+
+Outcome rules (decided here, in the trusted parent):
+
+- ``compile_error``: the candidate does not parse/compile (also: larger than ``max_code_bytes``).
+- ``runtime_error``: the candidate's top-level code raises (``SystemExit`` included) or its process
+  dies (segfault, ``os._exit``) before the tests; for I/O tests, the program raises or crashes on an input.
+- ``output_limit`` / ``memory_limit`` / ``timeout``: a limit stopped it (output cap; ``MemoryError``,
+  the cgroup OOM killer; per-test or total wall clock, CPU rlimit). Precedence in that order.
+- ``failed``: it ran, but at least one test failed or errored (a test raising e.g. ``NameError``
+  counts as failing); also when there are no tests.
+- ``passed``: every test passed and there is at least one.
+- ``sandbox_error``: only our own infrastructure failed (supervisor could not start, etc.).
+
+The candidate's exit status is never consulted; a test passes only by the checks the parent
+re-evaluates (see ``verdict.py``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import select
+import signal
+import subprocess
+import threading
+import time
+import uuid
+import weakref
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from plumline.data_schemas import CODERL_CLASS, Execution, Outcome, TestKind, TestResult, TestSpec, TestStatus
+
+from . import _protocol as proto
+from .isolation import CgroupSet, IsolationReport, _fs_args, probe_isolation
+from .seccomp import build_filter
+from .verdict import PreparedTest, judge_test, prepare_test
+
+log = logging.getLogger(__name__)
+
+_SERVER_SOURCE: str | None = None
+
+
+def _server_source() -> str:
+    global _SERVER_SOURCE
+    if _SERVER_SOURCE is None:
+        here = Path(__file__).parent
+        _SERVER_SOURCE = (here / "_protocol.py").read_text() + "\n" + (here / "_server.py").read_text()
+    return _SERVER_SOURCE
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Limits of one program execution. Every field has a default."""
+
+    timeout_s: float = 10.0  # wall-clock budget of one program, all its tests together
+    test_timeout_s: float = 3.0  # wall-clock limit of one test (and of the candidate's top-level code)
+    cpu_s: int = 10  # RLIMIT_CPU of each execution process (SIGXCPU -> timeout)
+    memory_mb: int = 1024  # RLIMIT_AS of each process; the slot cgroup gets memory_mb + 256
+    max_pids: int = 64  # processes + threads per slot (cgroup pids.max, RLIMIT_NPROC)
+    output_bytes: int = 1 << 20  # stdout + stderr of one execution; more -> output_limit
+    file_size_mb: int = 16  # RLIMIT_FSIZE: largest file a candidate may write
+    open_files: int = 256  # RLIMIT_NOFILE
+    tmpfs_mb: int = 64  # size of the private /tmp and of /dev/shm (each)
+    max_code_bytes: int = 1 << 20  # larger candidates are a compile_error (CodeTooLarge)
+    require_full_isolation: bool = False  # raise instead of running on a weaker tier
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "test_timeout_s", "cpu_s", "memory_mb", "max_pids", "output_bytes",
+                     "file_size_mb", "open_files", "tmpfs_mb", "max_code_bytes"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"SandboxLimits.{name} must be a positive number, got {v!r}")
+        if self.max_pids < 4:
+            raise ValueError("SandboxLimits.max_pids must be at least 4")
+        if self.memory_mb < 64:
+            raise ValueError("SandboxLimits.memory_mb must be at least 64")
+
+    def wire(self) -> dict:
+        return {"cpu_s": int(self.cpu_s), "as_bytes": int(self.memory_mb) << 20,
+                "fsize_bytes": int(self.file_size_mb) << 20, "nofile": int(self.open_files),
+                "nproc": int(self.max_pids), "output_bytes": int(self.output_bytes)}
+
+
+@dataclass(frozen=True)
+class ProgramResult:
+    """One program run against its tests."""
+
+    outcome: str  # an Outcome value
+    test_results: tuple[TestResult, ...]  # one per test, in input order
+    passed: int
+    total: int
+    pass_ratio: float
+    isolation_tier: str
+    duration_s: float
+    error_type: str | None = None  # program-level error (compile error, top-level exception, crash)
+    error_line: int | None = None  # line in the candidate's code
+    stderr_tail: str = ""
+
+    @property
+    def coderl_class(self) -> int:
+        return CODERL_CLASS[Outcome(self.outcome)]
+
+    def to_execution(self, sample_id: str, problem_id: str, round: int) -> Execution:
+        return Execution(sample_id=sample_id, problem_id=problem_id, round=round, outcome=self.outcome,
+                         coderl_class=self.coderl_class, passed=self.passed, total=self.total,
+                         pass_ratio=self.pass_ratio, test_results=self.test_results,
+                         isolation_tier=self.isolation_tier, duration_s=self.duration_s,
+                         error_type=self.error_type, error_line=self.error_line, stderr_tail=self.stderr_tail)
+
+    def to_dict(self) -> dict:
+        return {"outcome": self.outcome, "passed": self.passed, "total": self.total,
+                "pass_ratio": self.pass_ratio, "isolation_tier": self.isolation_tier,
+                "duration_s": round(self.duration_s, 6), "error_type": self.error_type,
+                "error_line": self.error_line, "stderr_tail": self.stderr_tail,
+                "test_results": [t.to_dict() for t in self.test_results]}
+
+
+class _SlotFailure(Exception):
+    """The supervisor did not answer in time, or died."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+_SIGNAL_NAMES = {signal.SIGSEGV: "Segfault", signal.SIGBUS: "BusError", signal.SIGABRT: "Abort",
+                 signal.SIGILL: "IllegalInstruction", signal.SIGFPE: "FloatingPointException",
+                 signal.SIGXCPU: "CPUTimeLimit", signal.SIGXFSZ: "FileSizeLimit", signal.SIGKILL: "Killed"}
+
+
+class _Slot:
+    """One warm supervisor inside its own bubblewrap, with its own cgroups and host uid."""
+
+    def __init__(self, index: int, limits: SandboxLimits, report: IsolationReport):
+        self.index = index
+        self.limits = limits
+        self.report = report
+        self.proc: subprocess.Popen | None = None
+        self.cg: CgroupSet | None = None
+        self.uid: int | None = None
+        if report.switch_uid:
+            self.uid = 1_000_000 + (os.getpid() % 100_000) * 64 + index % 64
+        self.buf = bytearray()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        lim = self.limits
+        rep = self.report
+        env = {}
+        cg_files: list[str] = []
+        if rep.cgroup:
+            self.cg = CgroupSet(rep.cgroup, f"plumline-{os.getpid()}-{self.index}-{uuid.uuid4().hex[:6]}")
+            try:
+                self.cg.create((lim.memory_mb + 256) << 20, lim.max_pids + 8, self.uid)
+                cg_files = [str(f) for f in self.cg.procs_files()]
+            except OSError as exc:
+                log.warning("slot %d: cgroup setup failed (%s); running without it", self.index, exc)
+                self.cg.remove()
+                self.cg = None
+        tmpfs = int(lim.tmpfs_mb) << 20
+        py = [rep.python, "-I", "-S", "-B", "-c", _server_source()]
+        if rep.bwrap:
+            cmd = [rep.bwrap, "--unshare-all", "--unshare-user", "--new-session", "--cap-drop", "ALL",
+                   "--uid", "1000", "--gid", "1000", "--hostname", "sandbox", "--clearenv",
+                   "--setenv", "MALLOC_ARENA_MAX", "2", *_fs_args(tmpfs), *py]
+            init = {"pidns": True, "wipe": ["/tmp", "/dev/shm"], "workdir": "/tmp"}
+            protected = (1, 2)
+        else:
+            import tempfile
+
+            work = tempfile.mkdtemp(prefix="plumline-slot-")
+            if self.uid is not None:
+                os.chown(work, self.uid, self.uid)
+            self._work = work
+            cmd = py
+            init = {"pidns": False, "wipe": [work], "workdir": work}
+            protected = ()
+        env["PLUM_CG"] = " ".join(cg_files)
+        script = ('for f in $PLUM_CG; do echo $$ > "$f" || exit 97; done; unset PLUM_CG; '
+                  'export MALLOC_ARENA_MAX=2; exec "$@"')
+        kw: dict = {}
+        if self.uid is not None:
+            kw = dict(user=self.uid, group=self.uid, extra_groups=[])
+        self.proc = subprocess.Popen(["/bin/sh", "-c", script, "sh", *cmd], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/",
+                                     close_fds=True, start_new_session=True, bufsize=0, **kw)
+        if not rep.bwrap:
+            protected = (self.proc.pid,)
+        bpf = ""
+        if rep.seccomp:
+            bpf = build_filter(protected).hex()
+        init["bpf"] = bpf
+        self.buf = bytearray()
+        self._send(init)
+        hello = self._recv(time.monotonic() + 30)
+        if not hello.get("ready"):
+            raise _SlotFailure(f"supervisor did not start: {hello!r}")
+        self.hello = hello
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.cg is not None:
+            try:
+                self.cg.kill_all()
+            except OSError:
+                pass
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+            for s in (self.proc.stdin, self.proc.stdout):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc = None
+
+    def close(self) -> None:
+        self.kill()
+        if self.cg is not None:
+            try:
+                self.cg.remove()
+            except OSError:
+                pass
+            self.cg = None
+        work = getattr(self, "_work", None)
+        if work:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+
+    # -- protocol ---------------------------------------------------------------------------------
+    def _send(self, obj: dict) -> None:
+        data = proto.pack(obj)
+        fd = self.proc.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            try:
+                k = os.write(fd, view)
+            except (BrokenPipeError, OSError) as exc:
+                raise _SlotFailure(f"supervisor gone: {exc}") from exc
+            view = view[k:]
+
+    def _recv(self, deadline: float) -> dict:
+        fd = self.proc.stdout.fileno()
+
+        def need(n: int) -> bytes:
+            while len(self.buf) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _SlotFailure("timeout")
+                r, _, _ = select.select([fd], [], [], left)
+                if not r:
+                    continue
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    raise _SlotFailure("died")
+                self.buf += chunk
+            out = bytes(self.buf[:n])
+            del self.buf[:n]
+            return out
+
+        n = proto.unpack_header(need(4))
+        return proto.loads(need(n))
+
+    def oom_kills(self) -> int:
+        return self.cg.oom_kills() if self.cg is not None else 0
+
+    def call(self, unit: dict, timeout: float) -> dict:
+        if not self.alive():
+            self.kill()
+            self.start()
+        try:
+            self._send(unit)
+            return self._recv(time.monotonic() + timeout)
+        except _SlotFailure:
+            self.kill()
+            raise
+
+
+def _check_tests(tests: Sequence[TestSpec]) -> list[TestSpec]:
+    out = []
+    for i, t in enumerate(tests):
+        if isinstance(t, dict):
+            t = TestSpec.from_dict(t)
+        if not isinstance(t, TestSpec):
+            raise TypeError(f"test {i}: expected a TestSpec, got {type(t).__name__}")
+        out.append(t)
+    return out
+
+
+class _Run:
+    """State of one program's execution across units (restarts after a hung or crashing test)."""
+
+    def __init__(self, code: str, tests: list[TestSpec], limits: SandboxLimits, tier: str):
+        self.code = code
+        self.tests = tests
+        self.limits = limits
+        self.tier = tier
+        self.t0 = time.monotonic()
+        self.deadline = self.t0 + limits.timeout_s
+        self.ids = [t.test_id or f"t{i}" for i, t in enumerate(tests)]
+        self.results: list[TestResult | None] = [None] * len(tests)
+        self.prepared: dict[int, PreparedTest] = {}
+        self.compile_error: tuple[str, int | None, str] | None = None
+        self.top_error: tuple[str, int | None, str] | None = None
+        self.flags: set[str] = set()  # timeout, memory, output, sandbox, crash
+        self.stderr = ""
+
+    def set(self, i: int, status: str, dur: float = 0.0, et: str | None = None, msg: str | None = None,
+            line: int | None = None) -> None:
+        if et in ("MemoryError",):
+            self.flags.add("memory")
+        self.results[i] = TestResult(test_id=self.ids[i], status=status, duration_s=float(dur), error_type=et,
+                                     error_message=(msg[:500] if msg else msg), error_line=line)
+
+
+def _execute(slot: _Slot, code: str, tests: Sequence[TestSpec], limits: SandboxLimits,
+             tier: str) -> ProgramResult:
+    run = _Run(code, list(tests), limits, tier)
+    try:
+        if len(code.encode("utf-8", "surrogatepass")) > limits.max_code_bytes:
+            run.compile_error = ("CodeTooLarge", None, f"candidate larger than {limits.max_code_bytes} bytes")
+        elif "\x00" in code:
+            run.compile_error = ("SyntaxError", None, "source code contains a NUL byte")
+        else:
+            _run_assert_tests(slot, run)
+            _run_io_tests(slot, run)
+    except _SlotFailure as exc:
+        run.flags.add("sandbox")
+        run.stderr += f"\n[plumline] sandbox failure: {exc.reason}"
+    return _finish(run)
+
+
+def _unit_base(run: _Run, mode: str) -> dict:
+    lim = run.limits
+    budget = max(0.0, run.deadline - time.monotonic())
+    return {"mode": mode, "code": run.code, "limits": lim.wire(),
+            "test_timeout": min(lim.test_timeout_s, budget), "budget": budget}
+
+
+def _call(slot: _Slot, run: _Run, unit: dict) -> dict | None:
+    """One unit; a supervisor that does not answer by the deadline means the candidate starved it."""
+    oom_before = slot.oom_kills()
+    try:
+        reply = slot.call(unit, unit["budget"] + 5.0)
+    except _SlotFailure as exc:
+        if exc.reason == "timeout":
+            run.flags.add("timeout")
+            return None
+        if exc.reason == "died":
+            # the supervisor died under us: the cgroup OOM killer, or our bug
+            run.flags.add("memory" if slot.oom_kills() > oom_before else "sandbox")
+            return None
+        raise
+    reply["_oom"] = slot.oom_kills() > oom_before
+    run.stderr = (reply.get("stderr_tail") or "")[-4000:]
+    return reply
+
+
+def _death(reply: dict) -> tuple[str, str]:
+    """Why a unit's child stopped early: (flag, error_type)."""
+    stop = reply.get("stop")
+    sig = reply.get("signal")
+    if stop in ("test_timeout", "budget"):
+        return "timeout", "Timeout"
+    if stop == "output":
+        return "output", "OutputLimitExceeded"
+    if stop == "protocol":
+        return "crash", "ProtocolViolation"
+    if reply.get("_oom"):
+        return "memory", "MemoryLimit"
+    if sig == signal.SIGXCPU:
+        return "timeout", "CPUTimeLimit"
+    if sig is not None:
+        return "crash", _SIGNAL_NAMES.get(sig, f"Signal{sig}")
+    return "crash", "ProcessExit"
+
+
+def _run_assert_tests(slot: _Slot, run: _Run) -> None:
+    pending: list[int] = []
+    for i, t in enumerate(run.tests):
+        if t.kind != TestKind.ASSERT.value:
+            continue
+        p = prepare_test(t.code)
+        if p.error:
+            run.set(i, TestStatus.ERROR.value, et="TestError", msg=p.error)
+            continue
+        run.prepared[i] = p
+        pending.append(i)
+    while pending:
+        if time.monotonic() >= run.deadline:
+            run.flags.add("timeout")
+            break
+        unit = _unit_base(run, "assert")
+        unit["name"] = "candidate"
+        unit["tests"] = [[i, run.prepared[i].source, run.prepared[i].wire_sites] for i in pending]
+        reply = _call(slot, run, unit)
+        if reply is None:
+            break
+        top = reply.get("top")
+        flag, death_type = _death(reply)
+        if top is None:
+            # died before its top-level code finished: that is the program's failure
+            run.flags.add(flag)
+            if flag == "crash":
+                run.top_error = (death_type, None, "process ended before running the tests")
+            break
+        if not top.get("ok"):
+            err = (str(top.get("type")), top.get("line"), str(top.get("msg") or ""))
+            if top.get("kind") == "compile":
+                run.compile_error = err
+            else:
+                run.top_error = err
+                if err[0] == "MemoryError":
+                    run.flags.add("memory")
+            break
+        reported: list[int] = []
+        for rec in reply.get("tests", []):
+            i = rec.get("idx")
+            if i not in run.prepared or run.results[i] is not None:
+                continue
+            reported.append(i)
+            dur = float(rec.get("dur") or 0.0)
+            if rec.get("state") == "ended":
+                status, et = judge_test(run.prepared[i], rec)
+                run.set(i, status, dur, et, rec.get("msg") if status != "passed" else None, rec.get("line"))
+            else:
+                run.flags.add(flag)
+                status = TestStatus.TIMEOUT.value if flag == "timeout" else TestStatus.ERROR.value
+                run.set(i, status, dur, death_type, None, None)
+        rest = [i for i in pending if run.results[i] is None]
+        if reply.get("stop") == "done" or not rest:
+            for i in rest:  # "done" without reporting them: not run, never passed
+                run.set(i, TestStatus.ERROR.value, et="NotReported")
+            break
+        if not reported or run.results[reported[-1]].status == TestStatus.PASSED.value:
+            # killed between tests: blame the next one so the loop always advances
+            run.flags.add(flag)
+            run.set(rest[0], TestStatus.TIMEOUT.value if flag == "timeout" else TestStatus.ERROR.value,
+                    0.0, death_type)
+            rest = rest[1:]
+        if reply.get("stop") == "budget":
+            break
+        pending = rest
+
+
+def _run_io_tests(slot: _Slot, run: _Run) -> None:
+    for i, t in enumerate(run.tests):
+        if t.kind != TestKind.IO.value:
+            continue
+        if run.compile_error or time.monotonic() >= run.deadline:
+            if not run.compile_error:
+                run.flags.add("timeout")
+            break
+        unit = _unit_base(run, "io")
+        unit["name"] = "__main__"
+        unit["stdin"] = t.stdin
+        unit["tests"] = []
+        reply = _call(slot, run, unit)
+        if reply is None:
+            run.set(i, TestStatus.TIMEOUT.value if "timeout" in run.flags else TestStatus.ERROR.value,
+                    et="Timeout" if "timeout" in run.flags else "SandboxError")
+            break
+        top = reply.get("top")
+        dur = float(reply.get("dur") or 0.0)
+        if top is not None and top.get("kind") == "compile":
+            run.compile_error = (str(top.get("type")), top.get("line"), str(top.get("msg") or ""))
+            break
+        flag, death_type = _death(reply)
+        if reply.get("stop") in ("test_timeout", "budget", "output") or top is None:
+            run.flags.add(flag)
+            run.set(i, TestStatus.TIMEOUT.value if flag == "timeout" else TestStatus.ERROR.value, dur,
+                    death_type)
+            if top is None and flag == "crash":
+                run.flags.add("io_crash")
+            continue
+        if not top.get("ok"):
+            et = str(top.get("type"))
+            run.flags.add("io_crash")
+            run.set(i, TestStatus.ERROR.value, dur, et, str(top.get("msg") or ""), top.get("line"))
+            if run.top_error is None:
+                run.top_error = (et, top.get("line"), str(top.get("msg") or ""))
+            continue
+        got = proto.normalize_stdout(reply.get("stdout") or "")
+        want = proto.normalize_stdout(t.expected_stdout)
+        if got == want:
+            run.set(i, TestStatus.PASSED.value, dur)
+        else:
+            run.set(i, TestStatus.FAILED.value, dur, "WrongAnswer", "stdout differs from expected_stdout")
+
+
+def _finish(run: _Run) -> ProgramResult:
+    results = []
+    for i, r in enumerate(run.results):
+        if r is None:
+            r = TestResult(test_id=run.ids[i], status=TestStatus.NOT_RUN.value)
+        results.append(r)
+    total = len(results)
+    passed = sum(1 for r in results if r.status == TestStatus.PASSED.value)
+    et, line = None, None
+    f = run.flags
+    if run.compile_error:
+        outcome = Outcome.COMPILE_ERROR
+        et, line = run.compile_error[0], run.compile_error[1]
+        passed = 0
+    elif "output" in f:
+        outcome = Outcome.OUTPUT_LIMIT
+    elif "memory" in f:
+        outcome = Outcome.MEMORY_LIMIT
+    elif "timeout" in f:
+        outcome = Outcome.TIMEOUT
+    elif run.top_error:
+        outcome = Outcome.RUNTIME_ERROR
+    elif "sandbox" in f:
+        outcome = Outcome.SANDBOX_ERROR
+    elif "io_crash" in f:
+        outcome = Outcome.RUNTIME_ERROR
+    elif total >= 1 and passed == total:
+        outcome = Outcome.PASSED
+    else:
+        outcome = Outcome.FAILED
+    if run.top_error and not run.compile_error:
+        et, line = run.top_error[0], run.top_error[1]
+    if outcome != Outcome.PASSED and outcome != Outcome.FAILED and et is None:
+        et = {"output": "OutputLimitExceeded", "memory": "MemoryLimit", "timeout": "Timeout",
+              "sandbox": "SandboxError"}.get(outcome.value.split("_")[0], None) or {
+            Outcome.OUTPUT_LIMIT: "OutputLimitExceeded", Outcome.MEMORY_LIMIT: "MemoryLimit",
+            Outcome.TIMEOUT: "Timeout", Outcome.SANDBOX_ERROR: "SandboxError"}.get(outcome)
+    return ProgramResult(outcome=outcome.value, test_results=tuple(results), passed=passed, total=total,
+                         pass_ratio=(passed / total if total else 0.0), isolation_tier=run.tier,
+                         duration_s=time.monotonic() - run.t0, error_type=et,
+                         error_line=line if isinstance(line, int) else None, stderr_tail=run.stderr[-2000:])
+
+
+_LIVE: "weakref.WeakSet[Sandbox]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for sb in list(_LIVE):
+        try:
+            sb.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class Sandbox:
+    """A pool of warm sandboxed slots (one per core by default). Thread-safe; cheap to construct
+    (slots start lazily on first use, about 0.1 s each)."""
+
+    def __init__(self, limits: SandboxLimits | None = None, workers: int | None = None):
+        self.limits = limits or SandboxLimits()
+        self.isolation: IsolationReport = probe_isolation()
+        if self.limits.require_full_isolation and not self.isolation.full:
+            raise RuntimeError(f"full isolation required but only tier {self.isolation.tier!r} is available: "
+                               + "; ".join(self.isolation.notes))
+        n = workers if workers is not None else _default_workers()
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"workers must be a positive int, got {workers!r}")
+        self.workers = n
+        self._slots = [_Slot(i, self.limits, self.isolation) for i in range(n)]
+        self._free: queue.LifoQueue[_Slot] = queue.LifoQueue()
+        for s in reversed(self._slots):
+            self._free.put(s)
+        self._closed = False
+        self._lock = threading.Lock()
+        _LIVE.add(self)
+
+    @property
+    def tier(self) -> str:
+        return self.isolation.tier
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used inside the slots' cgroups so far (None without cgroup accounting)."""
+        total = 0.0
+        for s in self._slots:
+            if s.cg is None:
+                if s.proc is not None:
+                    return None
+                continue
+            v = s.cg.cpu_seconds()
+            if v is None:
+                return None
+            total += v
+        return total
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def close(self) -> None:
+        """Kill every slot and everything in it; remove the cgroups."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for s in self._slots:
+            s.close()
+
+    def run(self, code: str, tests: Sequence[TestSpec]) -> ProgramResult:
+        """Run one program against its tests (blocks until a slot is free)."""
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, got {type(code).__name__}")
+        specs = _check_tests(tests)
+        if self._closed:
+            raise RuntimeError("Sandbox is closed")
+        slot = self._free.get()
+        try:
+            if self._closed:
+                raise RuntimeError("Sandbox is closed")
+            try:
+                return _execute(slot, code, specs, self.limits, self.isolation.tier)
+            except (OSError, ValueError, _SlotFailure) as exc:  # our infrastructure, not the candidate
+                log.exception("sandbox slot %d failed", slot.index)
+                slot.kill()
+                return ProgramResult(outcome=Outcome.SANDBOX_ERROR.value,
+                                     test_results=tuple(TestResult(test_id=t.test_id or f"t{i}",
+                                                                   status=TestStatus.NOT_RUN.value)
+                                                        for i, t in enumerate(specs)),
+                                     passed=0, total=len(specs), pass_ratio=0.0,
+                                     isolation_tier=self.isolation.tier, duration_s=0.0,
+                                     error_type="SandboxError", stderr_tail=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._free.put(slot)
+
+    def _validated(self, jobs: Iterable[tuple[str, Sequence[TestSpec]]]) -> list[tuple[str, list[TestSpec]]]:
+        out = []
+        for k, job in enumerate(jobs):
+            try:
+                code, tests = job
+                if not isinstance(code, str):
+                    raise TypeError(f"code must be a str, got {type(code).__name__}")
+                out.append((code, _check_tests(tests)))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"job {k}: {exc}") from exc
+        return out
+
+    def imap_unordered(self, jobs: Iterable[tuple[str, Sequence[TestSpec]]]) -> Iterator[tuple[int, ProgramResult]]:
+        """Yield (index, result) as programs finish, running up to ``workers`` at once."""
+        items = self._validated(jobs)
+        if not items:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(items)),
+                                thread_name_prefix="plumline-sandbox") as ex:
+            futs = {ex.submit(self.run, c, t): k for k, (c, t) in enumerate(items)}
+            for fut in as_completed(futs):
+                yield futs[fut], fut.result()
+
+    def run_many(self, jobs: Sequence[tuple[str, Sequence[TestSpec]]]) -> list[ProgramResult]:
+        """Run many programs concurrently over the slots; results in input order."""
+        out: list[ProgramResult | None] = [None] * len(jobs)
+        for k, r in self.imap_unordered(jobs):
+            out[k] = r
+        return out  # type: ignore[return-value]
+
+
+def run_program(code: str, tests: Sequence[TestSpec], limits: SandboxLimits | None = None) -> ProgramResult:
+    """One-off convenience: a one-slot sandbox for a single program."""
+    with Sandbox(limits=limits, workers=1) as sb:
+        return sb.run(code, tests)
