@@ -87,7 +87,8 @@ class RunConfig(_Section):
     out_dir: str = Field("runs", description="Folder that holds run folders.")
     rounds: int = Field(1, ge=1, description="Online rounds: sample, verify, export, train, repeat.")
     seed: int = Field(0, description="Base seed; every sample's seed derives from it and the ids.")
-    sources: list[SourceConfig] = Field(default_factory=list, description="Where problems come from.")
+    sources: list[SourceConfig] = Field(default_factory=list, validate_default=True,
+                                        description="Where problems come from.")
     policy: BackendConfig = Field(default_factory=BackendConfig, description="The policy being trained.")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Policy sampling.")
     tests: TestSynthesisConfig = Field(default_factory=TestSynthesisConfig,

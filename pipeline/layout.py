@@ -90,6 +90,7 @@ class RoundLayout:
         names = list(STAGES)
         for later in names[names.index(stage):]:
             self.marker(later).unlink(missing_ok=True)
+        (self.stages_dir / "train.done").unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

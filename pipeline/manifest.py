@@ -158,7 +158,7 @@ def build_manifest(cfg: RunConfig, layout: RoundLayout, types: dict[str, type[Re
         "pairs": {**_sum_stats(pair_stats), "dpo_rows": counts["dpo"]},
         "kto": {"rows": len(kto), "desirable": sum(1 for r in kto if r["label"]),
                 "undesirable": sum(1 for r in kto if not r["label"])},
-        "critic": {"rows": len(critic), "by_class": dict(Counter(r["coderl_class"] for r in critic))},
+        "critic": {"rows": len(critic), "by_class": {str(k): v for k, v in sorted(Counter(r["coderl_class"] for r in critic).items())}},
         "errors": {"total": len(errors), "by_stage": dict(Counter(e.get("stage", "?") for e in errors))},
         "stages": stage_info,
         "versions": package_versions(),

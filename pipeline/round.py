@@ -220,6 +220,11 @@ def train_round(cfg: RunConfig, layout: RoundLayout, policy_model: str) -> Path 
         log.warning("round %d: no %s rows, the policy is not trained this round", layout.round, method)
         return None
     section = getattr(cfg.training, method)
+    train_hash = cfg.section_hash(*STAGES["export"][1], "training") + "-" + policy_model
+    marker = layout.stages_dir / "train.done"
+    if marker.exists() and marker.read_text().strip() == train_hash and layout.model_dir.is_dir():
+        log.info("round %d: already trained, reusing %s", layout.round, layout.model_dir)
+        return layout.model_dir
     cfg_file = layout.stages_dir / f"train-{method}.json"
     atomic_write_text(cfg_file, section.model_dump_json(indent=2))
     cmd = [sys.executable, "-m", "plumline.trainers", method, "--data", str(data), "--model", policy_model,
@@ -231,6 +236,7 @@ def train_round(cfg: RunConfig, layout: RoundLayout, policy_model: str) -> Path 
         return None
     if code != 0:
         raise RuntimeError(f"round {layout.round}: training failed (exit {code}); data kept in {layout.dir}")
+    atomic_write_text(marker, train_hash)
     return layout.model_dir
 
 

@@ -36,6 +36,10 @@ class _VerifyProblem(beam.DoFn):
             sandbox.close()
 
     def process(self, element):
+        # A helper generator: Beam warns on bare `return` inside process (apache/beam#22969).
+        yield from self._process(element)
+
+    def _process(self, element):
         problem_id, grouped = element
         problems = list(grouped["problems"])
         tests = list(grouped["tests"])

@@ -29,6 +29,10 @@ class _BuildRows(beam.DoFn):
         self._pairs = Metrics.counter("plumline", "dpo_pairs")
 
     def process(self, element):
+        # A helper generator: Beam warns on bare `return` inside process (apache/beam#22969).
+        yield from self._process(element)
+
+    def _process(self, element):
         problem_id, grouped = element
         problems = list(grouped["problems"])
         executions = {e.sample_id: e for e in grouped["executions"]}
