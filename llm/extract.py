@@ -95,7 +95,7 @@ def defines(code: str, name: str) -> bool:
             ):
                 return True
         return False
-    pat = re.compile(rf"^(?:async\s+def|def|class)\s+{re.escape(name)}\b|^{re.escape(name)}\s*=", re.M)
+    pat = re.compile(rf"^(?:async\s+def|def|class)\s+{re.escape(name)}\b|^{re.escape(name)}\s*=", re.MULTILINE)
     return bool(pat.search(code))
 
 

@@ -24,7 +24,6 @@ import logging
 import os
 import random
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 

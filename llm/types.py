@@ -30,7 +30,7 @@ class GenerationRequest:
     def is_greedy(self) -> bool:
         return self.temperature == 0
 
-    def greedy(self, request_id: str | None = None) -> "GenerationRequest":
+    def greedy(self, request_id: str | None = None) -> GenerationRequest:
         """The greedy twin of this request (temperature 0, n=1, top_p 1, same prompt and budget).
 
         CodeRL uses one greedy sample per problem as the baseline for relative returns: the caller puts

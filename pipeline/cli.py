@@ -53,7 +53,12 @@ def _run(cfg, force: bool) -> None:
     cfg = resolve_assets(cfg)
     run_dir = Path(cfg.out_dir) / cfg.name
     console.print(f"[bold]plumline[/] run [cyan]{cfg.name}[/] -> {run_dir}")
-    manifests = run_rounds(cfg, run_dir, force=force)
+    from plumline.pipeline.round import StageFailed
+    try:
+        manifests = run_rounds(cfg, run_dir, force=force)
+    except StageFailed as exc:
+        console.print(f"[bold red]stage failed[/]: {exc}")
+        raise typer.Exit(1) from exc
     _summary(run_dir, manifests)
 
 

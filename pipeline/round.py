@@ -98,6 +98,28 @@ def _ensure_outputs(layout: RoundLayout, stage: str, types: dict[str, type[Recor
     return counts
 
 
+class StageFailed(RuntimeError):
+    """A stage that failed for every problem (e.g. the engine died): not marked done, so a rerun retries."""
+
+
+def _engine_stage_failed_everywhere(layout: RoundLayout, stage: str, n_problems: int) -> str | None:
+    """The reason, when every problem of an engine stage ended in an error of that stage."""
+    if stage not in ENGINE_STAGES or n_problems == 0:
+        return None
+    failed, first = set(), None
+    for line in layout.stage_errors(stage).read_text(encoding="utf-8").splitlines():
+        try:
+            err = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if err.get("stage") in ("sample", "synthesize_tests") and err.get("problem_id"):
+            if err["stage"] == "sample" and err.get("reason") == "completion contains no code":
+                continue
+            failed.add(err["problem_id"])
+            first = first or err.get("reason")
+    return first if len(failed) >= n_problems else None
+
+
 class RoundRunner:
     """Runs (or resumes) one round in ``run_dir``."""
 
@@ -187,6 +209,12 @@ class RoundRunner:
         elapsed = time.monotonic() - start
         self.timings[stage] = elapsed
         counts = _ensure_outputs(self.layout, stage, self.types)
+        n_problems = pq.ParquetFile(self.layout.parquet("problems")).metadata.num_rows
+        reason = _engine_stage_failed_everywhere(self.layout, stage, n_problems)
+        if reason:
+            raise StageFailed(f"round {self.round}: stage {stage} failed for all {n_problems} problems; "
+                              f"first reason: {reason}. Details in {self.layout.stage_errors(stage)}; "
+                              f"a rerun retries this stage.")
         self.layout.mark_done(stage, config_hash, {"seconds": round(elapsed, 2), "rows": counts})
         log.info("round %d: stage %s done in %.1f s: %s", self.round, stage, elapsed, counts)
 

@@ -524,7 +524,13 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, fprog, workdir):
         line = getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else None
         send(["compile", type(exc).__name__, line if type(line) is int else None, _msg(exc)])
         return 0
-    ns = {"__name__": job.get("name", "__main__"), "__builtins__": _builtins, "__file__": "solution.py"}
+    # a real module, so pickling its functions by reference works (multiprocessing)
+    mod_name = job.get("name", "__main__")
+    module = type(_sys)(mod_name)
+    module.__file__ = "solution.py"
+    module.__builtins__ = _builtins
+    _sys.modules[mod_name] = module
+    ns = module.__dict__
     t0 = _now()
     try:
         exec(co, ns)

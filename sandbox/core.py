@@ -50,7 +50,10 @@ def _server_source() -> str:
     global _SERVER_SOURCE
     if _SERVER_SOURCE is None:
         here = Path(__file__).parent
-        _SERVER_SOURCE = (here / "_protocol.py").read_text() + "\n" + (here / "_server.py").read_text()
+        # A private builtins dict for the supervisor's own functions (captured at definition time), so a
+        # candidate that patches the builtins module cannot break or steer the harness code.
+        _SERVER_SOURCE = ("import builtins as _b\n__builtins__ = dict(_b.__dict__)\ndel _b\n"
+                          + (here / "_protocol.py").read_text() + "\n" + (here / "_server.py").read_text())
     return _SERVER_SOURCE
 
 
@@ -440,8 +443,8 @@ def _run_assert_tests(slot: _Slot, run: _Run) -> None:
             reported.append(i)
             dur = float(rec.get("dur") or 0.0)
             if rec.get("state") == "ended":
-                status, et = judge_test(run.prepared[i], rec)
-                run.set(i, status, dur, et, rec.get("msg") if status != "passed" else None, rec.get("line"))
+                status, et, msg = judge_test(run.prepared[i], rec)
+                run.set(i, status, dur, et, msg, rec.get("line") if status != "passed" else None)
             else:
                 run.flags.add(flag)
                 status = TestStatus.TIMEOUT.value if flag == "timeout" else TestStatus.ERROR.value

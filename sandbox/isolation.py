@@ -263,6 +263,7 @@ def _fs_args(tmpfs_bytes: int) -> list[str]:
     args += ["--proc", "/proc", "--dev", "/dev",
              "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
              "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
+             "--remount-ro", "/",  # the sandbox's root tmpfs: no writable, unwiped, uncapped space
              "--chdir", "/tmp"]
     return args
 

@@ -125,10 +125,10 @@ def prepare_test(code: str) -> PreparedTest:
     return PreparedTest(source=source, sites=tuple(rw.sites), required=frozenset(rw.required))
 
 
-def judge_test(prepared: PreparedTest, record: dict) -> tuple[str, str | None]:
+def judge_test(prepared: PreparedTest, record: dict) -> tuple[str, str | None, str | None]:
     """Re-decide one test from the supervisor's report, in the trusted parent.
 
-    Returns (status, error_type): "passed" only when the test ran to its end, every reported check
+    Returns (status, error_type, message): "passed" only when the test ran to its end, every reported check
     passes when re-evaluated here, every unconditional assert was reported, and at least one check
     was reported when the test has any assert."""
     from ._protocol import decode
@@ -139,22 +139,31 @@ def judge_test(prepared: PreparedTest, record: dict) -> tuple[str, str | None]:
         try:
             site_id, raw = item
             if type(site_id) is not int or not 0 <= site_id < len(prepared.sites):
-                return "error", "ProtocolViolation"
+                return "error", "ProtocolViolation", "check for an unknown assert"
             values = [decode(v) for v in raw]
             verdict = evaluate_site(prepared.sites[site_id], values)
         except (ValueError, TypeError, RecursionError, OverflowError):
-            return "error", "ProtocolViolation"
+            return "error", "ProtocolViolation", "malformed check values"
         seen.add(site_id)
         if verdict == "fail":
-            return "failed", "AssertionError"
+            return "failed", "AssertionError", _describe(prepared.sites[site_id], values)
         if verdict.startswith("error:"):
-            return "error", verdict.split(":", 1)[1]
+            return "error", verdict.split(":", 1)[1], _describe(prepared.sites[site_id], values)
     if not record.get("ok"):
         et = record.get("type") or "Error"
-        return ("failed", et) if et == "AssertionError" else ("error", et)
+        msg = record.get("msg")
+        return ("failed", et, msg) if et == "AssertionError" else ("error", et, msg)
     if not prepared.required <= seen or (prepared.sites and not seen):
-        return "failed", "UnverifiedPass"
-    return "passed", None
+        return "failed", "UnverifiedPass", "the test ended without reporting all of its asserts"
+    return "passed", None, None
+
+
+def _describe(site: dict, values: list) -> str:
+    try:
+        text = ", ".join(repr(v)[:300] for v in values)
+    except Exception:  # noqa: BLE001 - repr of plain data should not fail; never let it crash us
+        text = "?"
+    return f"assert at test line {site.get('line')}: got {text}"
 
 
 def split_tests(source: str) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from plumline.llm import BackendConfig
 from plumline.llm.assets import build_tiny_llama
 

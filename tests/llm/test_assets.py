@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from plumline.llm.assets import MARKER, build_tiny_llama, model_revision
 
 

@@ -6,7 +6,6 @@ import textwrap
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from plumline.llm import extract_code, strip_main_guards
 from plumline.llm.extract import defines, fenced_blocks
 

@@ -10,7 +10,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from plumline.llm import BackendConfig, GenerationRequest, make_backend
 
 

