@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from plumline.data_schemas.overrides import OverrideError, apply_overrides
 from plumline.llm import BackendConfig
 from plumline.sandbox import SandboxLimits
 from plumline.trainers.dpo import DpoTrainingConfig
@@ -118,46 +119,6 @@ class RunConfig(_Section):
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node: Any = data
-    for i, key in enumerate(keys[:-1]):
-        if isinstance(node, list):
-            try:
-                node = node[int(key)]
-            except (ValueError, IndexError) as exc:
-                raise ConfigError(f"--set {dotted}: {'.'.join(keys[:i + 1])} is not a valid list index") from exc
-            continue
-        nxt = node.get(key)
-        if nxt is None:
-            nxt = node[key] = {}
-        if not isinstance(nxt, (dict, list)):
-            raise ConfigError(f"--set {dotted}: {'.'.join(keys[:i + 1])} is not a section")
-        node = nxt
-    if isinstance(node, list):
-        try:
-            node[int(keys[-1])] = value
-        except (ValueError, IndexError) as exc:
-            raise ConfigError(f"--set {dotted}: {keys[-1]} is not a valid list index") from exc
-    else:
-        node[keys[-1]] = value
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """``a.b=value``: the value is read as YAML, so numbers, booleans, lists and null work."""
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected dotted.key=value")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"--set {item!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key, value
-
-
 def _format_validation_error(exc: ValidationError, origin: str) -> str:
     lines = [f"invalid config ({origin}):"]
     for err in exc.errors():
@@ -188,9 +149,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
         data = loaded
         base_dir = base_dir or p.resolve().parent
-    for item in overrides or []:
-        key, value = parse_override(item)
-        _set_dotted(data, key, value)
+    try:
+        apply_overrides(data, overrides or [])
+    except OverrideError as exc:
+        raise ConfigError(str(exc)) from exc
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as exc:

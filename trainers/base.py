@@ -22,6 +22,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from plumline.data_schemas.overrides import OverrideError, apply_overrides
+from plumline.data_schemas.overrides import parse_override as _parse_override
+
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "training_report.json"
@@ -142,31 +145,12 @@ class BaseTrainingConfig(BaseModel):
 # --------------------------------------------------------------------------- config files
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    cur = data
-    for k in keys[:-1]:
-        nxt = cur.get(k)
-        if nxt is None:
-            nxt = {}
-            cur[k] = nxt
-        if not isinstance(nxt, dict):
-            raise TrainingConfigError(f"override {dotted!r}: {k!r} is not a section")
-        cur = nxt
-    cur[keys[-1]] = value
-
-
 def parse_override(text: str) -> tuple[str, Any]:
     """``dotted.key=value`` with the value read as YAML (``beta=0.2``, ``lora.r=8``, ``lora=null``)."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise TrainingConfigError(f"override {text!r}: expected dotted.key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise TrainingConfigError(f"override {text!r}: value is not valid YAML ({e})") from None
-    return key, value
+        return _parse_override(text)
+    except OverrideError as e:
+        raise TrainingConfigError(str(e)) from None
 
 
 def load_config(cls: type[BaseTrainingConfig], method: str, path: Path | None = None,
@@ -190,14 +174,18 @@ def load_config(cls: type[BaseTrainingConfig], method: str, path: Path | None = 
             loaded = {}
         if not isinstance(loaded, dict):
             raise TrainingConfigError(f"{path}: expected a mapping at the top level")
-        if isinstance(loaded.get("train"), dict) and isinstance(loaded["train"].get(method), dict):
-            loaded = loaded["train"][method]
-        elif isinstance(loaded.get(method), dict):
-            loaded = loaded[method]
+        for section in ("training", "train"):  # a run config's section (training.<method>)
+            if isinstance(loaded.get(section), dict) and isinstance(loaded[section].get(method), dict):
+                loaded = loaded[section][method]
+                break
+        else:
+            if isinstance(loaded.get(method), dict):
+                loaded = loaded[method]
         data = dict(loaded)
-    for text in overrides:
-        key, value = parse_override(text)
-        _set_dotted(data, key, value)
+    try:
+        apply_overrides(data, overrides)
+    except OverrideError as e:
+        raise TrainingConfigError(str(e)) from None
     if overrides:
         source += " + overrides"
     try:

