@@ -261,8 +261,11 @@ def normalize_stdout(text):
     return lines
 
 
+_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def pack(obj):
-    data = json.dumps(obj, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    data = _DUMPS(obj).encode("utf-8", "surrogatepass")
     return _HDR.pack(len(data)) + data
 
 

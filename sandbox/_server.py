@@ -1,21 +1,31 @@
 """In-sandbox supervisor. Runs as ``/usr/bin/python3 -I -S -c <_protocol.py + this file>`` inside
 bubblewrap (one per pool slot), so it imports only the stdlib and uses names from ``_protocol``.
 
-Loop: fork a *zygote* child (before any job data is in memory), read one unit request from the
-parent, hand the zygote the candidate code and the rewritten tests (never the expected literals),
-supervise it (reports, output caps, per-test and budget deadlines), kill every leftover process,
-wipe the scratch folders, reply. The candidate cannot signal, ptrace or read this process: it is
-non-dumpable and the child's seccomp filter denies signals to it.
+Two processes per slot:
+
+- the *template* (pid 1 of the sandbox's pid namespace): forks the supervisor, then arms itself once
+  (rlimits, working folder, seccomp filter) and from then on only forks candidate processes on request
+  and reaps. It stays idle and small, so a fork from it is cheap and the filter is compiled once.
+- the *supervisor* (pid 2): talks to the trusted parent over pipes; per unit it gets a fresh child
+  from the template *before* reading the job (so no job data, in particular no expected value, is in
+  the child's memory), hands it the candidate code and the rewritten tests, supervises it (reports,
+  output caps, per-test and budget deadlines), kills every leftover process, wipes the scratch
+  folders and replies.
+
+The candidate cannot signal, ptrace or read either process: both are non-dumpable and the child's
+seccomp filter denies signals to pids 1 and 2.
 """
 # ruff: noqa: F821  (names come from _protocol.py, prepended at run time)
 
 import builtins as _builtins
 import ctypes as _ctypes
 import errno as _errno
+import gc as _gc
 import os as _os
 import resource as _resource
 import select as _select
 import signal as _signal
+import socket as _socket
 import sys as _sys
 import time as _time
 import traceback as _traceback
@@ -25,7 +35,7 @@ _PRISTINE_BUILTINS = dict(_builtins.__dict__)
 # test, so a candidate that patched e.g. math.isclose at import time cannot rig the test's checks.
 _GUARDED = {}
 for _name in ("math", "cmath", "re", "collections", "itertools", "functools", "string", "random", "heapq",
-              "bisect", "operator", "copy", "statistics"):
+              "bisect", "operator", "copy"):
     try:
         _mod = __import__(_name)
         _GUARDED[_name] = (_mod, dict(_mod.__dict__))
@@ -40,25 +50,50 @@ class _SockFprog(_ctypes.Structure):
 
 
 class Server:
-    def __init__(self, req_fd, rep_fd):
+    def __init__(self, req_fd, rep_fd, rbuf, init, ctrl, template_pid):
         self.req_fd = req_fd
         self.rep_fd = rep_fd
-        self.rbuf = bytearray()
-        init = self.read_frame()
+        self.rbuf = rbuf
+        self.ctrl = ctrl
         self.pidns = bool(init.get("pidns"))
         self.wipe_dirs = list(init.get("wipe", []))
-        self.workdir = init.get("workdir", "/tmp")
-        bpf = bytes.fromhex(init.get("bpf", ""))
-        self.fprog = None
-        if bpf:
-            self._bpf_buf = _ctypes.create_string_buffer(bpf, len(bpf))
-            self.fprog = _SockFprog(len(bpf) // 8, _ctypes.cast(self._bpf_buf, _ctypes.c_void_p))
         _LIBC.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: /proc/<us>/mem, fd, environ unreadable
-        for key in list(_os.environ):
-            del _os.environ[key]
         self.zygote = None
-        self.write_frame({"ready": True, "pid": _os.getpid(), "python": _sys.version.split()[0],
-                          "seccomp": self.fprog is not None})
+        self.exits = {}  # pid -> wait status, as reported by the template
+        self.write_frame({"ready": True, "pids": [template_pid, _os.getpid()],
+                          "python": _sys.version.split()[0]})
+        arm = self.read_frame()  # the seccomp filter, built by the parent for these pids
+        self.ctrl.send(b"arm" + pack(arm))
+        answer = self.ctrl.recv(4096)
+        if not answer.startswith(b"ok"):
+            raise RuntimeError("template failed to arm: " + answer.decode("utf-8", "replace"))
+        self.write_frame({"armed": True, "seccomp": answer == b"ok:seccomp"})
+
+    # --- template channel ------------------------------------------------------------------------
+    def ctrl_message(self, block):
+        """Read one template message; records child exits. Returns the message or None."""
+        if not block:
+            r, _, _ = _select.select([self.ctrl], [], [], 0)
+            if not r:
+                return None
+        msg = self.ctrl.recv(256)
+        if not msg:
+            raise EOFError("template gone")
+        if msg.startswith(b"exit:"):
+            _, pid, status = msg.split(b":")
+            self.exits[int(pid)] = int(status)
+        return msg
+
+    def wait_exit(self, pid, timeout):
+        deadline = _now() + timeout
+        while pid not in self.exits:
+            left = deadline - _now()
+            if left <= 0:
+                return None
+            r, _, _ = _select.select([self.ctrl], [], [], left)
+            if r:
+                self.ctrl_message(True)
+        return self.exits.pop(pid)
 
     # --- parent channel -------------------------------------------------------------------------
     def read_exact(self, n):
@@ -90,46 +125,30 @@ class Server:
         ver_r, ver_w = _os.pipe()
         out_r, out_w = _os.pipe()
         err_r, err_w = _os.pipe()
-        for _ in range(200):
-            try:
-                pid = _os.fork()
+        pid = None
+        for _ in range(400):
+            _socket.send_fds(self.ctrl, [b"fork"], [job_r, rep_w, ver_r, out_w, err_w])
+            while True:
+                msg = self.ctrl_message(True)
+                if msg.startswith(b"pid:") or msg == b"busy":
+                    break
+            if msg.startswith(b"pid:"):
+                pid = int(msg[4:])
                 break
-            except BlockingIOError:  # pids limit still full of dying processes
-                self.cleanup()
-                _time.sleep(0.005)
-        else:
-            raise RuntimeError("cannot fork")
-        if pid == 0:
-            code = 70
-            try:
-                for fd in (job_w, rep_r, ver_w, out_r, err_r, self.req_fd, self.rep_fd):
-                    _os.close(fd)
-                code = _child(job_r, rep_w, ver_r, out_w, err_w, self.fprog, self.workdir)
-            except BaseException:
-                try:
-                    _os.write(2, _traceback.format_exc().encode()[-2000:])
-                except BaseException:
-                    pass
-            _os._exit(code)
+            self.cleanup()  # pids limit still full of dying processes
+            _time.sleep(0.005)
         for fd in (job_r, rep_w, ver_r, out_w, err_w):
             _os.close(fd)
+        if pid is None:
+            raise RuntimeError("cannot fork")
         for fd in (rep_r, out_r, err_r, ver_w):
             _os.set_blocking(fd, False)
-        pidfd = _os.pidfd_open(pid)
-        self.zygote = (pid, pidfd, job_w, rep_r, ver_w, out_r, err_r)
+        self.zygote = (pid, job_w, rep_r, ver_w, out_r, err_r)
 
     # --- cleanup --------------------------------------------------------------------------------
-    def reap(self):
-        while True:
-            try:
-                pid, _ = _os.waitpid(-1, _os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-
     def cleanup(self, pgid=None):
-        """Kill every process but us and init (pid namespace), or the child's group otherwise."""
+        """Kill every process but us and the template (pid 1), or the child's group without a pid
+        namespace. Zombies are reaped by the template; ``kill(-1)`` fails once none is left."""
         clean = True
         if self.pidns:
             deadline = _now() + 3.0
@@ -140,17 +159,15 @@ class Server:
                     break
                 except PermissionError:
                     break
-                self.reap()
                 if _now() > deadline:
                     clean = False
                     break
-                _time.sleep(0.0005)
+                _time.sleep(0.0002)
         elif pgid:
             try:
                 _os.killpg(pgid, _signal.SIGKILL)
             except OSError:
                 pass
-        self.reap()
         for d in self.wipe_dirs:
             _wipe(d)
         return clean
@@ -174,13 +191,14 @@ class Server:
             del reply
 
     def run_unit(self, req):
-        pid, pidfd, job_w, rep_r, ver_w, out_r, err_r = self.zygote
+        pid, job_w, rep_r, ver_w, out_r, err_r = self.zygote
         self.zygote = None
         t_start = _now()
         mode = req.get("mode", "assert")
         tests = req.get("tests", [])
         sites = {int(t[0]): t[2] for t in tests}
-        job = {"mode": mode, "code": req.get("code", ""), "tests": [[t[0], t[1]] for t in tests],
+        job = {"mode": mode, "code": req.get("code", ""),
+               "tests": [[t[0], t[1], [g for g in t[3] if g in _GUARDED] if len(t) > 3 else []] for t in tests],
                "stdin": req.get("stdin", ""), "limits": req.get("limits", {}),
                "name": req.get("name", "__main__")}
         out_cap = int(req.get("limits", {}).get("output_bytes", 1 << 20))
@@ -291,7 +309,8 @@ class Server:
                 if res in ("start", "end"):
                     yield res
 
-        fds = [rep_r, out_r, err_r, pidfd]
+        ctrl = self.ctrl
+        fds = [rep_r, out_r, err_r, ctrl]
         kill_reason = None
         while True:
             now = _now()
@@ -303,10 +322,11 @@ class Server:
                 ready, _, _ = _select.select(fds, [], [], timeout)
             except InterruptedError:
                 continue
-            if pidfd in ready:
-                exited = True
+            if ctrl in ready:
+                self.ctrl_message(True)
+                exited = pid in self.exits
             for fd in ready:
-                if fd == pidfd:
+                if fd is ctrl:
                     continue
                 try:
                     chunk = _os.read(fd, 1 << 16)
@@ -343,20 +363,14 @@ class Server:
                         break
             if kill_reason or done or exited:
                 break
-        if kill_reason is None and not exited:
-            # child sent "done": give it a moment to exit by itself, then it is killed anyway
+        # the child exits by itself after "done"; otherwise it is killed now
+        status = self.wait_exit(pid, 0.5) if (kill_reason is None and not exited) else self.exits.pop(pid, None)
+        if status is None:
             try:
-                _select.select([pidfd], [], [], 0.5)
-            except InterruptedError:
+                _os.kill(pid, _signal.SIGKILL)
+            except ProcessLookupError:
                 pass
-        try:
-            _os.kill(pid, _signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            _, status = _os.waitpid(pid, 0)
-        except ChildProcessError:
-            status = None
+            status = self.wait_exit(pid, 5.0)
         # drain what is already buffered (leftover writers are killed below)
         for fd in (rep_r, out_r, err_r):
             for _ in range(64):
@@ -389,7 +403,7 @@ class Server:
         if kill_reason is None and out_total > out_cap:
             kill_reason = "output"
         reply["clean"] = self.cleanup(pgid=pid)
-        for fd in (pidfd, rep_r, ver_w, out_r, err_r):
+        for fd in (rep_r, ver_w, out_r, err_r):
             _os.close(fd)
         if status is not None:
             if _os.WIFSIGNALED(status):
@@ -462,10 +476,17 @@ def _rmtree(p):
 
 # --- the child (runs the candidate) ----------------------------------------------------------------
 
-def _child(job_r, rep_w, ver_r, out_w, err_w, fprog, workdir):
-    """Runs in the forked zygote. Returns an exit code (the parent ignores it: verdicts come only from
-    reports checked by the supervisor and the parent)."""
+def _child(job_r, rep_w, ver_r, out_w, err_w, limits):
+    """Runs in a process forked from the armed template (filter, rlimits, folder already in place).
+    Returns an exit code, which nobody trusts: verdicts come only from checked reports."""
     _os.setsid()
+    for res, key, extra in ((_resource.RLIMIT_CPU, "cpu_s", 1), (_resource.RLIMIT_NPROC, "nproc", 0)):
+        value = limits.get(key)
+        if value:
+            try:
+                _resource.setrlimit(res, (int(value), int(value) + extra))
+            except (ValueError, OSError):
+                pass
     chunks = []
     while True:
         b = _os.read(job_r, 1 << 20)
@@ -479,7 +500,6 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, fprog, workdir):
         return 71
     job = loads(data[4:])
     del data
-    limits = job.get("limits", {})
     mode = job.get("mode")
     # stdin: the io test's input in an anonymous file, or nothing
     if mode == "io":
@@ -499,22 +519,16 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, fprog, workdir):
     _os.closerange(5, 1 << 16)
     _os.set_inheritable(3, False)
     _os.set_inheritable(4, False)
-    try:
-        _os.chdir(workdir)
-    except OSError:
-        pass
-    _set_limits(limits)
-    if fprog is not None:
-        if _LIBC.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
-            return 72
-        if _LIBC.prctl(22, 2, _ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, MODE_FILTER
-            _os.write(2, b"seccomp load failed\n")
-            return 73
-    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGCHLD, _signal.SIGALRM):
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGCHLD, _signal.SIGALRM, _signal.SIGPIPE):
         try:
-            _signal.signal(sig, _signal.SIG_DFL if sig != _signal.SIGINT else _signal.default_int_handler)
+            _signal.signal(sig, _signal.SIG_DFL if sig not in (_signal.SIGINT, _signal.SIGPIPE) else
+                           (_signal.default_int_handler if sig == _signal.SIGINT else _signal.SIG_IGN))
         except (OSError, ValueError):
             pass
+    try:
+        _signal.set_wakeup_fd(-1)
+    except (ValueError, OSError):
+        pass
     _sys.argv = ["solution.py"]
     send = _sender(3)
     code = job.get("code", "")
@@ -522,7 +536,7 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, fprog, workdir):
         co = compile(code, "<candidate>", "exec")
     except BaseException as exc:
         line = getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else None
-        send(["compile", type(exc).__name__, line if type(line) is int else None, _msg(exc)])
+        send(["compile", type(exc).__name__, line if type(line) is int else None, _msg(exc)], True)
         return 0
     # a real module, so pickling its functions by reference works (multiprocessing)
     mod_name = job.get("name", "__main__")
@@ -547,12 +561,12 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, fprog, workdir):
         _flush()
         send(["top", True, None, None, None])
     if mode == "io" or top_exc is not None:
-        send(["done"])
+        send(["done"], True)
         _os._exit(0)
     del co
 
     def check(site, values):
-        send(["chk", site, [encode(v) for v in values]])
+        send(["chk", site, [encode(v) for v in values]], True)
         while True:
             try:
                 r = _os.read(4, 1)
@@ -567,13 +581,14 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, fprog, workdir):
 
     settrace, setprofile, modules = _sys.settrace, _sys.setprofile, _sys.modules
     shadowing = [n for n in ns if n in _PRISTINE_BUILTINS and not n.startswith("__")]
-    for idx, src in job.get("tests", []):
-        send(["start", idx])
+    for idx, src, guards in job.get("tests", []):
+        send(["start", idx], True)
         t1 = _now()
         try:
             settrace(None)
             setprofile(None)
-            for name, (mod, snapshot) in _GUARDED.items():
+            for name in guards:  # only the guarded modules this test uses: each check costs page faults
+                mod, snapshot = _GUARDED[name]
                 modules[name] = mod
                 d = mod.__dict__
                 if d != snapshot:
@@ -583,7 +598,7 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, fprog, workdir):
             g = dict(ns)
             for name in shadowing:  # a candidate's top-level `abs`/`len`/... must not rig the test
                 g[name] = _PRISTINE_BUILTINS[name]
-            g["__builtins__"] = dict(_PRISTINE_BUILTINS)
+            g["__builtins__"] = _PRISTINE_BUILTINS
             g["__plum_check__"] = check
             g["__plum_plain__"] = plain
             exec(tco, g)
@@ -592,7 +607,7 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, fprog, workdir):
             _print_tb(exc)
             send(["end", idx, False, type(exc).__name__, _cand_line(exc), _msg(exc), _now() - t1])
     _flush()
-    send(["done"])
+    send(["done"], True)
     _os._exit(0)  # no atexit handlers, no __del__ finalizers: they cannot change anything now
 
 
@@ -605,31 +620,31 @@ def _set_limits(limits):
         except (ValueError, OSError):
             pass
 
-    cpu = limits.get("cpu_s")
-    if cpu:
-        try:
-            _resource.setrlimit(_resource.RLIMIT_CPU, (int(cpu), int(cpu) + 1))
-        except (ValueError, OSError):
-            pass
     setl(_resource.RLIMIT_AS, limits.get("as_bytes"))
     setl(_resource.RLIMIT_FSIZE, limits.get("fsize_bytes"))
     setl(_resource.RLIMIT_NOFILE, limits.get("nofile"))
     setl(_resource.RLIMIT_CORE, 0)
-    setl(_resource.RLIMIT_NPROC, limits.get("nproc"))
     setl(_resource.RLIMIT_MEMLOCK, 0)
     setl(_resource.RLIMIT_MSGQUEUE, 0)
 
 
 def _sender(fd):
-    def send(obj):
+    """Frames are buffered and written together at flush points (fewer supervisor wake-ups)."""
+    pending = []
+
+    def send(obj, flush=False):
         try:
             data = pack(obj)
         except (ValueError, TypeError, RecursionError, OverflowError):
             data = pack(obj[:2] + [["?", "unencodable"]] if obj and obj[0] == "chk" else ["protocol"])
-        try:
-            _write_all(fd, data)
-        except OSError:
-            _os._exit(75)
+        pending.append(data)
+        if flush:
+            out = b"".join(pending)
+            pending.clear()
+            try:
+                _write_all(fd, out)
+            except OSError:
+                _os._exit(75)
     return send
 
 
@@ -674,6 +689,132 @@ def _flush():
             pass
 
 
+class Template:
+    """pid 1: forks candidate processes for the supervisor and reaps everything."""
+
+    def __init__(self, ctrl, server_pid, workdir):
+        self.ctrl = ctrl
+        self.server_pid = server_pid
+        self.workdir = workdir
+        self.children = set()
+        self.limits = {}
+
+    def arm(self, payload):
+        cfg = loads(payload[4:])
+        self.limits = cfg.get("limits", {})
+        _set_limits(self.limits)
+        try:
+            _os.chdir(self.workdir)
+        except OSError:
+            pass
+        bpf = bytes.fromhex(cfg.get("bpf", ""))
+        if bpf:
+            buf = _ctypes.create_string_buffer(bpf, len(bpf))
+            prog = _SockFprog(len(bpf) // 8, _ctypes.cast(buf, _ctypes.c_void_p))
+            if _LIBC.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+                return b"err:no_new_privs"
+            if _LIBC.prctl(22, 2, _ctypes.byref(prog), 0, 0) != 0:  # PR_SET_SECCOMP, MODE_FILTER
+                return b"err:seccomp"
+            return b"ok:seccomp"
+        return b"ok"
+
+    def serve(self):
+        _LIBC.prctl(4, 0, 0, 0, 0)  # non-dumpable
+        wake_r, wake_w = _os.pipe()
+        _os.set_blocking(wake_r, False)
+        _os.set_blocking(wake_w, False)
+        _signal.signal(_signal.SIGCHLD, lambda *a: None)
+        _signal.set_wakeup_fd(wake_w)
+        _gc.freeze()
+        while True:
+            try:
+                r, _, _ = _select.select([self.ctrl, wake_r], [], [], 1.0)
+            except InterruptedError:
+                r = [wake_r]
+            if wake_r in r or not r:
+                try:
+                    _os.read(wake_r, 4096)
+                except BlockingIOError:
+                    pass
+                if self.reap():
+                    return
+            if self.ctrl in r:
+                try:
+                    msg, fds, _, _ = _socket.recv_fds(self.ctrl, 65536, 8)
+                except OSError:
+                    return
+                if not msg:
+                    return
+                if msg.startswith(b"arm"):
+                    self.ctrl.send(self.arm(msg[3:]))
+                elif msg == b"fork" and len(fds) == 5:
+                    self.fork(fds)
+                else:
+                    for fd in fds:
+                        _os.close(fd)
+
+    def fork(self, fds):
+        try:
+            pid = _os.fork()
+        except OSError:
+            for fd in fds:
+                _os.close(fd)
+            self.ctrl.send(b"busy")
+            return
+        if pid == 0:
+            code = 70
+            try:
+                _signal.set_wakeup_fd(-1)
+                self.ctrl.close()
+                code = _child(*fds, self.limits)
+            except BaseException:
+                try:
+                    _os.write(2, _traceback.format_exc().encode()[-2000:])
+                except BaseException:
+                    pass
+            _os._exit(code)
+        for fd in fds:
+            _os.close(fd)
+        self.children.add(pid)
+        self.ctrl.send(b"pid:%d" % pid)
+
+    def reap(self):
+        """Reap every zombie (orphans land here too); report our candidates' exits. True when the
+        supervisor is gone."""
+        while True:
+            try:
+                pid, status = _os.waitpid(-1, _os.WNOHANG)
+            except ChildProcessError:
+                return False
+            if pid == 0:
+                return False
+            if pid == self.server_pid:
+                return True
+            if pid in self.children:
+                self.children.discard(pid)
+                try:
+                    self.ctrl.send(b"exit:%d:%d" % (pid, status))
+                except OSError:
+                    return True
+
+
+def _read_frame(fd, rbuf):
+    while len(rbuf) < 4:
+        chunk = _os.read(fd, 65536)
+        if not chunk:
+            raise EOFError
+        rbuf += chunk
+    n = unpack_header(bytes(rbuf[:4]))
+    while len(rbuf) < 4 + n:
+        chunk = _os.read(fd, 65536)
+        if not chunk:
+            raise EOFError
+        rbuf += chunk
+    data = bytes(rbuf[4:4 + n])
+    del rbuf[:4 + n]
+    return loads(data)
+
+
 def _main():
     req_fd = _os.dup(0)
     rep_fd = _os.dup(1)
@@ -684,10 +825,27 @@ def _main():
     _os.set_inheritable(req_fd, False)
     _os.set_inheritable(rep_fd, False)
     _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+    for key in list(_os.environ):
+        del _os.environ[key]
+    rbuf = bytearray()
     try:
-        Server(req_fd, rep_fd).serve()
+        init = _read_frame(req_fd, rbuf)
     except EOFError:
-        pass
+        return
+    ctrl_t, ctrl_s = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    template_pid = _os.getpid()
+    pid = _os.fork()
+    if pid == 0:  # the supervisor
+        ctrl_t.close()
+        try:
+            Server(req_fd, rep_fd, rbuf, init, ctrl_s, template_pid).serve()
+        except (EOFError, OSError):
+            pass
+        _os._exit(0)
+    _os.close(req_fd)
+    _os.close(rep_fd)
+    ctrl_s.close()
+    Template(ctrl_t, pid, init.get("workdir", "/tmp")).serve()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import threading
 import time
 import uuid
 import weakref
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -150,6 +149,7 @@ class _Slot:
         if report.switch_uid:
             self.uid = 1_000_000 + (os.getpid() % 100_000) * 64 + index % 64
         self.buf = bytearray()
+        self.oom_seen = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -169,11 +169,10 @@ class _Slot:
         tmpfs = int(lim.tmpfs_mb) << 20
         py = [rep.python, "-I", "-S", "-B", "-c", _server_source()]
         if rep.bwrap:
-            cmd = [rep.bwrap, "--unshare-all", "--unshare-user", "--new-session", "--cap-drop", "ALL",
+            cmd = [rep.bwrap, "--unshare-all", "--unshare-user", "--as-pid-1", "--new-session", "--cap-drop", "ALL",
                    "--uid", "1000", "--gid", "1000", "--hostname", "sandbox", "--clearenv",
                    "--setenv", "MALLOC_ARENA_MAX", "2", *_fs_args(tmpfs), *py]
             init = {"pidns": True, "wipe": ["/tmp", "/dev/shm"], "workdir": "/tmp"}
-            protected = (1, 2)
         else:
             import tempfile
 
@@ -183,7 +182,6 @@ class _Slot:
             self._work = work
             cmd = py
             init = {"pidns": False, "wipe": [work], "workdir": work}
-            protected = ()
         env["PLUM_CG"] = " ".join(cg_files)
         script = ('for f in $PLUM_CG; do echo $$ > "$f" || exit 97; done; unset PLUM_CG; '
                   'export MALLOC_ARENA_MAX=2; exec "$@"')
@@ -193,18 +191,20 @@ class _Slot:
         self.proc = subprocess.Popen(["/bin/sh", "-c", script, "sh", *cmd], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/",
                                      close_fds=True, start_new_session=True, bufsize=0, **kw)
-        if not rep.bwrap:
-            protected = (self.proc.pid,)
-        bpf = ""
-        if rep.seccomp:
-            bpf = build_filter(protected).hex()
-        init["bpf"] = bpf
         self.buf = bytearray()
         self._send(init)
         hello = self._recv(time.monotonic() + 30)
-        if not hello.get("ready"):
+        pids = hello.get("pids")
+        if not hello.get("ready") or not isinstance(pids, list) or not all(isinstance(p, int) for p in pids):
             raise _SlotFailure(f"supervisor did not start: {hello!r}")
+        # the template and the supervisor, as the candidate sees them: it may not signal them
+        bpf = build_filter(tuple(pids)).hex() if rep.seccomp else ""
+        self._send({"bpf": bpf, "limits": lim.wire()})
+        armed = self._recv(time.monotonic() + 30)
+        if not armed.get("armed") or armed.get("seccomp") != bool(bpf):
+            raise _SlotFailure(f"supervisor could not arm the sandbox: {armed!r}")
         self.hello = hello
+        self.oom_seen = self.cg.oom_kills() if self.cg is not None else 0
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -283,8 +283,13 @@ class _Slot:
         n = proto.unpack_header(need(4))
         return proto.loads(need(n))
 
-    def oom_kills(self) -> int:
-        return self.cg.oom_kills() if self.cg is not None else 0
+    def new_oom_kills(self) -> bool:
+        """Did the cgroup OOM killer act since the last time we asked?"""
+        if self.cg is None:
+            return False
+        n = self.cg.oom_kills()
+        seen, self.oom_seen = self.oom_seen, n
+        return n > seen
 
     def call(self, unit: dict, timeout: float) -> dict:
         if not self.alive():
@@ -361,7 +366,6 @@ def _unit_base(run: _Run, mode: str) -> dict:
 
 def _call(slot: _Slot, run: _Run, unit: dict) -> dict | None:
     """One unit; a supervisor that does not answer by the deadline means the candidate starved it."""
-    oom_before = slot.oom_kills()
     try:
         reply = slot.call(unit, unit["budget"] + 5.0)
     except _SlotFailure as exc:
@@ -370,10 +374,11 @@ def _call(slot: _Slot, run: _Run, unit: dict) -> dict | None:
             return None
         if exc.reason == "died":
             # the supervisor died under us: the cgroup OOM killer, or our bug
-            run.flags.add("memory" if slot.oom_kills() > oom_before else "sandbox")
+            run.flags.add("memory" if slot.new_oom_kills() else "sandbox")
             return None
         raise
-    reply["_oom"] = slot.oom_kills() > oom_before
+    # a SIGKILL we did not send: read the cgroup's OOM counter (only then: it costs a file read)
+    reply["_oom"] = reply.get("signal") == signal.SIGKILL and reply.get("stop") == "exit" and slot.new_oom_kills()
     run.stderr = (reply.get("stderr_tail") or "")[-4000:]
     return reply
 
@@ -414,7 +419,8 @@ def _run_assert_tests(slot: _Slot, run: _Run) -> None:
             break
         unit = _unit_base(run, "assert")
         unit["name"] = "candidate"
-        unit["tests"] = [[i, run.prepared[i].source, run.prepared[i].wire_sites] for i in pending]
+        unit["tests"] = [[i, run.prepared[i].source, run.prepared[i].wire_sites, list(run.prepared[i].guards)]
+                         for i in pending]
         reply = _call(slot, run, unit)
         if reply is None:
             break
@@ -676,11 +682,41 @@ class Sandbox:
         items = self._validated(jobs)
         if not items:
             return
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(items)),
-                                thread_name_prefix="plumline-sandbox") as ex:
-            futs = {ex.submit(self.run, c, t): k for k, (c, t) in enumerate(items)}
-            for fut in as_completed(futs):
-                yield futs[fut], fut.result()
+        n = min(self.workers, len(items))
+        if n == 1:
+            for k, (c, t) in enumerate(items):
+                yield k, self.run(c, t)
+            return
+        todo = iter(enumerate(items))
+        lock = threading.Lock()
+        done: queue.SimpleQueue = queue.SimpleQueue()
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    nxt = next(todo, None)
+                if nxt is None:
+                    done.put(None)
+                    return
+                k, (c, t) = nxt
+                try:
+                    done.put((k, self.run(c, t), None))
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                    done.put((k, None, exc))
+
+        threads = [threading.Thread(target=worker, name=f"plumline-sandbox-{i}", daemon=True) for i in range(n)]
+        for th in threads:
+            th.start()
+        finished = 0
+        while finished < n:
+            item = done.get()
+            if item is None:
+                finished += 1
+                continue
+            k, res, exc = item
+            if exc is not None:
+                raise exc
+            yield k, res
 
     def run_many(self, jobs: Sequence[tuple[str, Sequence[TestSpec]]]) -> list[ProgramResult]:
         """Run many programs concurrently over the slots; results in input order."""

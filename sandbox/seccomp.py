@@ -109,6 +109,11 @@ def build_filter(protected_pids: tuple[int, ...] = (1, 2)) -> bytes:
         for req in (TIOCSTI, TIOCLINUX):
             rule(eperm, "ioctl", (1, SCMP_CMP_MASKED_EQ, _LOW32, req))
         rule(eperm, "prlimit64", (0, SCMP_CMP_NE, 0, 0))  # only one's own limits (and never raised)
+        # no renicing / re-pinning / re-scheduling other processes (the supervisor) to starve them
+        rule(eperm, "setpriority", (1, SCMP_CMP_NE, 0, 0))
+        rule(eperm, "ioprio_set", (1, SCMP_CMP_NE, 0, 0))
+        for name in ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr"):
+            rule(eperm, name, (0, SCMP_CMP_NE, 0, 0))
         targets = {(-1) & _LOW32}
         for pid in protected_pids:
             targets.add(pid & _LOW32)

@@ -25,6 +25,11 @@ CHECK_NAME = "__plum_check__"
 PLAIN_NAME = "__plum_plain__"
 
 
+# Stdlib modules the supervisor snapshots; a test that names one gets it restored before it runs.
+GUARDED_MODULES = frozenset({"math", "cmath", "re", "collections", "itertools", "functools", "string", "random",
+                             "heapq", "bisect", "operator", "copy"})
+
+
 @dataclass(frozen=True)
 class PreparedTest:
     """An assert test ready for the sandbox."""
@@ -33,6 +38,7 @@ class PreparedTest:
     sites: tuple[dict, ...]  # one per assert: ops, operands (literals encoded), negation, line
     required: frozenset[int]  # sites that run unconditionally: each must be reported for a pass
     error: str | None = None  # the snippet itself is invalid ("SyntaxError: ...")
+    guards: tuple[str, ...] = ()  # guarded stdlib modules the test refers to
 
     @property
     def wire_sites(self) -> list[dict]:
@@ -116,13 +122,22 @@ def prepare_test(code: str) -> PreparedTest:
         if isinstance(node, ast.Name) and node.id in (CHECK_NAME, PLAIN_NAME):
             return PreparedTest(source="", sites=(), required=frozenset(),
                                 error=f"ValueError: test uses the reserved name {node.id}")
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            used.add(node.id)
+        elif isinstance(node, ast.Import):
+            used.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            used.add(node.module.split(".")[0])
+    guards = tuple(sorted(used & GUARDED_MODULES))
     rw = _Rewriter(_required_assert_ids(tree))
     try:
         new = ast.fix_missing_locations(rw.visit(tree))
         source = ast.unparse(new)
     except (RecursionError, MemoryError, ValueError) as exc:
         return PreparedTest(source="", sites=(), required=frozenset(), error=f"{type(exc).__name__}: {exc}")
-    return PreparedTest(source=source, sites=tuple(rw.sites), required=frozenset(rw.required))
+    return PreparedTest(source=source, sites=tuple(rw.sites), required=frozenset(rw.required), guards=guards)
 
 
 def judge_test(prepared: PreparedTest, record: dict) -> tuple[str, str | None, str | None]:

@@ -15,6 +15,7 @@ from apache_beam.metrics import Metrics
 
 from plumline.data_schemas import ErrorRecord
 from plumline.sandbox import Sandbox
+from plumline.transforms.io import GroupByProblem
 from plumline.transforms.logic.verification import verify_problem
 
 log = logging.getLogger(__name__)
@@ -80,12 +81,8 @@ class VerifyAndExecute(beam.PTransform):
 
     def expand(self, inputs):
         problems, tests, samples = inputs
-        keyed = {
-            "problems": problems | "KeyProblems" >> beam.Map(lambda p: (p.problem_id, p)),
-            "tests": tests | "KeyTests" >> beam.Map(lambda t: (t.problem_id, t)),
-            "samples": samples | "KeySamples" >> beam.Map(lambda s: (s.problem_id, s)),
-        }
-        return (keyed | "GroupByProblem" >> beam.CoGroupByKey()
+        grouped = {"problems": problems, "tests": tests, "samples": samples} | GroupByProblem()
+        return (grouped
                 | "Verify" >> beam.ParDo(_VerifyProblem(*self._args)).with_outputs(
                     TESTS, ERRORS, main="executions"))
 

@@ -8,6 +8,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from plumline.data_schemas import ErrorRecord, Message
+from plumline.transforms.io import GroupByProblem
 from plumline.transforms.logic.pairing import PairingConfig, pair_problem
 from plumline.transforms.logic.sampling import user_message
 
@@ -77,11 +78,7 @@ class BuildTrainingRows(beam.PTransform):
 
     def expand(self, inputs):
         problems, samples, executions = inputs
-        keyed = {
-            "problems": problems | "KeyProblems" >> beam.Map(lambda p: (p.problem_id, p)),
-            "samples": samples | "KeySamples" >> beam.Map(lambda s: (s.problem_id, s)),
-            "executions": executions | "KeyExecutions" >> beam.Map(lambda e: (e.problem_id, e)),
-        }
-        return (keyed | "GroupByProblem" >> beam.CoGroupByKey()
+        grouped = {"problems": problems, "samples": samples, "executions": executions} | GroupByProblem()
+        return (grouped
                 | "Rows" >> beam.ParDo(_BuildRows(*self._args)).with_outputs(
                     KTO, CRITIC, STATS, ERRORS, main="dpo"))

@@ -72,3 +72,12 @@ class WriteErrors(beam.PTransform):
         merged = pcolls | "Flatten" >> beam.Flatten() if isinstance(pcolls, (list, tuple)) else pcolls
         return merged | "ToJson" >> beam.Map(lambda e: e.to_json()) | "Write" >> WriteToText(
             self._path, file_name_suffix=".jsonl", num_shards=1, shard_name_template="")
+
+
+class GroupByProblem(beam.PTransform):
+    """{name: PCollection of records with a problem_id} -> (problem_id, {name: [records]})."""
+
+    def expand(self, named):
+        keyed = {name: pcoll | f"Key_{name}" >> beam.Map(lambda r: (r.problem_id, r))
+                 for name, pcoll in named.items()}
+        return keyed | "CoGroup" >> beam.CoGroupByKey()

@@ -57,6 +57,48 @@ def test_resource_abuse_is_contained(sb, name, code, outcomes):
     healthy(sb)
 
 
+def test_multi_process_memory_bomb_hits_the_cgroup(sb):
+    # each process stays under its own address-space cap; together they exceed the slot's cgroup
+    code = """
+import os
+pids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        b = bytearray(400 * 1024 * 1024)
+        for i in range(0, len(b), 4096):
+            b[i] = 1
+        os._exit(0)
+    pids.append(pid)
+codes = [os.waitpid(p, 0)[1] for p in pids]
+"""
+    r = run(sb, code, "assert codes == [0, 0, 0, 0]")
+    assert r.outcome in {"memory_limit", "failed", "runtime_error"}, r
+    assert r.passed == 0
+    healthy(sb)
+
+
+def test_cannot_starve_the_supervisor(sb):
+    code = """
+import os
+got = []
+for who in (1, 2):
+    try:
+        os.setpriority(os.PRIO_PROCESS, who, 19)
+        got.append(('nice', who))
+    except OSError:
+        pass
+    try:
+        os.sched_setaffinity(who, {0})
+        got.append(('affinity', who))
+    except OSError:
+        pass
+os.setpriority(os.PRIO_PROCESS, 0, 5)  # its own priority stays its business
+"""
+    r = run(sb, code, "assert got == []")
+    assert r.outcome == "passed", r
+
+
 def test_blocking_on_stdin_sees_eof(sb):
     r = run(sb, "import sys\ndata = sys.stdin.read()\n", "assert data == ''")
     assert r.outcome == "passed", r
