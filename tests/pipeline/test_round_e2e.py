@@ -88,6 +88,16 @@ def test_one_round_end_to_end(tmp_path, canned):
     ds = load_dataset("parquet", data_files=str(rd / "dpo.parquet"))["train"]
     assert {"prompt", "chosen", "rejected"} <= set(ds.column_names) and len(ds) == len(dpo)
 
+    # The exported files train with TRL unchanged (tiny random Llama, CPU, a few steps).
+    from plumline.llm.assets import build_tiny_llama
+    from plumline.trainers.dpo import DpoTrainingConfig, train_dpo
+    from plumline.trainers.kto import KtoTrainingConfig, train_kto
+    tiny = build_tiny_llama(tmp_path / "tiny")
+    report = train_dpo([rd / "dpo.parquet"], tiny, tmp_path / "dpo-model", DpoTrainingConfig(max_steps=2))
+    assert report.steps == 2 and report.dataset_rows == len(dpo)
+    report = train_kto([rd / "kto.parquet"], tiny, tmp_path / "kto-model", KtoTrainingConfig(max_steps=2))
+    assert report.steps == 2 and (tmp_path / "kto-model" / "config.json").is_file()
+
     # A rerun resumes: every stage is already done, nothing is recomputed.
     n_requests = len(model.requests)
     marker = (rd / ".stages" / "sample.done").read_text()
