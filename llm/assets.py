@@ -31,7 +31,7 @@ MARKER = ".plumline-complete"
 
 # Files whose content defines a model's behaviour; hashed by ``model_revision``.
 _REVISION_SUFFIXES = (".json", ".safetensors", ".bin", ".gguf", ".model", ".jinja", ".txt")
-_REVISION_SKIP = {MARKER, "README.md", "training_args.bin"}
+_REVISION_SKIP = {MARKER, "README.md", "training_args.bin", "training_report.json"}
 
 # A ChatML template (SmolLM2's own format), used for the tiny test model.
 CHATML_TEMPLATE = (

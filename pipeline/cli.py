@@ -17,6 +17,10 @@ from rich.table import Table
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="plumline: on-policy, execution-verified preference data for code LMs "
                        "(PLUM, CodeRL, PRM) on Apache Beam.")
+# `plumline exec`: the sandbox on its own (defined next to the sandbox, which knows its options).
+from plumline.sandbox.cli import register as _register_exec  # noqa: E402
+
+_register_exec(app)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect configs: every field, its default, its meaning.")
 app.add_typer(config_app, name="config")
 console = Console(stderr=True)
@@ -102,21 +106,6 @@ def demo(out: Path = typer.Option(Path("runs"), "--out", help="Folder holding ru
     validated tests, one round of pairs. Prints where the dataset and manifest are."""
     _setup_logging(verbose)
     _run(_load(REPO_CONFIGS / "demo.yaml", set_, out, []), force)
-
-
-@app.command(name="exec")
-def exec_(code: Optional[Path] = typer.Option(None, "--code", help="Candidate program file."),
-          tests: Optional[Path] = typer.Option(None, "--tests", help="File of assert statements."),
-          json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
-          batch: Optional[Path] = typer.Option(None, "--batch", help='JSONL jobs: {"id", "code", "tests": [...]}.'),
-          out: Optional[Path] = typer.Option(None, "--out", help="Results JSONL for --batch."),
-          workers: Optional[int] = typer.Option(None, "--workers", help="Sandbox slots (default: cores)."),
-          timeout: Optional[float] = typer.Option(None, "--timeout", help="Wall-clock seconds per program."),
-          memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help="Memory limit per program.")) -> None:
-    """Run untrusted code against tests in the sandbox (one program, or a batch)."""
-    from plumline.sandbox.cli import exec_command
-    raise typer.Exit(exec_command(code=code, tests=tests, json_out=json_out, batch=batch, out=out,
-                                  workers=workers, timeout=timeout, memory_mb=memory_mb))
 
 
 @app.command()

@@ -19,7 +19,7 @@ seccomp filter denies signals to pids 1 and 2.
 
 import builtins as _builtins
 import ctypes as _ctypes
-import errno as _errno
+import fcntl as _fcntl
 import gc as _gc
 import os as _os
 import resource as _resource
@@ -276,6 +276,8 @@ class Server:
                     _os.write(ver_w, byte)
                 except BlockingIOError:
                     raise ValueError("check verdicts not read")
+                except OSError:
+                    pass  # the child already ended (a tail check is not waited for)
             elif kind == "end":
                 if cur is None or msg[1] != cur["idx"]:
                     raise ValueError("end out of order")
@@ -512,10 +514,13 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, limits):
         nfd = _os.open("/dev/null", _os.O_RDONLY)
         _os.dup2(nfd, 0)
         _os.close(nfd)
+    # park the channel ends above 3/4 first: one of them may itself be fd 3 or 4
+    rep_hi = _fcntl.fcntl(rep_w, _fcntl.F_DUPFD, 16)  # lowest free fd >= 16: clobbers nothing
+    ver_hi = _fcntl.fcntl(ver_r, _fcntl.F_DUPFD, 16)
     _os.dup2(out_w, 1)
     _os.dup2(err_w, 2)
-    _os.dup2(rep_w, 3)
-    _os.dup2(ver_r, 4)
+    _os.dup2(rep_hi, 3)
+    _os.dup2(ver_hi, 4)
     _os.closerange(5, 1 << 16)
     _os.set_inheritable(3, False)
     _os.set_inheritable(4, False)
@@ -545,7 +550,6 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, limits):
     module.__builtins__ = _builtins
     _sys.modules[mod_name] = module
     ns = module.__dict__
-    t0 = _now()
     try:
         exec(co, ns)
         top_exc = None
@@ -565,7 +569,10 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, limits):
         _os._exit(0)
     del co
 
-    def check(site, values):
+    def check(site, values, tail=False):
+        if tail:  # the test ends right after this assert: the parent's judgement is all that matters
+            send(["chk", site, [encode(v) for v in values]])
+            return None
         send(["chk", site, [encode(v) for v in values]], True)
         while True:
             try:
@@ -574,7 +581,7 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, limits):
             except InterruptedError:
                 continue
         if r == b"1":
-            return None
+            return
         if r == b"2":
             raise TypeError("comparison not supported between the values of this assert")
         raise AssertionError

@@ -16,7 +16,7 @@ import logging
 import sys
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from plumline.data_schemas import RecordError, TestSpec
 

@@ -29,9 +29,9 @@ import threading
 import time
 import uuid
 import weakref
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from plumline.data_schemas import CODERL_CLASS, Execution, Outcome, TestKind, TestResult, TestSpec, TestStatus
 
@@ -80,6 +80,8 @@ class SandboxLimits:
                 raise ValueError(f"SandboxLimits.{name} must be a positive number, got {v!r}")
         if self.max_pids < 4:
             raise ValueError("SandboxLimits.max_pids must be at least 4")
+        if self.open_files < 32:
+            raise ValueError("SandboxLimits.open_files must be at least 32")
         if self.memory_mb < 64:
             raise ValueError("SandboxLimits.memory_mb must be at least 64")
 
@@ -157,7 +159,10 @@ class _Slot:
         rep = self.report
         env = {}
         cg_files: list[str] = []
-        if rep.cgroup:
+        if self.cg is not None:  # a restart: reuse the slot's cgroups, emptied
+            self.cg.kill_all()
+            cg_files = [str(f) for f in self.cg.procs_files()]
+        elif rep.cgroup:
             self.cg = CgroupSet(rep.cgroup, f"plumline-{os.getpid()}-{self.index}-{uuid.uuid4().hex[:6]}")
             try:
                 self.cg.create((lim.memory_mb + 256) << 20, lim.max_pids + 8, self.uid)
@@ -198,6 +203,8 @@ class _Slot:
         if not hello.get("ready") or not isinstance(pids, list) or not all(isinstance(p, int) for p in pids):
             raise _SlotFailure(f"supervisor did not start: {hello!r}")
         # the template and the supervisor, as the candidate sees them: it may not signal them
+        if not rep.bwrap:  # no pid namespace: at least the pipeline process itself is off limits
+            pids = [*pids, os.getpid()]
         bpf = build_filter(tuple(pids)).hex() if rep.seccomp else ""
         self._send({"bpf": bpf, "limits": lim.wire()})
         armed = self._recv(time.monotonic() + 30)
@@ -559,7 +566,7 @@ def _finish(run: _Run) -> ProgramResult:
                          error_line=line if isinstance(line, int) else None, stderr_tail=run.stderr[-2000:])
 
 
-_LIVE: "weakref.WeakSet[Sandbox]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Sandbox] = weakref.WeakSet()
 
 
 @atexit.register
@@ -618,7 +625,7 @@ class Sandbox:
             total += v
         return total
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -170,22 +170,26 @@ class CgroupSet:
                     time.sleep(0.001)
             except OSError:
                 frozen = False
-        for _ in range(50):
-            pids = self.pids()
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, 9)
-                except OSError:
-                    pass
-            if frozen:
-                try:
+        try:
+            for _ in range(50):
+                pids = self.pids()
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, 9)
+                    except OSError:
+                        pass
+                if frozen:  # SIGKILL is delivered once thawed; nothing can fork in between
                     (freezer / "freezer.state").write_text("THAWED")
                     frozen = False
+                time.sleep(0.002)
+        finally:
+            if frozen:  # never leave the group frozen: a restarted slot reuses it
+                try:
+                    (freezer / "freezer.state").write_text("THAWED")
                 except OSError:
                     pass
-            time.sleep(0.002)
 
     def remove(self) -> None:
         self.kill_all()
@@ -200,6 +204,38 @@ class CgroupSet:
                     import time
 
                     time.sleep(0.01)
+
+
+def sweep_stale_cgroups() -> int:
+    """Remove empty ``plumline-<pid>-*`` cgroups left by pipeline processes that died without
+    cleaning up (SIGKILL, SIGTERM). Returns how many were removed."""
+    removed = 0
+    roots: list[Path] = []
+    for ctrl in ("memory", "pids", "freezer", "cpuacct"):
+        own = _own_cgroup_v1(ctrl)
+        if own is not None and (CGROUP_ROOT / ctrl).is_dir():
+            roots.append(CGROUP_ROOT / ctrl / own.lstrip("/"))
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        roots.append(CGROUP_ROOT / (_own_cgroup_v2() or "/").lstrip("/"))
+    for root in roots:
+        try:
+            entries = list(root.glob("plumline-*"))
+        except OSError:
+            continue
+        for d in entries:
+            parts = d.name.split("-")
+            if len(parts) < 3 or not parts[1].isdigit() or parts[1] == "probe":
+                continue
+            if Path(f"/proc/{parts[1]}").exists():
+                continue  # its owner is alive
+            try:
+                if (d / "cgroup.procs").read_text().strip():
+                    continue
+                d.rmdir()
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 def _probe_cgroup(switch_uid: bool) -> tuple[str | None, str]:
@@ -218,6 +254,9 @@ def _probe_cgroup(switch_uid: bool) -> tuple[str | None, str]:
         version = "v1"
     else:
         return None, "no cgroup memory/pids controllers mounted"
+    n = sweep_stale_cgroups()
+    if n:
+        log.info("removed %d stale sandbox cgroups", n)
     cg = CgroupSet(version, f"plumline-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     try:
         cg.create(64 << 20, 16, 65534 if switch_uid else None)

@@ -15,6 +15,10 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
 need_apt=()
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
+# The filter is compiled with libseccomp in the trusted parent; candidates run under Debian's own
+# /usr/bin/python3 inside the sandbox (an interpreter under /root is unreadable to the sandbox user).
+ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2' || need_apt+=(libseccomp2)
+[ -x /usr/bin/python3 ] || need_apt+=(python3)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     log "installing Debian packages: ${need_apt[*]}"

@@ -56,6 +56,14 @@ def test_greedy_is_deterministic_without_seed(hf_backend):
     assert g1.completions[0].text == g2.completions[0].text
 
 
+def test_greedy_with_n_repeats_the_single_greedy_decode(hf_backend):
+    b = hf_backend
+    p = b.build_prompt("def k():")
+    (res,) = b.generate([_req("g", p, n=3, temperature=0, seed=None)])
+    assert res.error is None and len(res.completions) == 3
+    assert len({c.text for c in res.completions}) == 1 and [c.index for c in res.completions] == [0, 1, 2]
+
+
 def test_stop_strings_truncate(hf_backend):
     b = hf_backend
     p = b.build_prompt("def h():")
@@ -94,3 +102,21 @@ def test_plain_mode_for_base_models(tiny_llama):
         assert b.build_prompt("def f():", instruction=None) == "# solve\n\ndef f():"
         (res,) = b.generate([_req("a", "def f():", n=1)])
         assert res.error is None
+
+
+def test_cuda_device_when_available(tiny_llama):
+    """Runs where a GPU is present (skipped on CPU-only machines): same contract on CUDA, any dtype."""
+    import pytest
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from plumline.llm import BackendConfig, make_backend
+
+    for dtype in ("auto", "bfloat16"):
+        with make_backend(BackendConfig(kind="transformers", model=str(tiny_llama), device="auto", dtype=dtype)) as b:
+            assert b.device.type == "cuda"
+            p = b.build_prompt("def add(a, b):")
+            reqs = [_req("a", p, n=4, seed=1), _req("g", p, n=2, temperature=0, seed=None)]
+            r1, r2 = b.generate(reqs), b.generate(reqs)
+            assert r1 == r2 and [len(r.completions) for r in r1] == [4, 2]

@@ -110,3 +110,13 @@ def test_cpu_kv_cache_size():
         cpu_kv_cache_gib(None, {"VLLM_CPU_KVCACHE_SPACE": "lots"})
     with pytest.raises(ValueError):
         cpu_kv_cache_gib(-1, {})
+
+
+def test_vllm_cpu_binds_every_core_on_small_machines_only():
+    from plumline.llm.vllm_backend import cpu_thread_binding
+
+    assert cpu_thread_binding({}, [0, 1]) == {"VLLM_CPU_OMP_THREADS_BIND": "0,1",
+                                              "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    assert cpu_thread_binding({}, list(range(16))) == {}  # big machines keep vLLM's own binding
+    assert cpu_thread_binding({}, [3]) == {}
+    assert cpu_thread_binding({"VLLM_CPU_OMP_THREADS_BIND": "0"}, [0, 1]) == {}  # the user's choice wins

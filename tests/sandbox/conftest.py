@@ -1,7 +1,6 @@
 """Shared sandboxes for the sandbox tests (started once per session: slots are warm interpreters)."""
 
 import pytest
-
 from plumline.sandbox import Sandbox, SandboxLimits
 
 HOSTILE_LIMITS = SandboxLimits(timeout_s=8.0, test_timeout_s=2.0, cpu_s=6, memory_mb=512, max_pids=48,

@@ -1,12 +1,10 @@
 """The public API contract: results, ordering, concurrency, limits validation, lifecycle."""
 
-import os
 import threading
 import time
 from pathlib import Path
 
 import pytest
-
 from plumline.data_schemas import Execution, TestSpec
 from plumline.sandbox import ProgramResult, Sandbox, SandboxLimits, probe_isolation, run_program
 from sandbox_helpers import specs
@@ -18,8 +16,9 @@ def test_probe_isolation_is_cached_and_full_here():
     rep = probe_isolation()
     assert rep is probe_isolation()
     assert rep.tier and rep.notes
-    if os.geteuid() == 0 and Path("/usr/bin/bwrap").exists():
-        assert rep.full, rep  # CI and this machine: root with bubblewrap and cgroups
+    assert rep.tier.startswith("bwrap" if rep.bwrap else "rlimits")
+    assert ("+cgroup" in rep.tier) == bool(rep.cgroup) and ("+seccomp" in rep.tier) == rep.seccomp
+    assert rep.full == (rep.tier == "bwrap+cgroup+seccomp")
 
 
 def test_run_program_result_shape():
@@ -133,3 +132,21 @@ def test_total_budget_marks_rest_not_run():
     statuses = [t.status for t in r.test_results]
     assert statuses[-1] == "not_run" and "passed" not in statuses[1:]
     assert r.duration_s < 6
+
+
+def test_stale_cgroups_are_swept():
+    from plumline.sandbox.isolation import CGROUP_ROOT, _own_cgroup_v1, sweep_stale_cgroups
+
+    rep = probe_isolation()
+    if rep.cgroup != "v1":
+        pytest.skip("needs cgroup v1 to fake a stale group")
+    dead = 4_194_305  # above the largest possible pid_max: never a live process
+    own = _own_cgroup_v1("pids") or "/"
+    d = CGROUP_ROOT / "pids" / own.lstrip("/") / f"plumline-{dead}-0-abcdef"
+    d.mkdir()
+    try:
+        assert sweep_stale_cgroups() >= 1
+        assert not d.exists()
+    finally:
+        if d.exists():
+            d.rmdir()

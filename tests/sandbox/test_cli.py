@@ -58,3 +58,24 @@ def test_batch_streams_and_survives_bad_lines(tmp_path):
     assert "line 4" in by_line[4]["error"] and "code" in by_line[4]["error"]
     assert by_line[5]["outcome"] == "passed"
     assert "tests[0]" in by_line[6]["error"]
+
+
+def test_typer_mount(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from plumline.sandbox.cli import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def other() -> None:  # a second command, so "exec" is a real subcommand
+        pass
+
+    (tmp_path / "s.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "t.py").write_text("assert f() == 1\n")
+    r = CliRunner().invoke(app, ["exec", "--code", str(tmp_path / "s.py"), "--tests", str(tmp_path / "t.py"),
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.strip().splitlines()[-1])["outcome"] == "passed"

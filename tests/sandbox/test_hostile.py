@@ -4,16 +4,19 @@ Many probes record what they managed to do into a variable and the test asserts 
 a ``passed`` verdict then proves every attempt failed inside the sandbox.
 """
 
-import os
 import socket
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-
+from plumline.sandbox import probe_isolation
 from sandbox_helpers import healthy, specs
+
+# Escape / snooping / persistence tests need the full tier (namespaces, cgroups, seccomp). On a
+# weaker machine they are skipped loudly: the tier is recorded in every result anyway.
+needs_full = pytest.mark.skipif(not probe_isolation().full,
+                                reason=f"isolation tier is {probe_isolation().tier!r}, not full")
 
 NOT_PASSED = {"failed", "runtime_error", "timeout", "memory_limit", "output_limit", "compile_error"}
 
@@ -57,6 +60,7 @@ def test_resource_abuse_is_contained(sb, name, code, outcomes):
     healthy(sb)
 
 
+@needs_full
 def test_multi_process_memory_bomb_hits_the_cgroup(sb):
     # each process stays under its own address-space cap; together they exceed the slot's cgroup
     code = """
@@ -73,11 +77,12 @@ for _ in range(4):
 codes = [os.waitpid(p, 0)[1] for p in pids]
 """
     r = run(sb, code, "assert codes == [0, 0, 0, 0]")
-    assert r.outcome in {"memory_limit", "failed", "runtime_error"}, r
+    assert r.outcome in {"memory_limit", "failed", "runtime_error", "timeout"}, r
     assert r.passed == 0
     healthy(sb)
 
 
+@needs_full
 def test_cannot_starve_the_supervisor(sb):
     code = """
 import os
@@ -121,6 +126,7 @@ def test_crashing_test_does_not_hide_the_others(sb):
 
 # --- escaping / snooping -----------------------------------------------------------------------------
 
+@needs_full
 def test_cannot_write_or_delete_outside(sb, tmp_path):
     target = Path("/work/main") / f"PWNED-{uuid.uuid4().hex}"
     code = f"""
@@ -150,6 +156,7 @@ except OSError:
     assert Path("/usr/bin/python3").exists() and Path("/bin/sh").exists()
 
 
+@needs_full
 def test_cannot_read_secrets(sb, tmp_path, monkeypatch):
     secret = "hunter2-" + uuid.uuid4().hex
     host_file = Path("/tmp") / f"plumline-secret-{uuid.uuid4().hex}"
@@ -184,6 +191,7 @@ env = sorted(os.environ)
         host_file.unlink()
 
 
+@needs_full
 def test_no_network(sb):
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -228,6 +236,7 @@ unix_ok = b.recv(1) == b'x'
     assert not accepted
 
 
+@needs_full
 def test_cannot_kill_supervisor_or_parent(sb):
     code = """
 import os, signal
@@ -254,6 +263,7 @@ def f():
     healthy(sb)
 
 
+@needs_full
 def test_kernel_attack_surface_is_denied(sb):
     code = """
 import ctypes, os, fcntl, termios, resource
@@ -300,6 +310,7 @@ caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split
     assert r.outcome == "passed", r
 
 
+@needs_full
 def test_background_daemon_and_state_do_not_outlive_the_run(sb1):
     daemon = """
 import os, time
@@ -331,6 +342,7 @@ n = len(procs)
     assert r2.outcome == "passed", r2
 
 
+@needs_full
 def test_cannot_read_other_candidates_files(sb):
     writer = ("import time\nopen('/tmp/mine', 'w').write('secret')\nopen('/dev/shm/mine', 'w').write('s')\n"
               "time.sleep(1.0)\n")
@@ -399,6 +411,8 @@ WRONG = "def f(x):\n    return -1\n"
      "    os._exit(0)\n"),
     ("forge_check_values", "import os, json, struct\ndef f(x):\n    d = json.dumps(['chk', 0, [['i', 'deadbeef']]])"
      ".encode()\n    os.write(3, struct.pack('>I', len(d)) + d)\n    os.read(4, 1)\n    return -1\n"),
+    ("forge_check_then_exit", "import os, json, struct\ndef f(x):\n    d = json.dumps(['chk', 0, [['i', '1']]])"
+     ".encode()\n    os.write(3, struct.pack('>I', len(d)) + d)\n    os._exit(0)\n"),
     ("settrace_tamper", "import sys\ndef tr(frame, event, arg):\n    frame.f_locals.clear()\n    return tr\n"
      "sys.settrace(tr)\n" + WRONG),
 ])

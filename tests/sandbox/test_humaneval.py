@@ -3,14 +3,12 @@ and wrong variants of them (``return None`` bodies, and a mutated operator)."""
 
 import gzip
 import json
-import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from plumline.data_schemas import TestSpec
 from plumline.sandbox import Sandbox, SandboxLimits
 

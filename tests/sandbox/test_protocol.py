@@ -6,7 +6,6 @@ from collections import Counter, OrderedDict, namedtuple
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from plumline.sandbox._protocol import Opaque, decode, encode, evaluate_site, normalize_stdout, plain
 from plumline.sandbox.verdict import judge_test, prepare_test, split_tests
 
@@ -101,7 +100,7 @@ def test_decode_rejects_malformed(bad):
 
 
 def test_evaluate_site_semantics():
-    lit = lambda v: ["lit", encode(v)]  # noqa: E731
+    lit = lambda v: ["lit", encode(v)]
     assert evaluate_site({"ops": ["Eq"], "operands": [["val"], lit(1.0)]}, [1]) == "pass"
     assert evaluate_site({"ops": ["Lt", "Lt"], "operands": [lit(0), ["val"], lit(10)]}, [5]) == "pass"
     assert evaluate_site({"ops": ["In"], "operands": [["val"], lit([1, 2])]}, [3]) == "fail"
