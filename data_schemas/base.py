@@ -14,7 +14,7 @@ import hashlib
 import json
 import types
 import typing
-from functools import lru_cache
+from functools import cache
 from typing import Any, ClassVar, TypeVar
 
 import pyarrow as pa
@@ -73,12 +73,12 @@ def _arrow_type(tp: Any) -> pa.DataType:
     raise TypeError(f"unsupported record field type {tp!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
     hints = typing.get_type_hints(cls, include_extras=False)
     out = []
     for f in dataclasses.fields(cls):
-        tp, optional = _unwrap_optional(hints[f.name])
+        _, optional = _unwrap_optional(hints[f.name])
         out.append((f.name, hints[f.name], optional))
     return tuple(out)
 
@@ -160,7 +160,7 @@ class Record:
         return json.dumps(self.to_dict(), ensure_ascii=False)
 
     @classmethod
-    def from_dict(cls: type[R], row: dict[str, Any]) -> R:
+    def from_dict(cls, row: dict[str, Any]) -> typing.Self:
         """Validate an untrusted row. Missing optional fields and fields with defaults are filled;
         unknown keys are rejected, so a typo in a mapping is caught."""
         if not isinstance(row, dict):
@@ -192,7 +192,7 @@ class Record:
                 raise RecordError(type(self).__name__, name, "must be a non-empty string")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schema(cls: type) -> pa.Schema:
     return pa.schema([pa.field(n, _arrow_type(t), nullable=o) for n, t, o in _fields(cls)])
 

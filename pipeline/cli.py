@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -18,7 +17,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="plumline: on-policy, execution-verified preference data for code LMs "
                        "(PLUM, CodeRL, PRM) on Apache Beam.")
 # `plumline exec`: the sandbox on its own (defined next to the sandbox, which knows its options).
-from plumline.sandbox.cli import register as _register_exec  # noqa: E402
+from plumline.sandbox.cli import register as _register_exec
 
 _register_exec(app)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect configs: every field, its default, its meaning.")
@@ -86,7 +85,7 @@ def _summary(run_dir: Path, manifests: list[dict]) -> None:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(ctx: typer.Context,
         config: Path = typer.Argument(..., help="YAML config (see configs/)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Folder holding run folders (config: out_dir)."),
+        out: Path | None = typer.Option(None, "--out", help="Folder holding run folders (config: out_dir)."),
         set_: list[str] = typer.Option([], "--set", help="Override a field: dotted.key=value (repeatable)."),
         force: bool = typer.Option(False, "--force", help="Redo finished stages instead of resuming."),
         verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
@@ -113,7 +112,7 @@ def train(method: str = typer.Argument(..., help="dpo or kto"),
           data: list[Path] = typer.Option(..., "--data", help="Exported Parquet file(s)."),
           model: str = typer.Option(..., "--model", help="Policy to train (folder)."),
           out: Path = typer.Option(..., "--out", help="Where the trained model goes."),
-          config: Optional[Path] = typer.Option(None, "--config", help="Training config (YAML/JSON)."),
+          config: Path | None = typer.Option(None, "--config", help="Training config (YAML/JSON)."),
           set_: list[str] = typer.Option([], "--set", help="Override a training field: key=value."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder.")) -> None:
     """Train the policy on exported data with TRL (DPOTrainer / KTOTrainer).
@@ -129,7 +128,7 @@ def train(method: str = typer.Argument(..., help="dpo or kto"),
 
 
 @config_app.command("show")
-def config_show(config: Optional[Path] = typer.Argument(None, help="YAML config (omit for defaults)."),
+def config_show(config: Path | None = typer.Argument(None, help="YAML config (omit for defaults)."),
                 set_: list[str] = typer.Option([], "--set", help="Override a field: dotted.key=value.")) -> None:
     """Print the resolved config with every default written out (what a run writes to config.yaml)."""
     from plumline.pipeline.config import dump_config

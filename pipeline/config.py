@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
 from plumline.data_schemas.overrides import OverrideError, apply_overrides
 from plumline.llm import BackendConfig
 from plumline.sandbox import SandboxLimits
@@ -26,6 +24,7 @@ from plumline.transforms.logic.pairing import PairingConfig
 from plumline.transforms.logic.readers import SourceConfig
 from plumline.transforms.logic.test_synthesis import TestSynthesisConfig
 from plumline.transforms.logic.test_validation import TestValidationConfig
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(ValueError):

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-
 from plumline.data_schemas import Record
 from plumline.pipeline.config import RunConfig
 from plumline.pipeline.layout import STAGES, RoundLayout

@@ -27,7 +27,6 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
-
 from plumline.data_schemas import (
     CriticRow,
     DpoChatRow,
@@ -258,7 +257,7 @@ def train_round(cfg: RunConfig, layout: RoundLayout, policy_model: str) -> Path 
     cmd = [sys.executable, "-m", "plumline.trainers", method, "--data", str(data), "--model", policy_model,
            "--out", str(layout.model_dir), "--config", str(cfg_file), "--overwrite"]
     log.info("round %d: training %s: %s", layout.round, method, " ".join(cmd))
-    code = subprocess.run(cmd).returncode
+    code = subprocess.run(cmd, check=False).returncode
     if code == 3:  # the trainer found no usable rows (e.g. all dropped by max_length)
         log.warning("round %d: no usable %s rows, the policy is not trained this round", layout.round, method)
         return None

@@ -140,23 +140,23 @@ def prepare_test(code: str) -> PreparedTest:
         tree = ast.parse(code, "<test>", "exec")
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         return PreparedTest(source="", sites=(), required=frozenset(), error=f"{type(exc).__name__}: {exc}")
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id in (CHECK_NAME, PLAIN_NAME):
-            return PreparedTest(source="", sites=(), required=frozenset(),
-                                error=f"ValueError: test uses the reserved name {node.id}")
     used: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
+    for node in ast.walk(tree):  # one pass: reserved names, and the guarded modules the test names
+        t = type(node)
+        if t is ast.Name:
+            if node.id in (CHECK_NAME, PLAIN_NAME):
+                return PreparedTest(source="", sites=(), required=frozenset(),
+                                    error=f"ValueError: test uses the reserved name {node.id}")
             used.add(node.id)
-        elif isinstance(node, ast.Import):
+        elif t is ast.Import:
             used.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
+        elif t is ast.ImportFrom and node.module:
             used.add(node.module.split(".")[0])
     guards = tuple(sorted(used & GUARDED_MODULES))
     rw = _Rewriter(_required_assert_ids(tree), _tail_assert_ids(tree))
     try:
-        new = ast.fix_missing_locations(rw.visit(tree))
-        source = ast.unparse(new)
+        # no fix_missing_locations: the tree is only unparsed (the child compiles the source text)
+        source = ast.unparse(rw.visit(tree))
     except (RecursionError, MemoryError, ValueError) as exc:
         return PreparedTest(source="", sites=(), required=frozenset(), error=f"{type(exc).__name__}: {exc}")
     return PreparedTest(source=source, sites=tuple(rw.sites), required=frozenset(rw.required), guards=guards)

@@ -12,7 +12,6 @@ import os
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-
 from plumline.data_schemas import ErrorRecord
 from plumline.sandbox import Sandbox
 from plumline.transforms.io import GroupByProblem

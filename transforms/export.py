@@ -6,7 +6,6 @@ import logging
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-
 from plumline.data_schemas import ErrorRecord, Message
 from plumline.transforms.io import GroupByProblem
 from plumline.transforms.logic.pairing import PairingConfig, pair_problem

@@ -9,7 +9,6 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io import parquetio
 from apache_beam.io.textio import WriteToText
-
 from plumline.data_schemas import ErrorRecord, Record, RecordError
 
 

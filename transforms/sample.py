@@ -10,7 +10,6 @@ import logging
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-
 from plumline.data_schemas import ErrorRecord, Problem
 from plumline.llm import BackendConfig, build_prompt, get_shared_backend
 from plumline.transforms.logic.sampling import sample_batch, user_message
@@ -59,8 +58,7 @@ class _SampleBatch(beam.DoFn):
                     input=p.problem_id, problem_id=p.problem_id))
             return
         self._samples.inc(len(samples))
-        for sample in samples:
-            yield sample
+        yield from samples
         for err in errors:
             self._failures.inc()
             yield beam.pvalue.TaggedOutput(ERRORS, err)

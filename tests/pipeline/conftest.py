@@ -84,7 +84,7 @@ def serve(model: CannedModel) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
 
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
+from plumline.data_schemas.overrides import OverrideError, parse_override
 from plumline.pipeline.config import (
     ConfigError,
     RunConfig,
@@ -12,7 +12,6 @@ from plumline.pipeline.config import (
     dump_config,
     load_config,
 )
-from plumline.data_schemas.overrides import OverrideError, parse_override
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

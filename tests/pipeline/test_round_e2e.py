@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from plumline.pipeline.config import load_config
 from plumline.pipeline.round import run_rounds
-
 
 
 def _config(tmp_path: Path, url: str, extra: list[str] = (), sources: str | None = None) -> Path:

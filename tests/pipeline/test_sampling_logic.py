@@ -2,7 +2,6 @@
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from plumline.data_schemas import Problem
 from plumline.llm import Completion, GenerationResult
 from plumline.transforms.logic.sampling import (

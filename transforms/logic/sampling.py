@@ -59,7 +59,7 @@ def _defines(code: str, name: str) -> bool:
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
-        return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.M) is not None
+        return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
     return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign))
                and (getattr(node, "name", None) == name
                     or any(getattr(t, "id", None) == name for t in getattr(node, "targets", [])))

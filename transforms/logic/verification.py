@@ -15,7 +15,7 @@ Pure apart from the injected ``run_many`` (the sandbox), so it is tested without
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from plumline.data_schemas import (

@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from plumline.pipeline.cli import app
+from typer.testing import CliRunner
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 runner = CliRunner()
