@@ -74,7 +74,8 @@ def _test_stats(tests: list[dict[str, Any]]) -> dict[str, Any]:
         c["kept"] += int(t["kept"])
         c["for_training"] += int(t["for_training"])
         if not t["kept"]:
-            dropped[t["drop_reason"] or "unknown"] += 1
+            # "no_entry_point_call: no call of f()" counts as no_entry_point_call
+            dropped[(t["drop_reason"] or "unknown").split(":", 1)[0]] += 1
     return {"total": len(tests), "kept": sum(int(t["kept"]) for t in tests),
             "by_origin": {k: dict(v) for k, v in sorted(by_origin.items())},
             "dropped_by_reason": dict(dropped.most_common())}

@@ -721,6 +721,12 @@ def _warm():
     g["__plum_plain__"] = plain
     exec(compile("__plum_check__(0, (__plum_plain__(f(1)),), True)", "<warm>", "exec"), g)
     pack(["end", 0, True, None, None, None, 0.0])
+    # the error path (a raising candidate or test): traceback formatting has lazy state of its own
+    try:
+        exec(compile("def g(x):\n    return x[1]\ng(0)\n", "<candidate>", "exec"), dict(ns))
+    except TypeError as exc:
+        "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
+        pack(["end", 0, False, type(exc).__name__, _cand_line(exc), _msg(exc), 0.0])
 
 
 class Template:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ._protocol import encode, evaluate_site
+from ._protocol import decode, encode, evaluate_site
 
 _CMP = {"Eq", "NotEq", "Lt", "LtE", "Gt", "GtE", "Is", "IsNot", "In", "NotIn"}
 CHECK_NAME = "__plum_check__"
@@ -168,8 +168,6 @@ def judge_test(prepared: PreparedTest, record: dict) -> tuple[str, str | None, s
     Returns (status, error_type, message): "passed" only when the test ran to its end, every reported check
     passes when re-evaluated here, every unconditional assert was reported, and at least one check
     was reported when the test has any assert."""
-    from ._protocol import decode
-
     checks = record.get("checks") or []
     seen: set[int] = set()
     for item in checks:
