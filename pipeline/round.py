@@ -39,6 +39,7 @@ from plumline.data_schemas import (
     Sample,
     TestCase,
 )
+from plumline.llm import close_shared_backends
 from plumline.pipeline.config import RunConfig, dump_config
 from plumline.pipeline.layout import STAGES, RoundLayout, atomic_write_text
 from plumline.pipeline.manifest import build_manifest
@@ -275,7 +276,9 @@ def run_rounds(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> list[di
     for r in range(cfg.rounds):
         runner = RoundRunner(round_cfg, run_dir, r, force=force)
         manifests.append(runner.run())
-        if r + 1 < cfg.rounds or cfg.training.method != "none":
+        if cfg.training.method != "none":
+            # Free the engines (and the accelerator) before training runs in its own process.
+            close_shared_backends()
             model = train_round(round_cfg, runner.layout, round_cfg.policy.model)
             if model is not None:
                 round_cfg = round_cfg.model_copy(update={

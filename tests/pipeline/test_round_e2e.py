@@ -149,3 +149,26 @@ def test_dead_engine_stops_the_round_loudly_and_a_rerun_retries(tmp_path, canned
     cfg = load_config(cfg_path, [f"policy.base_url={url}"])
     m = run_rounds(cfg, Path(cfg.out_dir) / cfg.name)[0]
     assert m["counts"]["samples"] == 2 * 5 and (stages / "export.done").exists()
+
+
+@pytest.mark.slow
+def test_online_loop_trains_between_rounds_and_samples_from_the_new_policy(tmp_path, canned):
+    """Two rounds with DPO in between. The canned server ignores the model name, so the policy's
+    `model` can be a real folder (a tiny Llama) that the trainer updates in its own process."""
+    from plumline.llm.assets import build_tiny_llama
+
+    _, url = canned
+    tiny = build_tiny_llama(tmp_path / "tiny")
+    cfg = load_config(_config(tmp_path, url, sources="- {path: bundled:easy, limit: 3}"),
+                      ["rounds=2", "training.method=dpo", "training.dpo.max_steps=1", f"policy.model={tiny}"])
+    manifests = run_rounds(cfg, Path(cfg.out_dir) / cfg.name)
+    run = Path(cfg.out_dir) / "e2e"
+    assert [m["round"] for m in manifests] == [0, 1]
+    model0 = run / "round-000" / "model"
+    assert (model0 / "config.json").is_file() and (model0 / "training_report.json").is_file()
+    # Round 1 sampled from round 0's trained policy: its samples record the new model and revision.
+    s0 = _rows(run / "round-000" / "samples.parquet")
+    s1 = _rows(run / "round-001" / "samples.parquet")
+    assert {s["policy"] for s in s1} == {str(model0)}
+    assert {s["policy_revision"] for s in s0}.isdisjoint({s["policy_revision"] for s in s1})
+    assert manifests[1]["counts"]["dpo"] > 0 and (run / "round-001" / "model" / "config.json").is_file()
