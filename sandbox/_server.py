@@ -17,6 +17,7 @@ seccomp filter denies signals to pids 1 and 2.
 """
 # ruff: noqa: F821  (names come from _protocol.py, prepended at run time)
 
+import _signal as _csignal  # the C module: no enum conversions (each touched object is a page fault in a child)
 import builtins as _builtins
 import ctypes as _ctypes
 import fcntl as _fcntl
@@ -26,7 +27,6 @@ import os as _os
 import resource as _resource
 import select as _select
 import signal as _signal
-import _signal as _csignal  # the C module: no enum conversions (each touched object is a page fault in a child)
 import socket as _socket
 import sys as _sys
 import time as _time
