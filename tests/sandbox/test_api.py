@@ -150,3 +150,21 @@ def test_stale_cgroups_are_swept():
     finally:
         if d.exists():
             d.rmdir()
+
+
+def test_a_failed_tail_assert_does_not_leak_into_the_next_test(sb):
+    # Regression: the verdict of a test's last assert (never waited for) used to stay in the verdict
+    # pipe and be read by the next test's first waited-for assert, failing a correct test.
+    code = "def f(x):\n    return x * 2\n"
+    tests = specs("assert f(1) == 3", "for i in range(3):\n    assert f(i) == 2 * i", "assert f(2) == 4",
+                  "for i in range(3):\n    assert f(i) == 2 * i")
+    r = sb.run(code, tests)
+    assert [t.status for t in r.test_results] == ["failed", "passed", "passed", "passed"]
+
+
+def test_a_test_looping_forever_over_passing_asserts_times_out():
+    # Past the recorded-checks cap a passing loop is neither a protocol violation nor a pass.
+    r = run_program("def f(x):\n    return False\n",
+                    specs("while True:\n    assert f([]) is False", "assert f(1) is False"),
+                    limits=SandboxLimits(test_timeout_s=2.0))
+    assert [t.status for t in r.test_results] == ["timeout", "passed"] and r.outcome == "timeout"
