@@ -446,6 +446,7 @@ def _write_all(fd, data):
 
 
 def _wipe(path):
+    """Remove everything inside ``path`` (the slot's /tmp and /dev/shm between runs)."""
     try:
         names = _os.listdir(path)
     except OSError:
@@ -463,22 +464,10 @@ def _wipe(path):
 
 def _rmtree(p):
     try:
-        _os.chmod(p, 0o700)
+        _os.chmod(p, 0o700)  # a candidate may have made its folder unreadable
     except OSError:
         pass
-    try:
-        names = _os.listdir(p)
-    except OSError:
-        names = []
-    for name in names:
-        q = _os.path.join(p, name)
-        try:
-            if _os.path.isdir(q) and not _os.path.islink(q):
-                _rmtree(q)
-            else:
-                _os.unlink(q)
-        except OSError:
-            pass
+    _wipe(p)
     try:
         _os.rmdir(p)
     except OSError:

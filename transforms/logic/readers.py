@@ -248,7 +248,9 @@ def row_to_problem(row: dict[str, Any], cfg: SourceConfig, input_ref: str, sourc
 _CANDIDATE_TRIVIAL = (ast.Constant,)
 
 
-class _Rename(ast.NodeTransformer):
+class RenameName(ast.NodeTransformer):
+    """Rename one variable everywhere (``candidate`` -> the entry point in check() functions)."""
+
     def __init__(self, old: str, new: str):
         self.old, self.new = old, new
 
@@ -305,7 +307,7 @@ def split_check_function(test_code: str, entry_point: str) -> tuple[list[str], d
     if not check.args.args:
         raise ValueError("check() takes no argument to rename to the entry point")
     param = check.args.args[0].arg
-    renamer = _Rename(param, entry_point)
+    renamer = RenameName(param, entry_point)
     pre_src = "".join(ast.unparse(s) + "\n" for s in preamble)
 
     snippets: list[str] = []

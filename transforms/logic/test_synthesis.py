@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from plumline.data_schemas import ErrorRecord, Problem, TestCase, TestKind, TestOrigin, content_id
 from plumline.llm.config import BackendConfig  # the light module: no engine import
+from plumline.transforms.logic.readers import RenameName
 
 logger = logging.getLogger(__name__)
 
@@ -389,16 +390,6 @@ def _chunks(reply: str, entry_point: str) -> list[str]:
     return fences or [reply]
 
 
-class _Rename(ast.NodeTransformer):
-    def __init__(self, old: str, new: str):
-        self.old, self.new = old, new
-
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        if node.id == self.old:
-            return ast.copy_location(ast.Name(id=self.new, ctx=node.ctx), node)
-        return node
-
-
 def _bound_names(node: ast.AST) -> set[str]:
     """Every name the snippet binds anywhere (assignments, loop/comprehension targets, defs, imports,
     arguments, except/with targets). Scopes are flattened: a test is tiny, this is a lint, not Python."""
@@ -478,7 +469,7 @@ def _snippets_from_module(mod: ast.Module, entry_point: str, source: str = "") -
                 if stmt.name == "check" or stmt.name.startswith("test"):
                     inner = list(stmt.body)
                     if stmt.name == "check" and stmt.args.args:
-                        inner = [_Rename(stmt.args.args[0].arg, entry_point).visit(s) for s in inner]
+                        inner = [RenameName(stmt.args.args[0].arg, entry_point).visit(s) for s in inner]
                     walk(inner, setup)
                     continue
                 setup.append(stmt)
@@ -548,7 +539,7 @@ def _check_test(code: str, entry_point: str, max_chars: int) -> tuple[str | None
     bound = _bound_names(tree)
     loaded = _loaded_names(tree)
     if "candidate" in loaded and "candidate" not in bound and entry_point != "candidate":
-        tree = _Rename("candidate", entry_point).visit(tree)
+        tree = RenameName("candidate", entry_point).visit(tree)
         code = _safe_unparse(tree) or code
         loaded = _loaded_names(tree)
     if entry_point in bound:
