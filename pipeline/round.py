@@ -129,7 +129,6 @@ class RoundRunner:
         self.round = round
         self.force = force
         self.types = record_types(cfg)
-        self.timings: dict[str, float] = {}
 
     # -- stages --------------------------------------------------------------------------------
     def _records(self, p, stem: str, stage: str):
@@ -139,6 +138,13 @@ class RoundRunner:
     def _write(self, pcoll, stem: str):
         return pcoll | f"Write_{stem}" >> WriteRecords(str(self.layout.dir / stem), self.types[stem],
                                                        jsonl=self.cfg.export.jsonl)
+
+    def _write_stats(self, stats, stage: str):
+        """Per-problem stat dicts of a stage (summed into the manifest)."""
+        return (stats | "StatsJson" >> beam.Map(json.dumps)
+                | "WriteStats" >> beam.io.WriteToText(str(self.layout.stages_dir / f"{stage}.stats"),
+                                                      file_name_suffix=".jsonl", num_shards=1,
+                                                      shard_name_template=""))
 
     def _write_errors(self, stage: str, errors: list):
         return tuple(errors) | f"WriteErrors_{stage}" >> WriteErrors(
@@ -155,9 +161,7 @@ class RoundRunner:
             # The writer is cfg.tests.writer, or the policy itself; one shared engine per process.
             out = problems | "SynthesizeTests" >> SynthesizeTests(None, cfg.tests, cfg.policy)
             self._write(out["tests"], "tests_candidates")
-            out["stats"] | "StatsJson" >> beam.Map(json.dumps) | "WriteStats" >> beam.io.WriteToText(
-                str(self.layout.stages_dir / "tests.stats"), file_name_suffix=".jsonl", num_shards=1,
-                shard_name_template="")
+            self._write_stats(out["stats"], stage)
             self._write_errors(stage, [read_errors, out["errors"]])
         elif stage == "sample":
             problems, read_errors = self._records(p, "problems", stage)
@@ -185,9 +189,7 @@ class RoundRunner:
             self._write(out.dpo, "dpo")
             self._write(out.kto, "kto")
             self._write(out.critic, "critic")
-            out.stats | "StatsJson" >> beam.Map(json.dumps) | "WriteStats" >> beam.io.WriteToText(
-                str(self.layout.stages_dir / "export.stats"), file_name_suffix=".jsonl", num_shards=1,
-                shard_name_template="")
+            self._write_stats(out.stats, stage)
             self._write_errors(stage, [e1, e2, e3, out.errors])
         else:
             raise ValueError(f"unknown stage {stage!r}")
@@ -207,7 +209,6 @@ class RoundRunner:
         with beam.Pipeline(runner=runner, options=options) as p:
             self.build_stage(p, stage)
         elapsed = time.monotonic() - start
-        self.timings[stage] = elapsed
         counts = _ensure_outputs(self.layout, stage, self.types)
         n_problems = pq.ParquetFile(self.layout.parquet("problems")).metadata.num_rows
         reason = _engine_stage_failed_everywhere(self.layout, stage, n_problems)
