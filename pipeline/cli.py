@@ -33,6 +33,8 @@ def _setup_logging(verbose: bool) -> None:
                         force=True)
     for noisy in ("apache_beam", "httpx", "urllib3", "filelock", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Beam relays every local worker's start-up warnings (semi_persistent_directory...) through this one.
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
 
 
 def _load(config: Path | None, overrides: list[str], out: Path | None, beam_args: list[str]):
@@ -51,17 +53,36 @@ def _load(config: Path | None, overrides: list[str], out: Path | None, beam_args
 
 
 def _run(cfg, force: bool) -> None:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from plumline.pipeline.config import resolve_assets
-    from plumline.pipeline.round import run_rounds
+    from plumline.pipeline.layout import STAGES
+    from plumline.pipeline.round import StageFailed, run_rounds
+
     cfg = resolve_assets(cfg)
     run_dir = Path(cfg.out_dir) / cfg.name
     console.print(f"[bold]plumline[/] run [cyan]{cfg.name}[/] -> {run_dir}")
-    from plumline.pipeline.round import StageFailed
-    try:
-        manifests = run_rounds(cfg, run_dir, force=force)
-    except StageFailed as exc:
-        console.print(f"[bold red]stage failed[/]: {exc}")
-        raise typer.Exit(1) from exc
+    stages = list(STAGES)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        tasks: dict[int, int] = {}
+
+        def finish_rounds() -> None:
+            for r, t in tasks.items():
+                progress.update(t, completed=len(stages), description=f"round {r}: done")
+
+        def on_stage(round_: int, stage: str) -> None:  # one bar per round, one step per stage
+            if round_ not in tasks:
+                finish_rounds()
+                tasks[round_] = progress.add_task(f"round {round_}", total=len(stages))
+            progress.update(tasks[round_], completed=stages.index(stage), description=f"round {round_}: {stage}")
+
+        try:
+            manifests = run_rounds(cfg, run_dir, force=force, on_stage=on_stage)
+        except StageFailed as exc:
+            console.print(f"[bold red]stage failed[/]: {exc}")
+            raise typer.Exit(1) from exc
+        finish_rounds()
     _summary(run_dir, manifests)
 
 

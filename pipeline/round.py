@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import apache_beam as beam
@@ -123,11 +124,13 @@ def _engine_stage_failed_everywhere(layout: RoundLayout, stage: str, n_problems:
 class RoundRunner:
     """Runs (or resumes) one round in ``run_dir``."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, round: int, *, force: bool = False):
+    def __init__(self, cfg: RunConfig, run_dir: Path, round: int, *, force: bool = False,
+                 on_stage: Callable[[int, str], None] | None = None):
         self.cfg = cfg
         self.layout = RoundLayout(run_dir, round)
         self.round = round
         self.force = force
+        self.on_stage = on_stage  # progress hook: called with (round, stage) as each stage starts
         self.types = record_types(cfg)
 
     # -- stages --------------------------------------------------------------------------------
@@ -232,6 +235,8 @@ class RoundRunner:
         self.layout.dir.mkdir(parents=True, exist_ok=True)
         started = time.time()
         for stage in STAGES:
+            if self.on_stage:
+                self.on_stage(self.round, stage)
             self.run_stage(stage)
         self.merge_errors()
         manifest = build_manifest(self.cfg, self.layout, self.types, started_at=started)
@@ -269,13 +274,14 @@ def train_round(cfg: RunConfig, layout: RoundLayout, policy_model: str) -> Path 
     return layout.model_dir
 
 
-def run_rounds(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> list[dict]:
+def run_rounds(cfg: RunConfig, run_dir: Path, *, force: bool = False,
+               on_stage: Callable[[int, str], None] | None = None) -> list[dict]:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     manifests = []
     round_cfg = cfg
     for r in range(cfg.rounds):
-        runner = RoundRunner(round_cfg, run_dir, r, force=force)
+        runner = RoundRunner(round_cfg, run_dir, r, force=force, on_stage=on_stage)
         manifests.append(runner.run())
         if cfg.training.method != "none":
             # Free the engines (and the accelerator) before training runs in its own process.
