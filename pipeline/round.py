@@ -43,7 +43,7 @@ from plumline.data_schemas import (
 from plumline.llm import close_shared_backends
 from plumline.pipeline.config import RunConfig, dump_config
 from plumline.pipeline.layout import STAGES, RoundLayout, atomic_write_text
-from plumline.pipeline.manifest import build_manifest
+from plumline.pipeline.manifest import build_manifest, read_errors
 from plumline.transforms.execute import VerifyAndExecute, default_sandbox_workers
 from plumline.transforms.export import BuildTrainingRows
 from plumline.transforms.io import ReadRecords, WriteErrors, WriteRecords
@@ -108,16 +108,12 @@ def _engine_stage_failed_everywhere(layout: RoundLayout, stage: str, n_problems:
     if stage not in ENGINE_STAGES or n_problems == 0:
         return None
     failed, first = set(), None
-    for line in layout.stage_errors(stage).read_text(encoding="utf-8").splitlines():
-        try:
-            err = json.loads(line)
-        except json.JSONDecodeError:
+    for err in read_errors(layout.stage_errors(stage)):
+        # Generation failures only: a completion without code is reported under stage "extract".
+        if err.stage not in ("sample", "synthesize_tests") or not err.problem_id:
             continue
-        if err.get("stage") in ("sample", "synthesize_tests") and err.get("problem_id"):
-            if err["stage"] == "sample" and err.get("reason") == "completion contains no code":
-                continue
-            failed.add(err["problem_id"])
-            first = first or err.get("reason")
+        failed.add(err.problem_id)
+        first = first or err.reason
     return first if len(failed) >= n_problems else None
 
 

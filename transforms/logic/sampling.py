@@ -14,6 +14,9 @@ from plumline.data_schemas import ErrorRecord, Problem, Sample, content_id
 from plumline.llm import Completion, GenerationRequest, GenerationResult, extract_code
 
 
+NO_CODE_REASON = "completion contains no code"
+
+
 @dataclass(frozen=True)
 class SamplingPlan:
     """What to ask the engine for one problem: its rendered prompt and requests."""
@@ -125,7 +128,7 @@ def results_to_samples(plan: SamplingPlan, results: Sequence[GenerationResult], 
                                    revision=policy_revision, backend=backend, chat=chat))
             index += 1
             if samples[-1].code is None:
-                errors.append(ErrorRecord(stage="extract", reason="completion contains no code",
+                errors.append(ErrorRecord(stage="extract", reason=NO_CODE_REASON,
                                           input=samples[-1].sample_id, problem_id=pid,
                                           sample_id=samples[-1].sample_id, detail=comp.text[:500]))
     return samples, errors
