@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from plumline.data_schemas import ErrorRecord, Problem, Sample, content_id
 from plumline.llm import Completion, GenerationRequest, GenerationResult, extract_code
 
-
 NO_CODE_REASON = "completion contains no code"
 
 
