@@ -40,6 +40,8 @@ from .isolation import CgroupSet, IsolationReport, _fs_args, probe_isolation
 from .seccomp import build_filter
 from .verdict import PreparedTest, judge_test, prepare_test
 
+# Runs again after an infrastructure failure (sandbox_error) before reporting it.
+SANDBOX_ERROR_RETRIES = 1
 log = logging.getLogger(__name__)
 
 _SERVER_SOURCE: str | None = None
@@ -653,6 +655,20 @@ class Sandbox:
         for s in self._slots:
             s.close()
 
+    def _execute_once(self, slot: _Slot, code: str, specs: list[TestSpec]) -> ProgramResult:
+        try:
+            return _execute(slot, code, specs, self.limits, self.isolation.tier)
+        except (OSError, ValueError, _SlotFailure) as exc:  # our infrastructure, not the candidate
+            log.exception("sandbox slot %d failed", slot.index)
+            slot.kill()
+            return ProgramResult(outcome=Outcome.SANDBOX_ERROR.value,
+                                 test_results=tuple(TestResult(test_id=t.test_id or f"t{i}",
+                                                               status=TestStatus.NOT_RUN.value)
+                                                    for i, t in enumerate(specs)),
+                                 passed=0, total=len(specs), pass_ratio=0.0,
+                                 isolation_tier=self.isolation.tier, duration_s=0.0,
+                                 error_type="SandboxError", stderr_tail=f"{type(exc).__name__}: {exc}")
+
     def run(self, code: str, tests: Sequence[TestSpec]) -> ProgramResult:
         """Run one program against its tests (blocks until a slot is free)."""
         if not isinstance(code, str):
@@ -664,18 +680,18 @@ class Sandbox:
         try:
             if self._closed:
                 raise RuntimeError("Sandbox is closed")
-            try:
-                return _execute(slot, code, specs, self.limits, self.isolation.tier)
-            except (OSError, ValueError, _SlotFailure) as exc:  # our infrastructure, not the candidate
-                log.exception("sandbox slot %d failed", slot.index)
-                slot.kill()
-                return ProgramResult(outcome=Outcome.SANDBOX_ERROR.value,
-                                     test_results=tuple(TestResult(test_id=t.test_id or f"t{i}",
-                                                                   status=TestStatus.NOT_RUN.value)
-                                                        for i, t in enumerate(specs)),
-                                     passed=0, total=len(specs), pass_ratio=0.0,
-                                     isolation_tier=self.isolation.tier, duration_s=0.0,
-                                     error_type="SandboxError", stderr_tail=f"{type(exc).__name__}: {exc}")
+            # A sandbox_error is our infrastructure failing (e.g. a slot lost under load), not a verdict:
+            # run the program once more on a fresh slot. A candidate that breaks its slot on purpose
+            # costs one extra run and still ends as sandbox_error.
+            for attempt in range(SANDBOX_ERROR_RETRIES + 1):
+                result = self._execute_once(slot, code, specs)
+                if result.outcome != Outcome.SANDBOX_ERROR.value:
+                    return result
+                if attempt < SANDBOX_ERROR_RETRIES:
+                    log.warning("sandbox slot %d: sandbox_error (%s); retrying on a fresh slot", slot.index,
+                                result.stderr_tail[-200:].strip())
+                    slot.kill()
+            return result
         finally:
             self._free.put(slot)
 

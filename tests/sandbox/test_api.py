@@ -168,3 +168,31 @@ def test_a_test_looping_forever_over_passing_asserts_times_out():
                     specs("while True:\n    assert f([]) is False", "assert f(1) is False"),
                     limits=SandboxLimits(test_timeout_s=2.0))
     assert [t.status for t in r.test_results] == ["timeout", "passed"] and r.outcome == "timeout"
+
+
+def test_an_infrastructure_failure_is_retried_once_on_a_fresh_slot(monkeypatch):
+    import plumline.sandbox.core as core
+
+    real, calls = core._execute, []
+
+    def flaky(slot, code, specs, limits, tier):  # the slot dies under the first run only
+        calls.append(1)
+        if len(calls) == 1:
+            raise core._SlotFailure("lost the supervisor")
+        return real(slot, code, specs, limits, tier)
+
+    monkeypatch.setattr(core, "_execute", flaky)
+    with Sandbox(workers=1) as box:
+        r = box.run("def f(x):\n    return x + 1\n", specs("assert f(1) == 2"))
+    assert r.outcome == "passed" and len(calls) == 2
+
+    calls.clear()
+
+    def always_broken(*args):
+        calls.append(1)
+        raise core._SlotFailure("always broken")
+
+    monkeypatch.setattr(core, "_execute", always_broken)
+    with Sandbox(workers=1) as box:
+        r = box.run("def f(x):\n    return x\n", specs("assert f(1) == 1"))
+    assert r.outcome == "sandbox_error" and len(calls) == 2  # retried once, then reported
