@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from plumline.data_schemas import ErrorRecord, Problem, Sample, content_id
-from plumline.llm import Completion, GenerationRequest, GenerationResult, extract_code
+from plumline.llm import GREEDY_SUFFIX, Completion, GenerationRequest, GenerationResult, extract_code
 
 NO_CODE_REASON = "completion contains no code"
 
@@ -41,16 +41,11 @@ def plan_requests(problem: Problem, prompt: str, *, n: int, temperature: float, 
                   max_tokens: int, greedy: bool, round: int, base_seed: int,
                   stop: Sequence[str] = ()) -> SamplingPlan:
     """n sampled completions (one request with n) plus, when asked, one greedy completion."""
-    stop_t = tuple(stop)
-    reqs = [GenerationRequest(
+    sampled = GenerationRequest(
         request_id=f"{problem.problem_id}|sampled", prompt=prompt, n=n, temperature=temperature,
         top_p=top_p, max_tokens=max_tokens, seed=derive_seed(base_seed, problem.problem_id, round),
-        stop=stop_t)]
-    if greedy:
-        reqs.append(GenerationRequest(
-            request_id=f"{problem.problem_id}|greedy", prompt=prompt, n=1, temperature=0.0, top_p=1.0,
-            max_tokens=max_tokens, seed=derive_seed(base_seed, problem.problem_id, round, "greedy"),
-            stop=stop_t))
+        stop=tuple(stop))
+    reqs = [sampled, sampled.greedy()] if greedy else [sampled]
     return SamplingPlan(problem=problem, prompt=prompt, requests=tuple(reqs))
 
 
@@ -117,7 +112,7 @@ def results_to_samples(plan: SamplingPlan, results: Sequence[GenerationResult], 
     index = 0
     for req in plan.requests:
         res = by_id.get(req.request_id)
-        greedy = req.request_id.endswith("|greedy")
+        greedy = req.request_id.endswith(GREEDY_SUFFIX)
         if res is None or res.error:
             errors.append(ErrorRecord(stage=stage, reason=(res.error if res else "no result from engine"),
                                       input=pid, problem_id=pid))
