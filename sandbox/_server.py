@@ -231,6 +231,17 @@ class Server:
         status = None
         done = False
 
+        def keep_output(fd, chunk, total):
+            """Count the candidate's stdout/stderr bytes; keep stdout when asked and stderr's tail."""
+            if fd == out_r:
+                if keep_stdout:
+                    stdout_buf.extend(chunk)
+            else:
+                err_tail.extend(chunk)
+                if len(err_tail) > 8192:
+                    del err_tail[:-4096]
+            return total + len(chunk)
+
         def finish_stop(reason):
             if reply["stop"] is None:
                 reply["stop"] = reason
@@ -361,14 +372,7 @@ class Server:
                         reply["protocol_error"] = str(exc)[:200]
                         break
                 else:
-                    out_total += len(chunk)
-                    if fd == out_r:
-                        if keep_stdout:
-                            stdout_buf += chunk
-                    else:
-                        err_tail += chunk
-                        if len(err_tail) > 8192:
-                            del err_tail[:-4096]
+                    out_total = keep_output(fd, chunk, out_total)
                     if out_total > out_cap:
                         kill_reason = "output"
                         break
@@ -398,12 +402,7 @@ class Server:
                         break
                     rbuf += chunk
                 elif fd != rep_r:
-                    out_total += len(chunk)
-                    if fd == out_r:
-                        if keep_stdout:
-                            stdout_buf += chunk
-                    else:
-                        err_tail += chunk
+                    out_total = keep_output(fd, chunk, out_total)
         if kill_reason is None:
             try:
                 for _ in process_reports():
