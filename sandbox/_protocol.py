@@ -17,6 +17,11 @@ MAX_DEPTH = 100  # nesting depth of one value
 MAX_NODES = 2_000_000  # scalar + container nodes of one value
 _HDR = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024
+# Fraction parts and Decimal strings are bounded: the parent normalises a Fraction with gcd, which is
+# quadratic in the number of digits.
+MAX_FRACTION_HEX = 4096
+MAX_DECIMAL_CHARS = 4096
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set on every class made by a class statement
 
 
 class Opaque:
@@ -79,6 +84,23 @@ def _enc(v, depth, budget):
         return ["Y", bytes(v).hex()]
     if t is complex:
         return ["c", float.hex(v.real), float.hex(v.imag)]
+    # Exact value types of the stdlib and numpy scalars, as data: the parent rebuilds them with its own
+    # classes and compares there. No class identity is trusted here: a look-alike class only gets to
+    # claim a value, which is no more than any candidate can compute and return.
+    mod = t.__module__
+    if mod == "fractions" and t.__qualname__ == "Fraction":
+        num, den = v.numerator, v.denominator
+        if not (isinstance(num, int) and isinstance(den, int)):
+            return ["?", "Fraction"]
+        return ["q", _enc(num, depth + 1, budget), _enc(den, depth + 1, budget)]
+    if mod in ("decimal", "_decimal", "_pydecimal") and t.__qualname__ == "Decimal":
+        text = t.__str__(v)
+        return ["D", text] if type(text) is str and len(text) <= MAX_DECIMAL_CHARS else ["?", "Decimal"]
+    if mod == "numpy" and not t.__flags__ & _HEAPTYPE and t.__name__ != "ndarray" and hasattr(t, "item"):
+        item = v.item()  # a numpy scalar (int64, float32, bool_, str_ ...) as the Python scalar it holds
+        if type(item) in (bool, int, float, complex, str, bytes):
+            return _enc(item, depth + 1, budget)
+        return ["?", t.__name__]
     # Subclasses of plain types: read the raw storage through the base type's own slots.
     if issubclass(t, bool):
         return bool(int.__int__(v))
@@ -108,24 +130,62 @@ _PLAIN = (type(None), bool, int, float, str, bytes, bytearray, complex)
 
 
 def plain(value):
-    """``value`` itself when it is plain data all the way down (or not plain-based at all),
-    otherwise an exact-type copy. Used on every call result inside test code, so a candidate's
-    int/float/list subclass with rigged operators is stripped before the test computes with it."""
+    """``value`` with every subclass of a plain type that could be rigged replaced by an exact-type copy
+    (read through the base type's own slots); the same object when nothing needs replacing. Used on
+    every call result inside test code, so a candidate's int/float/list subclass with rigged operators
+    is stripped before the test computes with it. Objects of other types (a ``Fraction``, a custom
+    class, a numpy array) are left alone: the test may use them as the plain run would, and at a check
+    they cross as data or as opaque. A value that cannot be copied (too deep, hostile) becomes opaque."""
     t = type(value)
     if t in _PLAIN:
         return value
-    if t in (list, tuple, dict, set, frozenset) or issubclass(t, (int, float, str, bytes, list, tuple, dict,
-                                                                   set, frozenset)):
-        try:
-            enc = encode(value)
-            if isinstance(enc, list) and enc and enc[0] == "?":
-                return value
-            if not _needs_copy(value, 0):
-                return value
-            return decode(enc)
-        except BaseException:
+    try:
+        if not _needs_copy(value, 0):
             return value
-    return value
+        return _strip(value, 0)
+    except BaseException:
+        return Opaque(getattr(t, "__name__", "?"))
+
+
+_PLAIN_BASES = (int, float, str, bytes, list, tuple, dict, set, frozenset)
+# Dunders a subclass may define and still be used as is: none of them changes how the value compares,
+# computes, hashes, iterates or converts (namedtuple classes define only these and field accessors).
+_BENIGN_DUNDERS = frozenset({"__module__", "__qualname__", "__doc__", "__slots__", "__dict__", "__weakref__",
+                             "__annotations__", "__orig_bases__", "__match_args__", "__new__", "__init__",
+                             "__repr__", "__getnewargs__", "__parameters__", "__firstlineno__",
+                             "__static_attributes__"})
+
+
+def _stdlib_classes():
+    import collections
+
+    return {collections.Counter: dict(collections.Counter.__dict__)}
+
+
+# Pure-Python stdlib subclasses trusted while their class is unpatched (snapshot taken when this module
+# loads: in the sandbox, in the template, before any candidate runs).
+_TRUSTED_CLASSES = _stdlib_classes()
+
+
+def _benign_subclass(t):
+    """May an instance of ``t`` (a subclass of a plain type) be handed to test code as it is?
+    C types (``OrderedDict``, ``defaultdict``, numpy's ``float64``) cannot be patched from Python;
+    a Python class qualifies when neither it nor a Python base adds an operator (``collections``'
+    ``namedtuple`` classes do not)."""
+    if not t.__flags__ & _HEAPTYPE:
+        return True
+    snapshot = _TRUSTED_CLASSES.get(t)
+    if snapshot is not None:
+        return t.__dict__ == snapshot
+    if type(t) is not type:
+        return False
+    for cls in t.__mro__:
+        if not cls.__flags__ & _HEAPTYPE:
+            continue
+        for name in cls.__dict__:
+            if name.startswith("__") and name.endswith("__") and name not in _BENIGN_DUNDERS:
+                return False
+    return True
 
 
 def _needs_copy(v, depth):
@@ -133,12 +193,54 @@ def _needs_copy(v, depth):
     if t in _PLAIN:
         return False
     if depth > MAX_DEPTH:
-        return True
+        raise _TooBig("too deep")
     if t is list or t is tuple or t is set or t is frozenset:
         return any(_needs_copy(x, depth + 1) for x in v)
     if t is dict:
         return any(_needs_copy(k, depth + 1) or _needs_copy(x, depth + 1) for k, x in v.items())
-    return True
+    if not issubclass(t, _PLAIN_BASES):
+        return False  # not plain-based: left alone
+    if not _benign_subclass(t):
+        return True
+    if issubclass(t, dict):
+        return any(_needs_copy(k, depth + 1) or _needs_copy(x, depth + 1) for k, x in dict.items(v))
+    if issubclass(t, (list, tuple, set, frozenset)):
+        return any(_needs_copy(x, depth + 1) for x in _raw_iter(v, t))
+    return False
+
+
+def _raw_iter(v, t):
+    for base in (list, tuple, frozenset, set):
+        if issubclass(t, base):
+            return base.__iter__(v)
+    raise TypeError("not a sequence")
+
+
+def _strip(v, depth):
+    """Exact-type copy of the parts of ``v`` that need it (see ``plain``)."""
+    if not _needs_copy(v, depth):
+        return v
+    t = type(v)
+    if issubclass(t, bool):
+        return bool(int.__int__(v))
+    if issubclass(t, int):
+        return int.__int__(v)
+    if issubclass(t, float):
+        return float.__float__(v)
+    if issubclass(t, str):
+        return str.__str__(v)
+    if issubclass(t, bytes):
+        return bytes(memoryview(v))
+    if issubclass(t, dict):
+        return {_strip(k, depth + 1): _strip(x, depth + 1) for k, x in dict.items(v)}
+    items = [_strip(x, depth + 1) for x in _raw_iter(v, t)]
+    if issubclass(t, tuple):
+        return tuple(items)
+    if issubclass(t, list):
+        return items
+    if issubclass(t, frozenset):
+        return frozenset(items)
+    return set(items)
 
 
 def decode(obj, depth=0):
@@ -161,6 +263,25 @@ def decode(obj, depth=0):
         return b if tag == "y" else bytearray(b)
     if tag == "?" and len(obj) == 2:
         return Opaque(obj[1])
+    if tag == "q" and len(obj) == 3:
+        parts = []
+        for part in obj[1:]:
+            if (type(part) is not list or len(part) != 2 or part[0] != "i" or type(part[1]) is not str
+                    or len(part[1]) > MAX_FRACTION_HEX):
+                raise ValueError("malformed fraction")
+            parts.append(int(part[1], 16))
+        if parts[1] == 0:
+            raise ValueError("fraction with a zero denominator")
+        from fractions import Fraction  # only where such a value shows up: keeps the template small
+
+        return Fraction(parts[0], parts[1])
+    if tag == "D" and len(obj) == 2 and type(obj[1]) is str and len(obj[1]) <= MAX_DECIMAL_CHARS:
+        from decimal import Decimal, InvalidOperation
+
+        try:
+            return Decimal(obj[1])
+        except InvalidOperation:
+            raise ValueError("malformed decimal")
     if len(obj) != 2 or type(obj[1]) is not list:
         raise ValueError("malformed value")
     items = obj[1]

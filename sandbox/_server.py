@@ -206,7 +206,7 @@ class Server:
         job = {"mode": mode, "code": req.get("code", ""),
                "tests": [[t[0], t[1], [g for g in t[3] if g in _GUARDED] if len(t) > 3 else []] for t in tests],
                "stdin": req.get("stdin", ""), "limits": req.get("limits", {}),
-               "name": req.get("name", "__main__")}
+               "name": req.get("name", "__main__"), "entry": req.get("entry", "")}
         out_cap = int(req.get("limits", {}).get("output_bytes", 1 << 20))
         rep_cap = max(16 << 20, 4 * out_cap)
         test_timeout = float(req.get("test_timeout", 5.0))
@@ -582,7 +582,8 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, limits):
         raise AssertionError
 
     settrace, setprofile, modules = _sys.settrace, _sys.setprofile, _sys.modules
-    shadowing = [n for n in ns if n in _PRISTINE_BUILTINS and not n.startswith("__")]
+    entry = job.get("entry")  # the function under test keeps its name even when it shadows a builtin
+    shadowing = [n for n in ns if n in _PRISTINE_BUILTINS and not n.startswith("__") and n != entry]
     for idx, src, guards in job.get("tests", []):
         send(["start", idx], True)
         t1 = _now()

@@ -3,7 +3,8 @@
     plumline exec --code sol.py --tests tests.py [--json]
     plumline exec --batch jobs.jsonl --out results.jsonl [--workers N]
 
-A batch job line is ``{"id": ..., "code": "...", "tests": ["assert ...", {"kind": "io", ...}]}``.
+A batch job line is ``{"id": ..., "code": "...", "tests": ["assert ...", {"kind": "io", ...}]}``, optionally
+with ``"entry_point"`` (see ``--entry-point``).
 Results are appended as jobs finish (one JSON line each, with the job id), so a crash mid-batch
 loses nothing already written; a malformed line yields ``{"id", "line", "error"}`` and the batch goes on.
 """
@@ -36,11 +37,15 @@ def _limits(timeout: float | None, memory_mb: int | None) -> SandboxLimits:
     return SandboxLimits(**kw)
 
 
+ENTRY_POINT_HELP = ("the function under test; needed only when it shadows a builtin (def sum): tests "
+                    "otherwise see such names as the builtin, so a candidate cannot rig them")
+
+
 def result_json(r: ProgramResult) -> dict:
     return r.to_dict()
 
 
-def _parse_job(line: str, lineno: int) -> tuple[Any, str, list[TestSpec]]:
+def _parse_job(line: str, lineno: int) -> tuple[Any, str, list[TestSpec], str | None]:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -51,6 +56,9 @@ def _parse_job(line: str, lineno: int) -> tuple[Any, str, list[TestSpec]]:
     code = obj.get("code")
     if not isinstance(code, str):
         raise ValueError(f"line {lineno}: 'code' must be a string")
+    entry_point = obj.get("entry_point")
+    if entry_point is not None and not (isinstance(entry_point, str) and entry_point.isidentifier()):
+        raise ValueError(f"line {lineno}: 'entry_point' must be a Python identifier")
     tests_in = obj.get("tests", [])
     if not isinstance(tests_in, list):
         raise ValueError(f"line {lineno}: 'tests' must be a list")
@@ -65,7 +73,7 @@ def _parse_job(line: str, lineno: int) -> tuple[Any, str, list[TestSpec]]:
                 raise ValueError(f"expected a string or an object, got {type(t).__name__}")
         except (RecordError, ValueError, TypeError) as exc:
             raise ValueError(f"line {lineno}: tests[{k}]: {exc}") from None
-    return job_id, code, tests
+    return job_id, code, tests, entry_point
 
 
 def _batch(batch: Path, out: Path, workers: int | None, limits: SandboxLimits) -> int:
@@ -99,14 +107,14 @@ def _batch(batch: Path, out: Path, workers: int | None, limits: SandboxLimits) -
                 if not line.strip():
                     continue
                 try:
-                    job_id, code, tests = _parse_job(line, lineno)
+                    job_id, code, tests, entry_point = _parse_job(line, lineno)
                 except ValueError as exc:
                     emit({"id": None, "line": lineno, "error": str(exc)})
                     n_bad += 1
                     continue
                 while len(inflight) >= window:
                     drain(True)
-                inflight[ex.submit(sb.run, code, tests)] = (job_id, lineno)
+                inflight[ex.submit(sb.run, code, tests, entry_point)] = (job_id, lineno)
             while inflight:
                 drain(True)
     log.info("batch done: %d results, %d malformed lines", n_ok, n_bad)
@@ -114,7 +122,8 @@ def _batch(batch: Path, out: Path, workers: int | None, limits: SandboxLimits) -
 
 
 def exec_command(code: Path | None, tests: Path | None, json_out: bool, batch: Path | None, out: Path | None,
-                 workers: int | None, timeout: float | None, memory_mb: int | None) -> int:
+                 workers: int | None, timeout: float | None, memory_mb: int | None,
+                 entry_point: str | None = None) -> int:
     """Entry point of ``plumline exec``. Returns the exit code: 0 passed (or batch fully read),
     1 not passed (or malformed batch lines), 2 usage error."""
     try:
@@ -130,6 +139,9 @@ def exec_command(code: Path | None, tests: Path | None, json_out: bool, batch: P
             print(f"error: batch file {batch} not found", file=sys.stderr)
             return 2
         return _batch(Path(batch), Path(out), workers, limits)
+    if entry_point is not None and not entry_point.isidentifier():
+        print(f"error: --entry-point must be a Python identifier, got {entry_point!r}", file=sys.stderr)
+        return 2
     if code is None or tests is None:
         print("error: give --code FILE and --tests FILE, or --batch JOBS.jsonl --out RESULTS.jsonl",
               file=sys.stderr)
@@ -142,7 +154,7 @@ def exec_command(code: Path | None, tests: Path | None, json_out: bool, batch: P
         return 2
     specs = [TestSpec(code=t, test_id=f"t{k}") for k, t in enumerate(split_tests(test_src))]
     with Sandbox(limits=limits, workers=1) as sb:
-        res = sb.run(src, specs)
+        res = sb.run(src, specs, entry_point)
     if json_out:
         print(json.dumps(result_json(res), ensure_ascii=False))
     else:
@@ -166,13 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int)
     p.add_argument("--timeout", type=float, help="wall-clock budget per program (s)")
     p.add_argument("--memory-mb", type=int)
+    p.add_argument("--entry-point", help=ENTRY_POINT_HELP)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     a = build_parser().parse_args(argv)
-    return exec_command(a.code, a.tests, a.json_out, a.batch, a.out, a.workers, a.timeout, a.memory_mb)
+    return exec_command(a.code, a.tests, a.json_out, a.batch, a.out, a.workers, a.timeout, a.memory_mb,
+                        a.entry_point)
 
 
 def exec_cli(  # a typer-friendly signature: app.command("exec")(exec_cli)
@@ -184,8 +198,9 @@ def exec_cli(  # a typer-friendly signature: app.command("exec")(exec_cli)
     workers: int = None,  # type: ignore[assignment]
     timeout: float = None,  # type: ignore[assignment]
     memory_mb: int = None,  # type: ignore[assignment]
+    entry_point: str = None,  # type: ignore[assignment]
 ) -> None:
-    raise SystemExit(exec_command(code, tests, json_out, batch, out, workers, timeout, memory_mb))
+    raise SystemExit(exec_command(code, tests, json_out, batch, out, workers, timeout, memory_mb, entry_point))
 
 
 def _typer_command() -> Any:
@@ -201,9 +216,10 @@ def _typer_command() -> Any:
         workers: int = typer.Option(None, "--workers", help="parallel slots (default: one per core)"),
         timeout: float = typer.Option(None, "--timeout", help="wall-clock budget per program (s)"),
         memory_mb: int = typer.Option(None, "--memory-mb", help="memory cap per process (MiB)"),
+        entry_point: str = typer.Option(None, "--entry-point", help=ENTRY_POINT_HELP),
     ) -> None:
         """Run untrusted Python against tests in the sandbox."""
-        raise typer.Exit(exec_command(code, tests, json_out, batch, out, workers, timeout, memory_mb))
+        raise typer.Exit(exec_command(code, tests, json_out, batch, out, workers, timeout, memory_mb, entry_point))
 
     return command
 

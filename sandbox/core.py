@@ -166,16 +166,12 @@ class _Slot:
     def start(self) -> None:
         lim = self.limits
         rep = self.report
-        env = {}
-        cg_files: list[str] = []
         if self.cg is not None:  # a restart: reuse the slot's cgroups, emptied
             self.cg.kill_all()
-            cg_files = [str(f) for f in self.cg.procs_files()]
         elif rep.cgroup:
             self.cg = CgroupSet(rep.cgroup, f"plumline-{os.getpid()}-{self.index}-{uuid.uuid4().hex[:6]}")
             try:
-                self.cg.create((lim.memory_mb + 256) << 20, lim.max_pids + 8, self.uid)
-                cg_files = [str(f) for f in self.cg.procs_files()]
+                self.cg.create((lim.memory_mb + 256) << 20, lim.max_pids + 8)
             except OSError as exc:
                 log.warning("slot %d: cgroup setup failed (%s); running without it", self.index, exc)
                 self.cg.remove()
@@ -196,15 +192,24 @@ class _Slot:
             self._work = work
             cmd = py
             init = {"pidns": False, "wipe": [work], "workdir": work}
-        env["PLUM_CG"] = " ".join(cg_files)
-        script = ('for f in $PLUM_CG; do echo $$ > "$f" || exit 97; done; unset PLUM_CG; '
-                  'export MALLOC_ARENA_MAX=2; exec "$@"')
+        # The shell waits for one line on stdin before it becomes the sandbox: by then this (root) process
+        # has moved it into the slot's cgroups, so nothing of the sandbox ever runs outside them.
+        script = 'read -r _go || exit 97; export MALLOC_ARENA_MAX=2; exec "$@"'
         kw: dict = {}
         if self.uid is not None:
             kw = dict(user=self.uid, group=self.uid, extra_groups=[])
         self.proc = subprocess.Popen(["/bin/sh", "-c", script, "sh", *cmd], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/",
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={}, cwd="/",
                                      close_fds=True, start_new_session=True, bufsize=0, **kw)
+        if self.cg is not None:
+            try:
+                self.cg.add_process(self.proc.pid)
+            except OSError as exc:
+                raise _SlotFailure(f"cannot move the slot into its cgroups: {exc}") from exc
+        try:
+            os.write(self.proc.stdin.fileno(), b"go\n")
+        except OSError as exc:
+            raise _SlotFailure(f"slot shell gone: {exc}") from exc
         self.buf = bytearray()
         self._send(init)
         hello = self._recv(time.monotonic() + 30)
@@ -319,6 +324,16 @@ class _Slot:
             raise
 
 
+# A job: (code, tests) or (code, tests, entry_point).
+Job = tuple
+
+
+def _check_entry_point(entry_point: object) -> None:
+    if entry_point is not None and not (isinstance(entry_point, str) and (entry_point == "" or
+                                                                          entry_point.isidentifier())):
+        raise ValueError(f"entry_point must be an identifier or None, got {entry_point!r}")
+
+
 def _check_tests(tests: Sequence[TestSpec]) -> list[TestSpec]:
     out = []
     for i, t in enumerate(tests):
@@ -333,8 +348,10 @@ def _check_tests(tests: Sequence[TestSpec]) -> list[TestSpec]:
 class _Run:
     """State of one program's execution across units (restarts after a hung or crashing test)."""
 
-    def __init__(self, code: str, tests: list[TestSpec], limits: SandboxLimits, tier: str):
+    def __init__(self, code: str, tests: list[TestSpec], limits: SandboxLimits, tier: str,
+                 entry_point: str | None = None):
         self.code = code
+        self.entry_point = entry_point
         self.tests = tests
         self.limits = limits
         self.tier = tier
@@ -357,8 +374,8 @@ class _Run:
 
 
 def _execute(slot: _Slot, code: str, tests: Sequence[TestSpec], limits: SandboxLimits,
-             tier: str) -> ProgramResult:
-    run = _Run(code, list(tests), limits, tier)
+             tier: str, entry_point: str | None = None) -> ProgramResult:
+    run = _Run(code, list(tests), limits, tier, entry_point)
     try:
         if len(code.encode("utf-8", "surrogatepass")) > limits.max_code_bytes:
             run.compile_error = ("CodeTooLarge", None, f"candidate larger than {limits.max_code_bytes} bytes")
@@ -376,7 +393,7 @@ def _execute(slot: _Slot, code: str, tests: Sequence[TestSpec], limits: SandboxL
 def _unit_base(run: _Run, mode: str) -> dict:
     lim = run.limits
     budget = max(0.0, run.deadline - time.monotonic())
-    return {"mode": mode, "code": run.code, "limits": lim.wire(),
+    return {"mode": mode, "code": run.code, "limits": lim.wire(), "entry": run.entry_point or "",
             "test_timeout": min(lim.test_timeout_s, budget), "budget": budget}
 
 
@@ -655,9 +672,10 @@ class Sandbox:
         for s in self._slots:
             s.close()
 
-    def _execute_once(self, slot: _Slot, code: str, specs: list[TestSpec]) -> ProgramResult:
+    def _execute_once(self, slot: _Slot, code: str, specs: list[TestSpec],
+                      entry_point: str | None) -> ProgramResult:
         try:
-            return _execute(slot, code, specs, self.limits, self.isolation.tier)
+            return _execute(slot, code, specs, self.limits, self.isolation.tier, entry_point)
         except (OSError, ValueError, _SlotFailure) as exc:  # our infrastructure, not the candidate
             log.exception("sandbox slot %d failed", slot.index)
             slot.kill()
@@ -669,10 +687,15 @@ class Sandbox:
                                  isolation_tier=self.isolation.tier, duration_s=0.0,
                                  error_type="SandboxError", stderr_tail=f"{type(exc).__name__}: {exc}")
 
-    def run(self, code: str, tests: Sequence[TestSpec]) -> ProgramResult:
-        """Run one program against its tests (blocks until a slot is free)."""
+    def run(self, code: str, tests: Sequence[TestSpec], entry_point: str | None = None) -> ProgramResult:
+        """Run one program against its tests (blocks until a slot is free).
+
+        ``entry_point``: the function under test. Tests see a candidate's top-level name that shadows a
+        builtin (``def abs``) as the pristine builtin, so a candidate cannot rig the test's own
+        computations; the entry point is exempt, so a problem whose function is called ``sum`` works."""
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, got {type(code).__name__}")
+        _check_entry_point(entry_point)
         specs = _check_tests(tests)
         if self._closed:
             raise RuntimeError("Sandbox is closed")
@@ -684,7 +707,7 @@ class Sandbox:
             # run the program once more on a fresh slot. A candidate that breaks its slot on purpose
             # costs one extra run and still ends as sandbox_error.
             for attempt in range(SANDBOX_ERROR_RETRIES + 1):
-                result = self._execute_once(slot, code, specs)
+                result = self._execute_once(slot, code, specs, entry_point)
                 if result.outcome != Outcome.SANDBOX_ERROR.value:
                     return result
                 if attempt < SANDBOX_ERROR_RETRIES:
@@ -695,27 +718,31 @@ class Sandbox:
         finally:
             self._free.put(slot)
 
-    def _validated(self, jobs: Iterable[tuple[str, Sequence[TestSpec]]]) -> list[tuple[str, list[TestSpec]]]:
+    def _validated(self, jobs: Iterable[Job]) -> list[tuple[str, list[TestSpec], str | None]]:
         out = []
         for k, job in enumerate(jobs):
             try:
-                code, tests = job
+                if not isinstance(job, (tuple, list)) or len(job) not in (2, 3):
+                    raise TypeError("a job is (code, tests) or (code, tests, entry_point)")
+                code, tests = job[0], job[1]
+                entry_point = job[2] if len(job) == 3 else None
                 if not isinstance(code, str):
                     raise TypeError(f"code must be a str, got {type(code).__name__}")
-                out.append((code, _check_tests(tests)))
+                _check_entry_point(entry_point)
+                out.append((code, _check_tests(tests), entry_point))
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"job {k}: {exc}") from exc
         return out
 
-    def imap_unordered(self, jobs: Iterable[tuple[str, Sequence[TestSpec]]]) -> Iterator[tuple[int, ProgramResult]]:
+    def imap_unordered(self, jobs: Iterable[Job]) -> Iterator[tuple[int, ProgramResult]]:
         """Yield (index, result) as programs finish, running up to ``workers`` at once."""
         items = self._validated(jobs)
         if not items:
             return
         n = min(self.workers, len(items))
         if n == 1:
-            for k, (c, t) in enumerate(items):
-                yield k, self.run(c, t)
+            for k, (c, t, e) in enumerate(items):
+                yield k, self.run(c, t, e)
             return
         todo = iter(enumerate(items))
         lock = threading.Lock()
@@ -728,9 +755,9 @@ class Sandbox:
                 if nxt is None:
                     done.put(None)
                     return
-                k, (c, t) = nxt
+                k, (c, t, e) = nxt
                 try:
-                    done.put((k, self.run(c, t), None))
+                    done.put((k, self.run(c, t, e), None))
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                     done.put((k, None, exc))
 
@@ -748,7 +775,7 @@ class Sandbox:
                 raise exc
             yield k, res
 
-    def run_many(self, jobs: Sequence[tuple[str, Sequence[TestSpec]]]) -> list[ProgramResult]:
+    def run_many(self, jobs: Sequence[Job]) -> list[ProgramResult]:
         """Run many programs concurrently over the slots; results in input order."""
         out: list[ProgramResult | None] = [None] * len(jobs)
         for k, r in self.imap_unordered(jobs):
@@ -756,7 +783,8 @@ class Sandbox:
         return out  # type: ignore[return-value]
 
 
-def run_program(code: str, tests: Sequence[TestSpec], limits: SandboxLimits | None = None) -> ProgramResult:
+def run_program(code: str, tests: Sequence[TestSpec], limits: SandboxLimits | None = None,
+                entry_point: str | None = None) -> ProgramResult:
     """One-off convenience: a one-slot sandbox for a single program."""
     with Sandbox(limits=limits, workers=1) as sb:
-        return sb.run(code, tests)
+        return sb.run(code, tests, entry_point)

@@ -45,14 +45,132 @@ class PreparedTest:
         return list(self.sites)
 
 
-def _is_literal(node: ast.AST) -> tuple[bool, Any]:
+def _is_literal(node: ast.AST, consts: _Constants | None = None) -> tuple[bool, Any]:
     try:
         return True, ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        pass
+    if consts is None:
+        return False, None
+    try:
+        return True, consts.fold(node, 0)
+    except _NotConstant:
+        return False, None
+    except (ValueError, TypeError, ArithmeticError, MemoryError, RecursionError):
         return False, None
 
 
-def _site(test: ast.expr, line: int) -> tuple[dict, list[ast.expr]]:
+class _NotConstant(Exception):
+    pass
+
+
+# Constructors that are pure and cheap on literal arguments: an expected value spelled with them
+# (``float('inf')``, ``set([1, 2])``, ``Fraction(1, 3)``, ``Decimal('0.1')``, ``-math.inf``) is
+# computed here and withheld from the sandbox like a literal.
+_FOLDABLE_BUILTINS = frozenset({"float", "int", "complex", "set", "frozenset", "tuple", "list"})
+_FOLDABLE_IMPORTS = {("fractions", "Fraction"), ("decimal", "Decimal")}
+_MATH_CONSTANTS = frozenset({"pi", "e", "tau", "inf", "nan"})
+
+
+class _Constants:
+    """Which names of a test snippet still mean the stdlib constructor they are named after: builtins
+    the test never rebinds, and ``Fraction``/``Decimal``/``math`` that the test imports itself (a name
+    the test leaves to the candidate's namespace could be anything)."""
+
+    def __init__(self, tree: ast.Module):
+        bound: dict[str, int] = {}
+        self.imported: dict[str, tuple[str, str | None]] = {}  # name -> (module, attribute)
+        for node in ast.walk(tree):
+            t = type(node)
+            if t is ast.Name and not isinstance(node.ctx, ast.Load):
+                bound[node.id] = bound.get(node.id, 0) + 1
+            elif t in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef):
+                bound[node.name] = bound.get(node.name, 0) + 1
+            elif t is ast.arg:
+                bound[node.arg] = bound.get(node.arg, 0) + 1
+            elif t is ast.Import:
+                for a in node.names:
+                    name = a.asname or a.name.split(".")[0]
+                    bound[name] = bound.get(name, 0) + 1
+                    if a.name in ("math", "fractions", "decimal"):
+                        self.imported[name] = (a.name, None)
+            elif t is ast.ImportFrom:
+                for a in node.names:
+                    name = a.asname or a.name
+                    bound[name] = bound.get(name, 0) + 1
+                    if (node.module, a.name) in _FOLDABLE_IMPORTS and node.level == 0:
+                        self.imported[name] = (node.module, a.name)
+        # bound exactly once, by the import itself: the name means what was imported everywhere
+        self.imported = {k: v for k, v in self.imported.items() if bound.get(k) == 1}
+        self.rebound = {k for k in bound if k not in self.imported}
+
+    def _callee(self, func: ast.expr) -> Any:
+        if isinstance(func, ast.Name):
+            if func.id in _FOLDABLE_BUILTINS and func.id not in self.rebound:
+                import builtins
+
+                return getattr(builtins, func.id)
+            target = self.imported.get(func.id)
+            if target is not None and target[1] is not None:
+                return _stdlib_attr(*target)
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            target = self.imported.get(func.value.id)
+            if target is not None and target[1] is None and (target[0], func.attr) in _FOLDABLE_IMPORTS:
+                return _stdlib_attr(target[0], func.attr)
+        raise _NotConstant
+
+    def fold(self, node: ast.expr, depth: int) -> Any:
+        if depth > 20:
+            raise _NotConstant
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            items = [self.fold(e, depth + 1) for e in node.elts]
+            return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+        if isinstance(node, ast.Dict):
+            if any(k is None for k in node.keys):
+                raise _NotConstant
+            return {self.fold(k, depth + 1): self.fold(v, depth + 1) for k, v in zip(node.keys, node.values)}
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            value = self.fold(node.operand, depth + 1)
+            if type(value) not in (int, float, complex) and not _is_number_type(value):
+                raise _NotConstant
+            return -value if isinstance(node.op, ast.USub) else +value
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            target = self.imported.get(node.value.id)
+            if target == ("math", None) and node.attr in _MATH_CONSTANTS:
+                import math
+
+                return getattr(math, node.attr)
+            raise _NotConstant
+        if isinstance(node, ast.Call) and not node.keywords and len(node.args) <= 2:
+            if any(isinstance(a, ast.Starred) for a in node.args):
+                raise _NotConstant
+            if isinstance(node.func, ast.Name) and node.func.id == PLAIN_NAME and len(node.args) == 1:
+                return self.fold(node.args[0], depth + 1)  # the rewriter's wrapper around every call
+            fn = self._callee(node.func)
+            args = [self.fold(a, depth + 1) for a in node.args]
+            for a in args:  # literal-sized inputs only: int("9" * 10**6) never gets here
+                if type(a) is int and a.bit_length() > 4096:
+                    raise _NotConstant
+            return fn(*args)
+        raise _NotConstant
+
+
+def _stdlib_attr(module: str, attr: str) -> Any:
+    import importlib
+
+    return getattr(importlib.import_module(module), attr)
+
+
+def _is_number_type(value: Any) -> bool:
+    from decimal import Decimal
+    from fractions import Fraction
+
+    return type(value) in (Fraction, Decimal)
+
+
+def _site(test: ast.expr, line: int, consts: _Constants | None = None) -> tuple[dict, list[ast.expr]]:
     neg = False
     while isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
         neg = not neg
@@ -66,7 +184,7 @@ def _site(test: ast.expr, line: int) -> tuple[dict, list[ast.expr]]:
     operands: list[list] = []
     exprs: list[ast.expr] = []
     for n in nodes:
-        ok, value = _is_literal(n)
+        ok, value = _is_literal(n, consts)
         if ok:
             operands.append(["lit", encode(value)])
         else:
@@ -106,7 +224,8 @@ def _required_assert_ids(tree: ast.Module) -> set[int]:
 
 
 class _Rewriter(ast.NodeTransformer):
-    def __init__(self, required_ids: set[int], tail_ids: set[int]):
+    def __init__(self, required_ids: set[int], tail_ids: set[int], consts: _Constants | None = None):
+        self.consts = consts
         self.sites: list[dict] = []
         self.required: set[int] = set()
         self.required_ids = required_ids
@@ -116,7 +235,7 @@ class _Rewriter(ast.NodeTransformer):
         is_required = id(node) in self.required_ids
         is_tail = id(node) in self.tail_ids
         test = self.visit(node.test)
-        site, exprs = _site(test, getattr(node, "lineno", 0))
+        site, exprs = _site(test, getattr(node, "lineno", 0), self.consts)
         sid = len(self.sites)
         self.sites.append(site)
         if is_required:
@@ -153,7 +272,7 @@ def prepare_test(code: str) -> PreparedTest:
         elif t is ast.ImportFrom and node.module:
             used.add(node.module.split(".")[0])
     guards = tuple(sorted(used & GUARDED_MODULES))
-    rw = _Rewriter(_required_assert_ids(tree), _tail_assert_ids(tree))
+    rw = _Rewriter(_required_assert_ids(tree), _tail_assert_ids(tree), _Constants(tree))
     try:
         # no fix_missing_locations: the tree is only unparsed (the child compiles the source text)
         source = ast.unparse(rw.visit(tree))

@@ -175,11 +175,11 @@ def test_an_infrastructure_failure_is_retried_once_on_a_fresh_slot(monkeypatch):
 
     real, calls = core._execute, []
 
-    def flaky(slot, code, specs, limits, tier):  # the slot dies under the first run only
+    def flaky(slot, code, specs, limits, tier, entry_point=None):  # the slot dies under the first run only
         calls.append(1)
         if len(calls) == 1:
             raise core._SlotFailure("lost the supervisor")
-        return real(slot, code, specs, limits, tier)
+        return real(slot, code, specs, limits, tier, entry_point)
 
     monkeypatch.setattr(core, "_execute", flaky)
     with Sandbox(workers=1) as box:

@@ -79,3 +79,21 @@ def test_typer_mount(tmp_path):
                                  "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output.strip().splitlines()[-1])["outcome"] == "passed"
+
+
+def test_entry_point_that_shadows_a_builtin(tmp_path):
+    (tmp_path / "sol.py").write_text("def max(xs):\n    return -1\n")
+    (tmp_path / "t.py").write_text("assert max([1, 2]) == -1\n")
+    args = ("--code", str(tmp_path / "sol.py"), "--tests", str(tmp_path / "t.py"), "--json")
+    assert _cli(*args).returncode == 1  # the test sees the builtin max: 2 != -1
+    assert _cli(*args, "--entry-point", "max").returncode == 0
+    bad = _cli(*args, "--entry-point", "not-a-name")
+    assert bad.returncode == 2 and "identifier" in bad.stderr
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"id": "a", "code": "def max(xs):\n    return -1\n", "tests": ["assert max([3]) == -1"],
+                               "entry_point": "max"}) + "\n"
+                    + json.dumps({"id": "b", "code": "x = 1\n", "tests": [], "entry_point": 5}) + "\n")
+    out = tmp_path / "res.jsonl"
+    _cli("--batch", str(jobs), "--out", str(out), "--workers", "1")
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows["a"]["outcome"] == "passed" and "entry_point" in rows[None]["error"]

@@ -37,7 +37,8 @@ from plumline.transforms.logic.test_validation import (
     recompute_execution,
 )
 
-RunMany = Callable[[Sequence[tuple[str, Sequence[TestSpec]]]], list[Any]]
+# jobs are (code, tests, entry_point)
+RunMany = Callable[[Sequence[tuple[str, Sequence[TestSpec], str | None]]], list[Any]]
 
 
 @dataclass
@@ -90,7 +91,8 @@ def verify_problem(problem: Problem, tests: Sequence[TestCase], samples: Sequenc
     # 1. oracle
     training = [t for t in tests if t.for_training and t.kept]
     if cfg.oracle and problem.reference_solution and training:
-        oracle_result = run_many([(problem.reference_solution, [t.spec for t in training])])[0]
+        oracle_result = run_many([(problem.reference_solution, [t.spec for t in training],
+                                   problem.entry_point or None)])[0]
         unusable = oracle_unusable(oracle_result)
         if unusable:
             errors.append(ErrorRecord(
@@ -106,7 +108,8 @@ def verify_problem(problem: Problem, tests: Sequence[TestCase], samples: Sequenc
     # 2. execute samples
     with_code = [s for s in samples if s.code]
     specs = [t.spec for t in training + evaluation]
-    results = run_many([(s.code, specs) for s in with_code]) if with_code and specs else []
+    results = (run_many([(s.code, specs, problem.entry_point or None) for s in with_code])
+               if with_code and specs else [])
     train_ids = [t.test_id for t in training]
     executions = {s.sample_id: result_to_execution(s, r, train_ids) for s, r in zip(with_code, results)}
     for s in samples:
