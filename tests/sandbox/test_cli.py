@@ -62,9 +62,8 @@ def test_batch_streams_and_survives_bad_lines(tmp_path):
 
 def test_typer_mount(tmp_path):
     import typer
-    from typer.testing import CliRunner
-
     from plumline.sandbox.cli import register
+    from typer.testing import CliRunner
 
     app = typer.Typer()
     register(app)

@@ -7,7 +7,6 @@ import fractions
 from decimal import Decimal
 
 import pytest
-
 from plumline.data_schemas import TestSpec
 from plumline.sandbox import _protocol as proto
 from plumline.sandbox.verdict import prepare_test
