@@ -19,12 +19,15 @@ re-evaluates (see ``verdict.py``).
 from __future__ import annotations
 
 import atexit
+import functools
+import importlib.util
 import logging
 import os
 import queue
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -349,9 +352,10 @@ class _Run:
     """State of one program's execution across units (restarts after a hung or crashing test)."""
 
     def __init__(self, code: str, tests: list[TestSpec], limits: SandboxLimits, tier: str,
-                 entry_point: str | None = None):
+                 entry_point: str | None = None, compiled_tests: bool = False):
         self.code = code
         self.entry_point = entry_point
+        self.compiled_tests = compiled_tests
         self.tests = tests
         self.limits = limits
         self.tier = tier
@@ -374,8 +378,8 @@ class _Run:
 
 
 def _execute(slot: _Slot, code: str, tests: Sequence[TestSpec], limits: SandboxLimits,
-             tier: str, entry_point: str | None = None) -> ProgramResult:
-    run = _Run(code, list(tests), limits, tier, entry_point)
+             tier: str, entry_point: str | None = None, compiled_tests: bool = False) -> ProgramResult:
+    run = _Run(code, list(tests), limits, tier, entry_point, compiled_tests)
     try:
         if len(code.encode("utf-8", "surrogatepass")) > limits.max_code_bytes:
             run.compile_error = ("CodeTooLarge", None, f"candidate larger than {limits.max_code_bytes} bytes")
@@ -440,7 +444,7 @@ def _run_assert_tests(slot: _Slot, run: _Run) -> None:
     for i, t in enumerate(run.tests):
         if t.kind != TestKind.ASSERT.value:
             continue
-        p = prepare_test(t.code)
+        p = prepare_test(t.code, run.compiled_tests)
         if p.error:
             run.set(i, TestStatus.ERROR.value, et="TestError", msg=p.error)
             continue
@@ -452,7 +456,7 @@ def _run_assert_tests(slot: _Slot, run: _Run) -> None:
             break
         unit = _unit_base(run, "assert")
         unit["name"] = "candidate"
-        unit["tests"] = [[i, run.prepared[i].source, run.prepared[i].wire_sites, list(run.prepared[i].guards)]
+        unit["tests"] = [[i, run.prepared[i].wire_code, run.prepared[i].wire_sites, list(run.prepared[i].guards)]
                          for i in pending]
         reply = _call(slot, run, unit)
         if reply is None:
@@ -604,6 +608,21 @@ def _close_all() -> None:
             pass
 
 
+@functools.lru_cache(maxsize=8)
+def _reads_our_bytecode(python: str) -> bool:
+    """Does the sandbox's interpreter load this interpreter's marshalled code (same bytecode magic)?
+    Then tests are compiled once here instead of in every child."""
+    ours = importlib.util.MAGIC_NUMBER.hex()
+    try:
+        if os.path.realpath(python) == os.path.realpath(sys.executable):
+            return True
+        p = subprocess.run([python, "-I", "-S", "-c", "import importlib.util as u; print(u.MAGIC_NUMBER.hex())"],
+                           capture_output=True, text=True, timeout=30, env={}, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return p.returncode == 0 and p.stdout.strip() == ours
+
+
 def _default_workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -625,6 +644,7 @@ class Sandbox:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"workers must be a positive int, got {workers!r}")
         self.workers = n
+        self._compiled_tests = _reads_our_bytecode(self.isolation.python)
         self._slots = [_Slot(i, self.limits, self.isolation) for i in range(n)]
         self._free: queue.LifoQueue[_Slot] = queue.LifoQueue()
         for s in reversed(self._slots):
@@ -675,7 +695,7 @@ class Sandbox:
     def _execute_once(self, slot: _Slot, code: str, specs: list[TestSpec],
                       entry_point: str | None) -> ProgramResult:
         try:
-            return _execute(slot, code, specs, self.limits, self.isolation.tier, entry_point)
+            return _execute(slot, code, specs, self.limits, self.isolation.tier, entry_point, self._compiled_tests)
         except (OSError, ValueError, _SlotFailure) as exc:  # our infrastructure, not the candidate
             log.exception("sandbox slot %d failed", slot.index)
             slot.kill()

@@ -175,11 +175,11 @@ def test_an_infrastructure_failure_is_retried_once_on_a_fresh_slot(monkeypatch):
 
     real, calls = core._execute, []
 
-    def flaky(slot, code, specs, limits, tier, entry_point=None):  # the slot dies under the first run only
+    def flaky(slot, code, specs, limits, tier, *args):  # the slot dies under the first run only
         calls.append(1)
         if len(calls) == 1:
             raise core._SlotFailure("lost the supervisor")
-        return real(slot, code, specs, limits, tier, entry_point)
+        return real(slot, code, specs, limits, tier, *args)
 
     monkeypatch.setattr(core, "_execute", flaky)
     with Sandbox(workers=1) as box:
@@ -196,3 +196,23 @@ def test_an_infrastructure_failure_is_retried_once_on_a_fresh_slot(monkeypatch):
     with Sandbox(workers=1) as box:
         r = box.run("def f(x):\n    return x\n", specs("assert f(1) == 1"))
     assert r.outcome == "sandbox_error" and len(calls) == 2  # retried once, then reported
+
+
+def test_tests_travel_as_bytecode_when_the_sandbox_reads_ours_and_as_source_otherwise(monkeypatch):
+    import plumline.sandbox.core as core
+    from plumline.sandbox.verdict import prepare_test
+
+    src = "def check(c):\n    assert c(2) == 4\n    assert c(3) == 9\ncheck(sq)\n"
+    compiled = prepare_test(src, True)
+    assert compiled.code is not None and compiled.source == "" and compiled.wire_code[0] == "m"
+    assert prepare_test(src).code is None and "__plum_check__" in prepare_test(src).wire_code
+    code = "def sq(x):\n    return x * x\n"
+    wrong = "def sq(x):\n    return x + x\n"
+    results = {}
+    for reads_ours in (True, False):
+        monkeypatch.setattr(core, "_reads_our_bytecode", lambda python, v=reads_ours: v)
+        with Sandbox(workers=1) as sb:
+            assert sb._compiled_tests is reads_ours
+            results[reads_ours] = [(r.outcome, [t.status for t in r.test_results])
+                                   for r in sb.run_many([(code, [TestSpec(code=src)]), (wrong, [TestSpec(code=src)])])]
+    assert results[True] == results[False] == [("passed", ["passed"]), ("failed", ["failed"])]
