@@ -1,7 +1,7 @@
 """Sandbox throughput: executions per CPU-second through the public API, against baselines measured
 in the same run.
 
-    python bench/bench_sandbox.py [--n 600] [--workers 1] [--mix]
+    python bench/bench_sandbox.py [--n 600] [--rounds 3] [--workers 1] [--mix [--mix-samples 4]]
 
 Baselines (each runs in its own small interpreter, /usr/bin/python3 -I -S, so none pays for this
 process's imports):
@@ -198,6 +198,9 @@ def run_sandbox(jobs: list[tuple[str, str]], workers: int) -> dict:
     from plumline.data_schemas import TestSpec
     from plumline.sandbox import Sandbox
 
+    from plumline.sandbox.verdict import prepare_test
+
+    prepare_test.cache_clear()  # every round pays for preparing its tests (reuse: --mix-samples)
     specs = [(c, [TestSpec(code=t)]) for c, t in jobs]
     with Sandbox(workers=workers) as sb:
         sb.run_many(specs[: max(2 * workers, 4)])  # start the slots (not measured)
@@ -216,19 +219,36 @@ def run_sandbox(jobs: list[tuple[str, str]], workers: int) -> dict:
             "passed": sum(r.outcome == "passed" for r in results), "tier": tier}
 
 
-def table(title: str, rows: list[dict]) -> None:
-    sb = rows[0]
-    print(f"\n{title}")
-    print(f"{'runner':34s} {'n':>5s} {'passed':>6s} {'exec/s wall':>12s} {'exec/CPU-s':>11s} {'sandbox is x':>13s}")
-    rows = [r for r in rows if r is not None]
-    for r in rows:
-        per_cpu = r["n"] / r["cpu"] if r["cpu"] > 0 else float("nan")
-        ratio = (sb["n"] / sb["cpu"]) / per_cpu if r is not sb and per_cpu == per_cpu else float("nan")
-        ratio_s = f"{ratio:12.2f}x" if r is not sb else f"{'-':>13s}"
-        print(f"{r['name']:34s} {r['n']:5d} {r['passed']:6d} {r['n'] / r['wall']:12.1f} {per_cpu:11.1f} {ratio_s}")
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    k = len(xs) // 2
+    return xs[k] if len(xs) % 2 else (xs[k - 1] + xs[k]) / 2
+
+
+def table(title: str, rounds: list[list[dict | None]]) -> None:
+    """One line per runner: medians over the rounds (each round measures every runner once, in turn,
+    so a change of machine load hits all of them); the ratio is the median of per-round ratios."""
+    print(f"\n{title}  ({len(rounds)} round{'s' if len(rounds) > 1 else ''}; median [min-max])")
+    print(f"{'runner':26s} {'n':>5s} {'passed':>6s} {'exec/s wall':>11s} {'exec/CPU-s':>22s} {'sandbox is x':>22s}")
+    names = [r["name"] for r in rounds[0] if r is not None]
+    for name in names:
+        per_round = [next(r for r in rnd if r is not None and r["name"] == name) for rnd in rounds]
+        sb_rows = [rnd[0] for rnd in rounds]
+        per_cpu = [r["n"] / r["cpu"] for r in per_round]
+        walls = [r["n"] / r["wall"] for r in per_round]
+        cpu_s = f"{_median(per_cpu):8.1f} [{min(per_cpu):.0f}-{max(per_cpu):.0f}]"
+        if per_round[0] is sb_rows[0]:
+            ratio_s = "-"
+        else:
+            ratios = [(sb["n"] / sb["cpu"]) / pc for sb, pc in zip(sb_rows, per_cpu)]
+            ratio_s = f"{_median(ratios):6.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+        passed = per_round[-1]["passed"]
+        print(f"{name:26s} {per_round[0]['n']:5d} {passed:6d} {_median(walls):11.1f} {cpu_s:>22s} {ratio_s:>22s}")
+    sb = rounds[0][0]
     if "cpu_slots" in sb:
-        print(f"  sandbox CPU split: parent {sb['cpu_parent'] / sb['n'] * 1e3:.2f} ms + slots "
-              f"{sb['cpu_slots'] / sb['n'] * 1e3:.2f} ms per execution; tier {sb['tier']}")
+        parent = _median([rnd[0]["cpu_parent"] / rnd[0]["n"] * 1e3 for rnd in rounds])
+        slots = _median([rnd[0]["cpu_slots"] / rnd[0]["n"] * 1e3 for rnd in rounds])
+        print(f"  sandbox CPU per execution: parent {parent:.2f} ms + slots {slots:.2f} ms (medians); tier {sb['tier']}")
 
 
 def main() -> None:
@@ -236,22 +256,27 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=600, help="trivial programs per runner")
     ap.add_argument("--n-slow", type=int, default=150, help="programs for the slow baselines (fresh, humaneval)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3, help="measure every runner this many times, interleaved")
     ap.add_argument("--mix", action="store_true", help="also HumanEval solutions with their tests")
+    ap.add_argument("--mix-samples", type=int, default=1,
+                    help="run each HumanEval problem this many times (a pipeline round runs n samples per "
+                         "problem against the same tests, so test preparation is cached after the first)")
     a = ap.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; python inside: {PY}")
     jobs = trivial_jobs(a.n)
-    rows = [run_sandbox(jobs, a.workers)]
-    rows.append(run_baseline("floor", jobs))
-    rows.append(run_baseline("evalplus", jobs))
-    rows.append(run_baseline("humaneval", jobs[: a.n_slow]))
-    rows.append(run_humaneval_package(jobs[: a.n_slow]))
-    rows.append(run_baseline("fresh", jobs[: a.n_slow]))
-    table("trivial programs (def f + one assert)", rows)
+    rounds = []
+    for _ in range(a.rounds):
+        rounds.append([run_sandbox(jobs, a.workers), run_baseline("floor", jobs), run_baseline("evalplus", jobs),
+                       run_baseline("humaneval", jobs[: a.n_slow]), run_humaneval_package(jobs[: a.n_slow]),
+                       run_baseline("fresh", jobs[: a.n_slow])])
+    table("trivial programs (def f + one assert)", rounds)
     if a.mix:
-        mix = humaneval_jobs()
-        rows = [run_sandbox(mix, a.workers), run_baseline("floor", mix), run_baseline("evalplus", mix),
-                run_baseline("humaneval", mix), run_humaneval_package(mix)]
-        table("HumanEval canonical solutions with their tests (164)", rows)
+        mix = [job for job in humaneval_jobs() for _ in range(a.mix_samples)]
+        rounds = []
+        for _ in range(a.rounds):
+            rounds.append([run_sandbox(mix, a.workers), run_baseline("floor", mix), run_baseline("evalplus", mix),
+                           run_baseline("humaneval", mix), run_humaneval_package(mix)])
+        table(f"HumanEval canonical solutions with their tests ({len(mix)} = 164 x {a.mix_samples})", rounds)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,23 @@ class Server:
         self.ctrl = ctrl
         self.pidns = bool(init.get("pidns"))
         self.wipe_dirs = list(init.get("wipe", []))
+        self.wipe_modes = {}  # dir -> its mode at start: a candidate's chmod of /tmp must not outlive it
+        # dir -> st_size when empty, for folders whose size counts their entries (tmpfs adds a fixed
+        # amount per entry, which nobody can take back but by removing the entry): unchanged size and
+        # mode means empty, and the wipe's listdir is skipped. Probed, not assumed.
+        self.empty_size = {}
+        for d in self.wipe_dirs:
+            try:
+                st = _os.stat(d)
+                self.wipe_modes[d] = st.st_mode & 0o7777
+                probe = _os.path.join(d, ".plumline-size-probe")
+                _os.close(_os.open(probe, _os.O_CREAT | _os.O_WRONLY | _os.O_EXCL, 0o600))
+                grown = _os.stat(d).st_size
+                _os.unlink(probe)
+                if grown > st.st_size == _os.stat(d).st_size and not _os.listdir(d):
+                    self.empty_size[d] = st.st_size
+            except OSError:
+                pass
         _LIBC.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: /proc/<us>/mem, fd, environ unreadable
         self.zygote = None
         self.exits = {}  # pid -> wait status, as reported by the template
@@ -175,6 +192,18 @@ class Server:
             except OSError:
                 pass
         for d in self.wipe_dirs:
+            try:
+                st = _os.stat(d)
+            except OSError:
+                continue
+            mode = self.wipe_modes.get(d)
+            if st.st_mode & 0o7777 != mode:
+                try:
+                    _os.chmod(d, mode)  # first: a read-only /tmp would keep its entries from the wipe
+                except (OSError, TypeError):
+                    pass
+            elif st.st_size == self.empty_size.get(d):
+                continue  # nothing in it
             _wipe(d)
         return clean
 

@@ -311,6 +311,32 @@ caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split
 
 
 @needs_full
+def test_hiding_state_from_the_wipe_does_not_work(sb1):
+    # The supervisor skips the wipe when a folder's ctime did not move; utime cannot set ctime back,
+    # and a chmod of /tmp must not break (or protect files from) the next candidate.
+    hide = """
+import os
+st = os.stat('/tmp')
+for d in ('/tmp', '/dev/shm'):
+    os.makedirs(d + '/sub/deeper', exist_ok=True)
+    open(d + '/sub/deeper/state', 'w').write('persisted')
+    os.chmod(d + '/sub', 0)
+    os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+os.chmod('/tmp', 0o500)
+"""
+    assert run(sb1, hide).outcome == "passed"
+    probe = """
+import os
+left = sorted(os.listdir('/tmp')) + sorted(os.listdir('/dev/shm'))
+open('/tmp/mine', 'w').write('x')
+"""
+    r = run(sb1, probe, "assert left == []")
+    assert r.outcome == "passed", r
+    r = run(sb1, probe, "assert left == []")  # and again after a run that did write
+    assert r.outcome == "passed", r
+
+
+@needs_full
 def test_background_daemon_and_state_do_not_outlive_the_run(sb1):
     daemon = """
 import os, time
