@@ -513,6 +513,7 @@ def _fs_args(tmpfs_bytes: int) -> list[str]:
              "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
              "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
              "--remount-ro", "/",  # the sandbox's root tmpfs: no writable, unwiped, uncapped space
+             "--remount-ro", "/dev",  # bwrap's /dev is a writable tmpfs too (/dev/shm, its own mount, stays rw)
              "--chdir", "/tmp"]
     return args
 

@@ -132,7 +132,7 @@ def test_cannot_write_or_delete_outside(sb, tmp_path):
     code = f"""
 import os, shutil
 done = []
-for p in [{str(target)!r}, '/usr/PWNED', '/PWNED', '/proc/PWNED', '/etc/PWNED']:
+for p in [{str(target)!r}, '/usr/PWNED', '/PWNED', '/proc/PWNED', '/etc/PWNED', '/dev/PWNED', '/dev/pts/PWNED']:
     try:
         open(p, 'w').write('x')
         done.append(p)
