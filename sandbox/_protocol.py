@@ -90,7 +90,8 @@ def _enc(v, depth, budget):
     mod = t.__module__
     if mod == "fractions" and t.__qualname__ == "Fraction":
         num, den = v.numerator, v.denominator
-        if not (isinstance(num, int) and isinstance(den, int)):
+        if not (isinstance(num, int) and isinstance(den, int)) or max(
+                int.bit_length(num), int.bit_length(den)) > 4 * (MAX_FRACTION_HEX - 1):
             return ["?", "Fraction"]
         return ["q", _enc(num, depth + 1, budget), _enc(den, depth + 1, budget)]
     if mod in ("decimal", "_decimal", "_pydecimal") and t.__qualname__ == "Decimal":
@@ -135,7 +136,8 @@ def plain(value):
     every call result inside test code, so a candidate's int/float/list subclass with rigged operators
     is stripped before the test computes with it. Objects of other types (a ``Fraction``, a custom
     class, a numpy array) are left alone: the test may use them as the plain run would, and at a check
-    they cross as data or as opaque. A value that cannot be copied (too deep, hostile) becomes opaque."""
+    they cross as data or as opaque. Parts nested deeper than ``MAX_DEPTH`` are left as they are; a
+    value that cannot be copied (hostile) becomes opaque."""
     t = type(value)
     if t in _PLAIN:
         return value
@@ -193,7 +195,7 @@ def _needs_copy(v, depth):
     if t in _PLAIN:
         return False
     if depth > MAX_DEPTH:
-        raise _TooBig("too deep")
+        return False  # deeper parts are left as they are (at a check such a value is opaque anyway)
     if t is list or t is tuple or t is set or t is frozenset:
         return any(_needs_copy(x, depth + 1) for x in v)
     if t is dict:
