@@ -204,7 +204,8 @@ class Server:
                     pass
             elif st.st_size == self.empty_size.get(d):
                 continue  # nothing in it
-            _wipe(d)
+            if not _wipe(d):
+                clean = False
         return clean
 
     # --- one unit -------------------------------------------------------------------------------
@@ -481,33 +482,61 @@ def _write_all(fd, data):
         view = view[k:]
 
 
-def _wipe(path):
-    """Remove everything inside ``path`` (the slot's /tmp and /dev/shm between runs)."""
+def _wipe(path, budget=1_000_000):
+    """Remove everything inside ``path`` (the slot's /tmp and /dev/shm between runs). Iterative and
+    relative to directory fds with one fd open at a time: any depth, names past PATH_MAX, folders made
+    unreadable. True when ``path`` ends empty (else the parent restarts the slot on a fresh tmpfs)."""
+    flags = _os.O_RDONLY | _os.O_DIRECTORY | _os.O_NOFOLLOW | _os.O_CLOEXEC
     try:
-        names = _os.listdir(path)
+        cur = _os.open(path, flags)
     except OSError:
-        return
-    for name in names:
-        p = _os.path.join(path, name)
-        try:
-            if _os.path.isdir(p) and not _os.path.islink(p):
-                _rmtree(p)
-            else:
-                _os.unlink(p)
-        except OSError:
-            pass
-
-
-def _rmtree(p):
+        return False
+    names = []  # the path below ``path`` as names, to rmdir each level on the way back up
     try:
-        _os.chmod(p, 0o700)  # a candidate may have made its folder unreadable
-    except OSError:
-        pass
-    _wipe(p)
-    try:
-        _os.rmdir(p)
-    except OSError:
-        pass
+        while budget > 0:
+            budget -= 1
+            try:
+                entries = _os.listdir(cur)
+            except OSError:
+                return False
+            subdir = None
+            for name in entries:
+                budget -= 1
+                try:
+                    _os.unlink(name, dir_fd=cur)
+                    continue
+                except OSError:
+                    pass
+                subdir = name  # a folder (or something unlink refused): descend into it
+                break
+            if subdir is not None:
+                try:
+                    _os.chmod(subdir, 0o700, dir_fd=cur)  # a candidate may have made it unreadable
+                except OSError:
+                    pass
+                try:
+                    nxt = _os.open(subdir, flags, dir_fd=cur)
+                except OSError:
+                    return False
+                _os.close(cur)
+                cur = nxt
+                names.append(subdir)
+                continue
+            if not names:
+                return True  # ``path`` itself is empty
+            try:
+                parent = _os.open("..", flags, dir_fd=cur)
+            except OSError:
+                return False
+            _os.close(cur)
+            cur = parent
+            try:
+                _os.rmdir(names.pop(), dir_fd=cur)
+            except OSError:
+                return False
+        return False
+    finally:
+        _os.close(cur)
 
 
 # --- the child (runs the candidate) ----------------------------------------------------------------

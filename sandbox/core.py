@@ -414,6 +414,10 @@ def _call(slot: _Slot, run: _Run, unit: dict) -> dict | None:
             run.flags.add("memory" if slot.new_oom_kills() else "sandbox")
             return None
         raise
+    if reply.get("clean") is False:
+        # leftovers the supervisor could not kill or wipe: the next unit gets a fresh sandbox
+        log.warning("sandbox slot %d: not clean after a run; restarting it", slot.index)
+        slot.kill()
     # a SIGKILL we did not send: read the cgroup's OOM counter (only then: it costs a file read)
     reply["_oom"] = reply.get("signal") == signal.SIGKILL and reply.get("stop") == "exit" and slot.new_oom_kills()
     run.stderr = (reply.get("stderr_tail") or "")[-4000:]

@@ -509,7 +509,11 @@ def _fs_args(tmpfs_bytes: int) -> list[str]:
             args += ["--ro-bind", str(p), f"/{name}"]
     for f in ("/etc/ld.so.cache", "/etc/localtime"):
         args += ["--ro-bind-try", f, f]
-    args += ["--proc", "/proc", "--dev", "/dev",
+    args += ["--proc", "/proc",
+             # the sandbox's own namespaced sysctls (pid_max, msgmax ...) would otherwise be writable and
+             # outlive a run: a channel between candidates
+             "--ro-bind", "/proc/sys", "/proc/sys",
+             "--dev", "/dev",
              "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
              "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
              "--remount-ro", "/",  # the sandbox's root tmpfs: no writable, unwiped, uncapped space

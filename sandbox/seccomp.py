@@ -48,6 +48,10 @@ DENIED = (
     "lookup_dcookie", "nfsservctl", "uselib", "vm86", "vm86old", "memfd_secret", "landlock_create_ruleset",
 )
 _NS_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x80)
+PRIO_PROCESS = 0
+IOPRIO_WHO_PROCESS = 1
+F_SETOWN, F_SETSIG, F_SETOWN_EX = 8, 10, 15
+FIOSETOWN, SIOCSPGRP = 0x8901, 0x8902
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 AF_UNIX = 1
@@ -110,8 +114,18 @@ def build_filter(protected_pids: tuple[int, ...] = (1, 2)) -> bytes:
             rule(eperm, "ioctl", (1, SCMP_CMP_MASKED_EQ, _LOW32, req))
         rule(eperm, "prlimit64", (0, SCMP_CMP_NE, 0, 0))  # only one's own limits (and never raised)
         # no renicing / re-pinning / re-scheduling other processes (the supervisor) to starve them
+        # only which=PRIO_PROCESS/IOPRIO_WHO_PROCESS: PRIO_USER with who=0 renices every process of the
+        # uid, the template and the supervisor included, for the rest of the slot's life
         rule(eperm, "setpriority", (1, SCMP_CMP_NE, 0, 0))
+        rule(eperm, "setpriority", (0, SCMP_CMP_NE, PRIO_PROCESS, 0))
         rule(eperm, "ioprio_set", (1, SCMP_CMP_NE, 0, 0))
+        rule(eperm, "ioprio_set", (0, SCMP_CMP_NE, IOPRIO_WHO_PROCESS, 0))
+        # Signals without kill(): a file owner (F_SETOWN/F_SETOWN_EX, FIOSETOWN/SIOCSPGRP on sockets)
+        # with F_SETSIG and O_ASYNC makes the kernel signal any pid, e.g. SIGKILL to the supervisor.
+        for cmd in (F_SETOWN, F_SETOWN_EX, F_SETSIG):
+            rule(eperm, "fcntl", (1, SCMP_CMP_MASKED_EQ, _LOW32, cmd))
+        for req in (FIOSETOWN, SIOCSPGRP):
+            rule(eperm, "ioctl", (1, SCMP_CMP_MASKED_EQ, _LOW32, req))
         for name in ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr"):
             rule(eperm, name, (0, SCMP_CMP_NE, 0, 0))
         targets = {(-1) & _LOW32}
