@@ -24,6 +24,16 @@ MAX_DECIMAL_CHARS = 4096
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set on every class made by a class statement
 
 
+def _builtin_types():
+    import builtins
+
+    return {name: v for name, v in vars(builtins).items() if type(v) is type and not name.startswith("_")}
+
+
+# The builtin classes (snapshot taken when this module loads, before any candidate): they cross as names.
+_BUILTIN_TYPES = _builtin_types()
+
+
 class Opaque:
     """A value that was not plain data (or was too big/deep): fails every check."""
 
@@ -84,6 +94,8 @@ def _enc(v, depth, budget):
         return ["Y", bytes(v).hex()]
     if t is complex:
         return ["c", float.hex(v.real), float.hex(v.imag)]
+    if t is type and _BUILTIN_TYPES.get(v.__name__) is v:
+        return ["T", v.__name__]  # int, list, ValueError ...: `type(f()) is list`, `f() is ValueError`
     # Exact value types of the stdlib and numpy scalars, as data: the parent rebuilds them with its own
     # classes and compares there. No class identity is trusted here: a look-alike class only gets to
     # claim a value, which is no more than any candidate can compute and return.
@@ -265,6 +277,8 @@ def decode(obj, depth=0):
         return b if tag == "y" else bytearray(b)
     if tag == "?" and len(obj) == 2:
         return Opaque(obj[1])
+    if tag == "T" and len(obj) == 2 and type(obj[1]) is str and obj[1] in _BUILTIN_TYPES:
+        return _BUILTIN_TYPES[obj[1]]
     if tag == "q" and len(obj) == 3:
         parts = []
         for part in obj[1:]:
@@ -291,18 +305,42 @@ def decode(obj, depth=0):
         return [decode(x, depth + 1) for x in items]
     if tag == "t":
         return tuple(decode(x, depth + 1) for x in items)
-    if tag == "s":
-        return set(decode(x, depth + 1) for x in items)
-    if tag == "z":
-        return frozenset(decode(x, depth + 1) for x in items)
+    if tag == "s" or tag == "z":
+        values = [decode(x, depth + 1) for x in items]
+        if _colliding(values):
+            return Opaque("set of colliding hashes")
+        return set(values) if tag == "s" else frozenset(values)
     if tag == "d":
-        out = {}
+        pairs = []
         for pair in items:
             if type(pair) is not list or len(pair) != 2:
                 raise ValueError("malformed dict item")
-            out[decode(pair[0], depth + 1)] = decode(pair[1], depth + 1)
-        return out
+            pairs.append((decode(pair[0], depth + 1), decode(pair[1], depth + 1)))
+        if _colliding([k for k, _ in pairs]):
+            return Opaque("dict of colliding hashes")
+        return dict(pairs)
     raise ValueError("unknown tag %r" % (tag,))
+
+
+MAX_SAME_HASH = 32
+
+
+def _colliding(values):
+    """Would building a set/dict of ``values`` be quadratic (many equal hashes, e.g. ints k*(2**61-1))?
+    Such a value is crafted, never a real answer; decoding it as opaque keeps the parent's CPU bounded."""
+    if len(values) <= MAX_SAME_HASH:
+        return False
+    counts = {}
+    for v in values:
+        try:
+            h = hash(v)
+        except TypeError:
+            return False  # unhashable: set() raises as it would in plain Python
+        c = counts.get(h, 0) + 1
+        if c > MAX_SAME_HASH:
+            return True
+        counts[h] = c
+    return False
 
 
 def _contains_opaque(v, depth=0):

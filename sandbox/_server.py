@@ -609,6 +609,10 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, limits):
     module.__file__ = "solution.py"
     module.__builtins__ = _builtins
     _sys.modules[mod_name] = module
+    # sys.modules["__main__"] was this harness (its snapshots of builtins and modules, its helpers): the
+    # candidate's own module stands there instead. (Frames still reach the harness: for tests whose
+    # expected values are computed in the child, that is a defence, not a guarantee; see README.)
+    _sys.modules["__main__"] = module
     ns = module.__dict__
     try:
         exec(co, ns)
@@ -668,7 +672,11 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, limits):
             g = dict(ns)
             for name in shadowing:  # a candidate's top-level `abs`/`len`/... must not rig the test
                 g[name] = _PRISTINE_BUILTINS[name]
+            for name in guards:  # the test uses it as a module: the real one, not a candidate's look-alike
+                if name != entry:
+                    g[name] = _GUARDED[name][0]
             g["__builtins__"] = _PRISTINE_BUILTINS
+            g["__name__"] = "__main__"  # a test's own `if __name__ == "__main__": check()` runs
             g["__plum_check__"] = check
             g["__plum_plain__"] = plain
             exec(tco, g)

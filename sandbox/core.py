@@ -448,7 +448,7 @@ def _run_assert_tests(slot: _Slot, run: _Run) -> None:
     for i, t in enumerate(run.tests):
         if t.kind != TestKind.ASSERT.value:
             continue
-        p = prepare_test(t.code, run.compiled_tests)
+        p = prepare_test(t.code, run.compiled_tests, run.entry_point or None)
         if p.error:
             run.set(i, TestStatus.ERROR.value, et="TestError", msg=p.error)
             continue

@@ -74,7 +74,43 @@ class _NotConstant(Exception):
 # Constructors that are pure and cheap on literal arguments: an expected value spelled with them
 # (``float('inf')``, ``set([1, 2])``, ``Fraction(1, 3)``, ``Decimal('0.1')``, ``-math.inf``) is
 # computed here and withheld from the sandbox like a literal.
-_FOLDABLE_BUILTINS = frozenset({"float", "int", "complex", "set", "frozenset", "tuple", "list"})
+_FOLDABLE_BUILTINS = frozenset({"float", "int", "complex", "set", "frozenset", "tuple", "list", "str", "bool",
+                                "abs", "len", "sorted", "min", "max", "sum", "round", "range", "divmod",
+                                "pow", "reversed"})
+# Arithmetic on constants (``10**9 + 7``, ``2**40``, ``'ab' * 3``, ``[0] * 5``): computed here, within
+# size bounds, so the compiler does not put the expected value into the test's constants in the child.
+_BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+           ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+           ast.Pow: lambda a, b: a ** b, ast.LShift: lambda a, b: a << b, ast.RShift: lambda a, b: a >> b,
+           ast.BitOr: lambda a, b: a | b, ast.BitAnd: lambda a, b: a & b, ast.BitXor: lambda a, b: a ^ b}
+MAX_FOLDED_BITS = 1 << 16
+MAX_FOLDED_LEN = 100_000
+
+
+def _bounded_binop(op: type, a: Any, b: Any) -> Any:
+    if op is ast.Mod and type(a) in (str, bytes):
+        raise _NotConstant  # printf-style formatting: leave it to the test
+    if op is ast.Pow and type(a) is int and type(b) is int and b > 0:
+        if max(a.bit_length(), 1) * b > MAX_FOLDED_BITS:
+            raise _NotConstant
+    if op is ast.LShift and type(b) is int and b > MAX_FOLDED_BITS:
+        raise _NotConstant
+    if op is ast.Mult:
+        for seq, n in ((a, b), (b, a)):
+            if type(seq) in (str, bytes, list, tuple) and type(n) is int and len(seq) * max(n, 0) > MAX_FOLDED_LEN:
+                raise _NotConstant
+    result = _BINOPS[op](a, b)
+    _check_size(result)
+    return result
+
+
+def _check_size(value: Any) -> None:
+    if type(value) is int and value.bit_length() > MAX_FOLDED_BITS:
+        raise _NotConstant
+    if isinstance(value, (str, bytes, list, tuple, set, frozenset, dict)) and len(value) > MAX_FOLDED_LEN:
+        raise _NotConstant
+    if type(value) is reversed or type(value).__name__.endswith("iterator"):
+        raise _NotConstant  # lazy objects: not a value to compare
 _FOLDABLE_IMPORTS = {("fractions", "Fraction"), ("decimal", "Decimal")}
 _MATH_CONSTANTS = frozenset({"pi", "e", "tau", "inf", "nan"})
 
@@ -84,13 +120,16 @@ class _Constants:
     the test never rebinds, and ``Fraction``/``Decimal``/``math`` that the test imports itself (a name
     the test leaves to the candidate's namespace could be anything)."""
 
-    def __init__(self, tree: ast.Module):
-        bound: dict[str, int] = {}
+    def __init__(self, tree: ast.Module, entry_point: str | None = None):
+        bound: dict[str, int] = {} if not entry_point else {entry_point: 1}  # the candidate's, not a builtin
         self.used: set[str] = set()  # every name the test mentions, and the top modules it imports
+        self.as_module: set[str] = set()  # names the test uses like a module (``math.x``) or imports
         self.imported: dict[str, tuple[str, str | None]] = {}  # name -> (module, attribute)
         for node in ast.walk(tree):
             t = type(node)
-            if t is ast.Name:
+            if t is ast.Attribute and type(node.value) is ast.Name:
+                self.as_module.add(node.value.id)
+            elif t is ast.Name:
                 self.used.add(node.id)
                 if type(node.ctx) is not ast.Load:
                     bound[node.id] = bound.get(node.id, 0) + 1
@@ -101,6 +140,7 @@ class _Constants:
             elif t is ast.Import:
                 for a in node.names:
                     self.used.add(a.name.split(".")[0])
+                    self.as_module.add(a.name.split(".")[0])
                     name = a.asname or a.name.split(".")[0]
                     bound[name] = bound.get(name, 0) + 1
                     if a.name in ("math", "fractions", "decimal"):
@@ -108,6 +148,7 @@ class _Constants:
             elif t is ast.ImportFrom:
                 if node.module:
                     self.used.add(node.module.split(".")[0])
+                    self.as_module.add(node.module.split(".")[0])
                 for a in node.names:
                     name = a.asname or a.name
                     bound[name] = bound.get(name, 0) + 1
@@ -144,11 +185,19 @@ class _Constants:
             if any(k is None for k in node.keys):
                 raise _NotConstant
             return {self.fold(k, depth + 1): self.fold(v, depth + 1) for k, v in zip(node.keys, node.values)}
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Invert, ast.Not)):
             value = self.fold(node.operand, depth + 1)
-            if type(value) not in (int, float, complex) and not _is_number_type(value):
+            if isinstance(node.op, ast.Not):
+                return not value
+            if type(value) not in (int, float, complex, bool) and not _is_number_type(value):
                 raise _NotConstant
+            if isinstance(node.op, ast.Invert):
+                if type(value) not in (int, bool):
+                    raise _NotConstant
+                return ~value
             return -value if isinstance(node.op, ast.USub) else +value
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _bounded_binop(type(node.op), self.fold(node.left, depth + 1), self.fold(node.right, depth + 1))
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             target = self.imported.get(node.value.id)
             if target == ("math", None) and node.attr in _MATH_CONSTANTS:
@@ -156,7 +205,7 @@ class _Constants:
 
                 return getattr(math, node.attr)
             raise _NotConstant
-        if isinstance(node, ast.Call) and not node.keywords and len(node.args) <= 2:
+        if isinstance(node, ast.Call) and not node.keywords and len(node.args) <= 3:
             if any(isinstance(a, ast.Starred) for a in node.args):
                 raise _NotConstant
             if isinstance(node.func, ast.Name) and node.func.id == PLAIN_NAME and len(node.args) == 1:
@@ -166,7 +215,17 @@ class _Constants:
             for a in args:  # literal-sized inputs only: int("9" * 10**6) never gets here
                 if type(a) is int and a.bit_length() > 4096:
                     raise _NotConstant
-            return fn(*args)
+            if fn is range:
+                if len(range(*args)) > MAX_FOLDED_LEN:
+                    raise _NotConstant
+                return range(*args)  # only ever an argument of list/tuple/set/sorted/sum/... below
+            if fn is pow and len(args) == 2:
+                return _bounded_binop(ast.Pow, *args)
+            result = fn(*args)
+            if type(result) is range:
+                raise _NotConstant
+            _check_size(result)
+            return result
         raise _NotConstant
 
 
@@ -203,7 +262,19 @@ def _site(test: ast.expr, line: int, consts: _Constants | None = None) -> tuple[
         else:
             operands.append(["val"])
             exprs.append(n)
-    return {"ops": ops, "operands": operands, "neg": neg, "line": line}, exprs
+    site = {"ops": ops, "operands": operands, "neg": neg, "line": line}
+    if not ops and not exprs and len(operands) == 1 and not _truth(operands[0][1], neg):
+        # ``assert False`` (the "should have raised" idiom): a test passes by never reaching it
+        site["never"] = True
+    return site, exprs
+
+
+def _truth(encoded: Any, neg: bool) -> bool:
+    try:
+        value = bool(decode(encoded))
+    except Exception:  # noqa: BLE001 - an odd literal: treat it as a normal assert
+        return True
+    return not value if neg else value
 
 
 def _tail_assert_ids(tree: ast.Module) -> set[int]:
@@ -287,23 +358,27 @@ def _at(new: ast.AST, old: ast.AST) -> ast.AST:
 
 
 @lru_cache(maxsize=65536)
-def prepare_test(code: str, compiled: bool = False) -> PreparedTest:
+def prepare_test(code: str, compiled: bool = False, entry_point: str | None = None) -> PreparedTest:
     """Rewrite one assert snippet (cached: the same tests run against many samples).
 
     ``compiled``: also compile the rewritten tree here and ship it as marshalled bytecode instead of
     source, when the sandbox's interpreter reads this interpreter's bytecode (same magic number). The
     parent then skips ``ast.unparse`` and every child skips compiling the test (for a HumanEval
-    ``check()`` ~0.3 ms and ~0.2 ms), and errors keep the test's own line numbers."""
+    ``check()`` ~0.3 ms and ~0.2 ms), and errors keep the test's own line numbers. ``entry_point``: the
+    function under test, which tests see even when it is named like a builtin (``sum(...)`` is then not
+    folded as the builtin)."""
     try:
         tree = ast.parse(code, "<test>", "exec")
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         return PreparedTest(source="", sites=(), required=frozenset(), error=f"{type(exc).__name__}: {exc}")
-    consts = _Constants(tree)  # one walk: bindings, names used, imports
+    consts = _Constants(tree, entry_point)  # one walk: bindings, names used, imports
     reserved = consts.used & {CHECK_NAME, PLAIN_NAME}
     if reserved:
         return PreparedTest(source="", sites=(), required=frozenset(),
                             error=f"ValueError: test uses the reserved name {min(reserved)}")
-    guards = tuple(sorted(consts.used & GUARDED_MODULES))
+    # Guarded modules the test uses as modules: restored from the snapshot, and bound under their name
+    # in the test's globals (a test calling a candidate's function named ``copy`` keeps that function).
+    guards = tuple(sorted(consts.as_module & GUARDED_MODULES))
     rw = _Rewriter(_required_assert_ids(tree), _tail_assert_ids(tree), consts)
     try:
         rewritten = rw.visit(tree)
@@ -349,7 +424,8 @@ def judge_test(prepared: PreparedTest, record: dict) -> tuple[str, str | None, s
         et = record.get("type") or "Error"
         msg = record.get("msg")
         return ("failed", et, msg) if et == "AssertionError" else ("error", et, msg)
-    if not prepared.required <= seen or (prepared.sites and not seen):
+    checkable = any(not site.get("never") for site in prepared.sites)
+    if not prepared.required <= seen or (checkable and not seen):
         return "failed", "UnverifiedPass", "the test ended without reporting all of its asserts"
     return "passed", None, None
 

@@ -49,8 +49,6 @@ def f(x):
 """
 
 
-@pytest.mark.xfail(strict=True, reason="W1: constant expressions (2**40, 'ab'*3, 10**9+7) are not withheld: "
-                   "the compiler folds them into the test's co_consts, which the candidate reads")
 @pytest.mark.parametrize("test", ["assert f(3) == 2**40", "assert f(3) == 'ab' * 3", "assert f(3) == 10**9 + 7",
                                   "def check(candidate):\n    assert candidate(3) == 2**40\n\ncheck(f)\n"])
 def test_constant_expression_expected_is_withheld(sb, test):
@@ -79,8 +77,6 @@ def test_shape3_expected_value_not_readable_from_frames(sb, test):
     assert r.passed == 0, r
 
 
-@pytest.mark.xfail(strict=True, reason="W3: a test that uses the candidate's `math` name (no import of its own) "
-                   "gets the candidate's fake module: the guard restores sys.modules, not the binding")
 def test_guarded_module_name_bound_by_candidate(sb):
     code = ("import types\nmath = types.SimpleNamespace(isclose=lambda *a, **k: True)\n"
             "def f(x):\n    return -1.0\n")
@@ -88,8 +84,6 @@ def test_guarded_module_name_bound_by_candidate(sb):
     assert r.passed == 0, r
 
 
-@pytest.mark.xfail(strict=True, reason="W4: the harness's snapshots (_GUARDED, _PRISTINE_BUILTINS, plain) live in "
-                   "sys.modules['__main__'] of the child and can be rewritten by the candidate")
 @pytest.mark.parametrize("poison,test", [
     ("M['_GUARDED']['math'][1]['isclose'] = lambda *a, **k: True\nimport math\n"
      "math.isclose = lambda *a, **k: True\n", "import math\nassert math.isclose(f(1), 2.0)"),
@@ -196,8 +190,6 @@ for p, v in (('/proc/sys/kernel/pid_max', '301'), ('/proc/sys/kernel/msgmax', '1
 # --- the trusted parent ---------------------------------------------------------------------------------
 
 @needs_full
-@pytest.mark.xfail(strict=True, reason="W10: a forged check holding a set of hash-colliding ints costs the trusted "
-                   "parent quadratic CPU in decode (about as much as the slot spent)")
 def test_hash_collisions_do_not_burn_parent_cpu(sb):
     code = """
 import os, struct
@@ -219,8 +211,6 @@ def f(x):
 RAISER = "def f(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x\n"
 
 
-@pytest.mark.xfail(strict=True, reason="V1: `assert False` that is never reached (the raises idiom) counts as an "
-                   "assert with no report: correct programs get UnverifiedPass")
 @pytest.mark.parametrize("test", [
     "try:\n    f(-1)\n    assert False, 'should raise'\nexcept ValueError:\n    pass",
     "try:\n    f(-1)\nexcept ValueError:\n    pass\nelse:\n    assert False",
@@ -230,14 +220,11 @@ def test_raises_idiom_passes(sb, test):
     assert r.outcome == "passed", r
 
 
-@pytest.mark.xfail(strict=True, reason="V2: tests run with __name__ == 'candidate', so `if __name__ == '__main__'` "
-                   "in a test never runs its asserts (UnverifiedPass)")
 def test_main_guard_in_test_runs(sb):
     r = run(sb, "def f(x):\n    return x\n", "def test():\n    assert f(1) == 1\n\nif __name__ == '__main__':\n    test()\n")
     assert r.outcome == "passed", r
 
 
-@pytest.mark.xfail(strict=True, reason="V3: builtin type objects are opaque: `type(f()) == int` fails a correct program")
 @pytest.mark.parametrize("code,test", [
     ("def f():\n    return 1\n", "assert type(f()) == int"),
     ("def f():\n    return []\n", "assert type(f()) is list"),

@@ -55,6 +55,9 @@ def test_folded_expected_values_are_withheld_from_the_sandbox():
         "import math\nassert f(3) == math.pi": 3.141592653589793,
         "assert f(3) == set([1, 2])": {1, 2},
         "assert f(3) == frozenset({1})": frozenset({1}),
+        "assert f(3) == 10**9 + 7": 10**9 + 7,
+        "assert f(3) == list(range(4))": [0, 1, 2, 3],
+        "assert f(3) == 'ab' * 2": "abab",
     }
     for src, expected in cases.items():
         p = prepare_test(src)
@@ -64,7 +67,7 @@ def test_folded_expected_values_are_withheld_from_the_sandbox():
     # not folded: names the test rebinds, or that it leaves to the candidate's namespace
     for src in ("float = lambda x: 0\nassert f(3) == float('inf')", "assert f(3) == Fraction(1, 3)",
                 "from fractions import Fraction\nFraction = dict\nassert f(3) == Fraction(a=1)",
-                "assert f(3) == int('9' * 5000)", "assert f(3) == set(range(3))"):
+                "assert f(3) == int('9' * 5000)", "assert f(3) == set(range(10**7))"):
         p = prepare_test(src)
         assert p.sites[0]["operands"][1] == ["val"], src
 
