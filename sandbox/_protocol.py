@@ -370,6 +370,102 @@ _OPS = {
 }
 
 
+# --- expressions around the candidate's values, evaluated here (``assert abs(f(x) - 0.5) < 1e-6``) ---
+# A site operand may be ["expr", tree]: the pure part of an assert (arithmetic, abs/round/len/...,
+# math.isclose ...) with "holes" for the values the child computed. The constants in the tree never
+# enter the sandbox. Results and operands are size-bounded: values come from the candidate.
+MAX_EXPR_BITS = 1 << 16
+MAX_EXPR_LEN = 1_000_000
+_BIN = {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "Mult": lambda a, b: a * b,
+        "Div": lambda a, b: a / b, "FloorDiv": lambda a, b: a // b, "Mod": lambda a, b: a % b,
+        "Pow": lambda a, b: a ** b, "LShift": lambda a, b: a << b, "RShift": lambda a, b: a >> b,
+        "BitOr": lambda a, b: a | b, "BitAnd": lambda a, b: a & b, "BitXor": lambda a, b: a ^ b}
+_UN = {"USub": lambda a: -a, "UAdd": lambda a: +a, "Invert": lambda a: ~a}
+
+
+class ExprTooBig(ValueError):
+    """An expression's operand or result beyond the size bounds."""
+
+
+def check_size(value, max_bits=MAX_EXPR_BITS, max_len=MAX_EXPR_LEN):
+    if type(value) is int and value.bit_length() > max_bits:
+        raise ExprTooBig("integer too large")
+    if type(value) in (str, bytes, list, tuple, set, frozenset, dict) and len(value) > max_len:
+        raise ExprTooBig("value too long")
+    return value
+
+
+def bounded_binop(op, a, b, max_bits=MAX_EXPR_BITS, max_len=MAX_EXPR_LEN):
+    """``a <op> b`` for an ast operator name, refusing what would take unbounded time or memory."""
+    if op == "Pow" and type(a) is int and type(b) is int and b > 0 and max(a.bit_length(), 1) * b > max_bits:
+        raise ExprTooBig("power too large")
+    if op == "LShift" and type(b) is int and b > max_bits:
+        raise ExprTooBig("shift too large")
+    if op == "Mult":
+        for seq, n in ((a, b), (b, a)):
+            if type(seq) in (str, bytes, list, tuple) and type(n) is int and len(seq) * max(n, 0) > max_len:
+                raise ExprTooBig("repetition too long")
+    return check_size(_BIN[op](a, b), max_bits, max_len)
+
+
+def _tree_calls():
+    import math
+
+    import builtins
+
+    calls = {}
+
+    # Numeric functions only: a container-consuming call (list, sorted, len ...) stays in the child, where
+    # it can consume what the candidate returned (a generator, a custom container); a hole's value here
+    # is plain data or opaque.
+    for name in ("abs", "round", "float", "int", "divmod"):
+        calls[name] = getattr(builtins, name)
+    for name in ("isclose", "fabs", "sqrt", "floor", "ceil", "trunc", "isnan", "isinf", "isfinite", "exp",
+                 "log", "log2", "log10", "hypot", "gcd", "copysign"):
+        calls["math." + name] = getattr(math, name)
+    calls["pow"] = lambda a, b, *m: bounded_binop("Pow", a, b) if not m else pow(a, b, *m)
+    return calls
+
+
+TREE_CALLS = _tree_calls()
+
+
+class _OpaqueOperand(Exception):
+    pass
+
+
+def _eval_tree(node, it, depth=0):
+    if depth > 64 or type(node) is not list or not node:
+        raise ValueError("malformed expression")
+    tag = node[0]
+    if tag == "h":
+        value = next(it)
+        if _contains_opaque(value):
+            raise _OpaqueOperand
+        return value
+    if tag == "c":
+        return decode(node[1])
+    if tag == "bin":
+        a = _eval_tree(node[2], it, depth + 1)
+        b = _eval_tree(node[3], it, depth + 1)
+        if node[1] not in _BIN:
+            raise ValueError("unknown operator")
+        return bounded_binop(node[1], a, b)
+    if tag == "un":
+        fn = _UN.get(node[1])
+        if fn is None:
+            raise ValueError("unknown operator")
+        return check_size(fn(_eval_tree(node[2], it, depth + 1)))
+    if tag == "call":
+        fn = TREE_CALLS.get(node[1])
+        if fn is None:
+            raise ValueError("unknown function")
+        args = [_eval_tree(a, it, depth + 1) for a in node[2]]
+        kwargs = {k: _eval_tree(v, it, depth + 1) for k, v in node[3]}
+        return check_size(fn(*args, **kwargs))
+    raise ValueError("malformed expression")
+
+
 def evaluate_site(site, values):
     """Decide one assert in trusted code. ``site``: {"ops": [...], "operands": [["lit", enc] | ["val"]],
     "neg": bool}; ``values``: decoded values for the "val" operands, in order.
@@ -381,10 +477,18 @@ def evaluate_site(site, values):
         for op in site["operands"]:
             if op[0] == "lit":
                 operands.append(op[2] if len(op) > 2 else decode(op[1]))
+            elif op[0] == "expr":
+                operands.append(_eval_tree(op[1], it))
             else:
                 operands.append(next(it))
-    except StopIteration:
+    except (StopIteration, _OpaqueOperand):
         return "fail"
+    except ExprTooBig:
+        return "error:MemoryError"
+    except RecursionError:
+        return "fail"
+    except (ValueError, TypeError, ArithmeticError) as exc:  # as the test itself would have raised
+        return "error:" + type(exc).__name__
     if any(_contains_opaque(v) for v in operands):
         return "fail"
     ops = site["ops"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ._protocol import decode, encode, evaluate_site
+from ._protocol import TREE_CALLS, ExprTooBig, bounded_binop, decode, encode, evaluate_site
 
 _CMP = {"Eq", "NotEq", "Lt", "LtE", "Gt", "GtE", "Is", "IsNot", "In", "NotIn"}
 CHECK_NAME = "__plum_check__"
@@ -79,10 +79,8 @@ _FOLDABLE_BUILTINS = frozenset({"float", "int", "complex", "set", "frozenset", "
                                 "pow", "reversed"})
 # Arithmetic on constants (``10**9 + 7``, ``2**40``, ``'ab' * 3``, ``[0] * 5``): computed here, within
 # size bounds, so the compiler does not put the expected value into the test's constants in the child.
-_BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-           ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
-           ast.Pow: lambda a, b: a ** b, ast.LShift: lambda a, b: a << b, ast.RShift: lambda a, b: a >> b,
-           ast.BitOr: lambda a, b: a | b, ast.BitAnd: lambda a, b: a & b, ast.BitXor: lambda a, b: a ^ b}
+_BINOPS = frozenset({ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift,
+                     ast.RShift, ast.BitOr, ast.BitAnd, ast.BitXor})
 MAX_FOLDED_BITS = 1 << 16
 MAX_FOLDED_LEN = 100_000
 
@@ -90,18 +88,10 @@ MAX_FOLDED_LEN = 100_000
 def _bounded_binop(op: type, a: Any, b: Any) -> Any:
     if op is ast.Mod and type(a) in (str, bytes):
         raise _NotConstant  # printf-style formatting: leave it to the test
-    if op is ast.Pow and type(a) is int and type(b) is int and b > 0:
-        if max(a.bit_length(), 1) * b > MAX_FOLDED_BITS:
-            raise _NotConstant
-    if op is ast.LShift and type(b) is int and b > MAX_FOLDED_BITS:
-        raise _NotConstant
-    if op is ast.Mult:
-        for seq, n in ((a, b), (b, a)):
-            if type(seq) in (str, bytes, list, tuple) and type(n) is int and len(seq) * max(n, 0) > MAX_FOLDED_LEN:
-                raise _NotConstant
-    result = _BINOPS[op](a, b)
-    _check_size(result)
-    return result
+    try:
+        return bounded_binop(op.__name__, a, b, MAX_FOLDED_BITS, MAX_FOLDED_LEN)
+    except ExprTooBig:
+        raise _NotConstant from None
 
 
 def _check_size(value: Any) -> None:
@@ -152,11 +142,25 @@ class _Constants:
                 for a in node.names:
                     name = a.asname or a.name
                     bound[name] = bound.get(name, 0) + 1
-                    if (node.module, a.name) in _FOLDABLE_IMPORTS and node.level == 0:
+                    if node.level == 0 and ((node.module, a.name) in _FOLDABLE_IMPORTS
+                                            or (node.module == "math" and "math." + a.name in TREE_CALLS)):
                         self.imported[name] = (node.module, a.name)
         # bound exactly once, by the import itself: the name means what was imported everywhere
         self.imported = {k: v for k, v in self.imported.items() if bound.get(k) == 1}
         self.rebound = {k for k in bound if k not in self.imported}
+
+    def tree_callee(self, func: ast.expr) -> str | None:
+        """The name in ``_protocol.TREE_CALLS`` that ``func`` surely means, or None."""
+        if isinstance(func, ast.Name):
+            if func.id in TREE_CALLS and "." not in func.id and func.id not in self.rebound:
+                return func.id
+            target = self.imported.get(func.id)
+            if target is not None and target[0] == "math" and target[1] is not None:
+                return "math." + target[1]
+        elif (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "math"
+              and "math" not in self.rebound and "math." + func.attr in TREE_CALLS):
+            return "math." + func.attr  # the test's `math` is the real module (bound by the harness)
+        return None
 
     def _callee(self, func: ast.expr) -> Any:
         if isinstance(func, ast.Name):
@@ -165,7 +169,7 @@ class _Constants:
 
                 return getattr(builtins, func.id)
             target = self.imported.get(func.id)
-            if target is not None and target[1] is not None:
+            if target is not None and target[1] is not None and target[0] != "math":
                 return _stdlib_attr(*target)
         elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
             target = self.imported.get(func.value.id)
@@ -256,17 +260,48 @@ def _site(test: ast.expr, line: int, consts: _Constants | None = None) -> tuple[
     operands: list[list] = []
     exprs: list[ast.expr] = []
     for n in nodes:
-        ok, value = _is_literal(n, consts)
-        if ok:
-            operands.append(["lit", encode(value)])
-        else:
+        tree = _skeleton(n, consts, exprs, 0)
+        if tree[0] == "c":
+            operands.append(["lit", tree[1]])
+        elif tree[0] == "h":
             operands.append(["val"])
-            exprs.append(n)
+        else:
+            operands.append(["expr", tree])
     site = {"ops": ops, "operands": operands, "neg": neg, "line": line}
     if not ops and not exprs and len(operands) == 1 and not _truth(operands[0][1], neg):
         # ``assert False`` (the "should have raised" idiom): a test passes by never reaching it
         site["never"] = True
     return site, exprs
+
+
+def _skeleton(node: ast.expr, consts: _Constants | None, holes: list[ast.expr], depth: int) -> list:
+    """The part of an assert operand the parent can compute: a constant ``["c", enc]``, or arithmetic /
+    numeric calls (``abs``, ``round``, ``math.isclose`` ... see ``_protocol.TREE_CALLS``) over
+    constants and *holes* ``["h"]``, the maximal sub-expressions that only the child can evaluate
+    (appended to ``holes`` in evaluation order). ``abs(f(x) - 0.5) < 1e-6`` sends only ``f(x)``."""
+    ok, value = _is_literal(node, consts)
+    if ok:
+        return ["c", encode(value)]
+    if consts is None or depth > 32:
+        holes.append(node)
+        return ["h"]
+    inner = node
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == PLAIN_NAME
+            and len(node.args) == 1):
+        inner = node.args[0]  # the rewriter's wrapper around every call
+    if isinstance(inner, ast.BinOp) and type(inner.op) in _BINOPS:
+        return ["bin", type(inner.op).__name__, _skeleton(inner.left, consts, holes, depth + 1),
+                _skeleton(inner.right, consts, holes, depth + 1)]
+    if isinstance(inner, ast.UnaryOp) and isinstance(inner.op, (ast.USub, ast.UAdd, ast.Invert)):
+        return ["un", type(inner.op).__name__, _skeleton(inner.operand, consts, holes, depth + 1)]
+    if isinstance(inner, ast.Call) and inner is not node:
+        name = consts.tree_callee(inner.func)
+        if (name is not None and not any(isinstance(a, ast.Starred) for a in inner.args)
+                and all(k.arg is not None for k in inner.keywords)):
+            return ["call", name, [_skeleton(a, consts, holes, depth + 1) for a in inner.args],
+                    [[k.arg, _skeleton(k.value, consts, holes, depth + 1)] for k in inner.keywords]]
+    holes.append(node)
+    return ["h"]
 
 
 def _truth(encoded: Any, neg: bool) -> bool:
@@ -315,7 +350,23 @@ class _Rewriter(ast.NodeTransformer):
         self.required_ids = required_ids
         self.tail_ids = tail_ids
 
-    def visit_Assert(self, node: ast.Assert) -> ast.stmt:
+    def visit_Assert(self, node: ast.Assert) -> ast.stmt | list[ast.stmt]:
+        if isinstance(node.test, ast.BoolOp) and isinstance(node.test.op, ast.And):
+            # `assert A and B` is `assert A; assert B` (B runs only when A holds): each part gets its own
+            # site, so the pure part of each can be decided outside the sandbox
+            parts = []
+            for k, value in enumerate(node.test.values):
+                part = _at(ast.Assert(test=value, msg=node.msg), node)
+                if id(node) in self.required_ids:
+                    self.required_ids.add(id(part))
+                if id(node) in self.tail_ids and k == len(node.test.values) - 1:
+                    self.tail_ids.add(id(part))
+                parts.append(part)
+            out: list[ast.stmt] = []
+            for part in parts:
+                res = self.visit_Assert(part)
+                out.extend(res if isinstance(res, list) else [res])
+            return out
         is_required = id(node) in self.required_ids
         is_tail = id(node) in self.tail_ids
         test = self.visit(node.test)

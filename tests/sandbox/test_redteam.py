@@ -70,9 +70,18 @@ def f(x):
 
 @pytest.mark.xfail(strict=True, reason="W2: shape-3 tests (expected value computed in the test) are faked by a "
                    "plain frame read, no report forging needed")
-@pytest.mark.parametrize("test", ["assert abs(f(3) - 912345.5) < 1e-6", "expected = 4242\nassert f(3) == expected",
+@pytest.mark.parametrize("test", ["expected = 4242\nassert f(3) == expected",
                                   "for x, want in [(1, 55), (2, 66)]:\n    assert f(x) == want"])
 def test_shape3_expected_value_not_readable_from_frames(sb, test):
+    r = run(sb, FRAME_READER, test)
+    assert r.passed == 0, r
+
+
+@pytest.mark.parametrize("test", ["assert abs(f(3) - 912345.5) < 1e-6",
+                                  "import math\nassert math.isclose(f(3), 912345.5)",
+                                  "def check(candidate):\n    assert abs(candidate(3) - 912345.5) <= 1e-6\ncheck(f)"])
+def test_tolerance_asserts_keep_the_expected_value_out_of_the_child(sb, test):
+    # the pure part (abs(. - c) < eps, math.isclose) is computed in the parent: only f(3) crosses
     r = run(sb, FRAME_READER, test)
     assert r.passed == 0, r
 

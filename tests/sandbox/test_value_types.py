@@ -69,7 +69,7 @@ def test_folded_expected_values_are_withheld_from_the_sandbox():
                 "from fractions import Fraction\nFraction = dict\nassert f(3) == Fraction(a=1)",
                 "assert f(3) == int('9' * 5000)", "assert f(3) == set(range(10**7))"):
         p = prepare_test(src)
-        assert p.sites[0]["operands"][1] == ["val"], src
+        assert p.sites[0]["operands"][1][0] != "lit", src
 
 
 def test_folded_fraction_is_not_in_the_candidates_process(sb):
@@ -168,3 +168,28 @@ def test_entry_point_may_shadow_a_builtin_and_others_still_cannot(sb):
     with pytest.raises(ValueError):
         sb.run(code, tests, entry_point="not an identifier")
     assert [r.passed for r in sb.run_many([(code, tests[:1], "sum"), (code, tests[:1])])] == [1, 0]
+
+
+def test_expression_sites_are_evaluated_outside_with_bounds():
+    tol = {"ops": ["Lt"], "neg": False, "operands": [
+        ["expr", ["call", "abs", [["bin", "Sub", ["h"], ["c", proto.encode(0.5)]]], []]], ["lit", proto.encode(1e-6)]]}
+    assert proto.evaluate_site(tol, [0.5]) == "pass"
+    assert proto.evaluate_site(tol, [0.6]) == "fail"
+    assert proto.evaluate_site(tol, [proto.Opaque("Liar")]) == "fail"  # a rigged object never reaches abs()
+    assert proto.evaluate_site(tol, ["text"]) == "error:TypeError"  # as the test itself would raise
+    blowup = {"ops": [], "neg": False, "operands": [["expr", ["bin", "Mult", ["h"], ["c", proto.encode(10**6)]]]]}
+    assert proto.evaluate_site(blowup, [[0] * 10]) == "error:MemoryError"  # 10M items: refused, not built
+    power = {"ops": [], "neg": False, "operands": [["expr", ["call", "pow", [["h"], ["h"]], []]]]}
+    assert proto.evaluate_site(power, [3, 10**9]) == "error:MemoryError"
+    p = prepare_test("import math\ndef check(c):\n    assert math.isclose(c(2), 0.25) and c(0) == 1\ncheck(f)\n")
+    assert len(p.sites) == 2 and p.required == {0, 1}  # `and` split into two required asserts
+    assert p.sites[0]["operands"][0][0] == "expr" and p.sites[1]["operands"][1] == ["lit", proto.encode(1)]
+
+
+def test_generators_and_custom_containers_still_work_with_list_len_sorted(sb):
+    code = ("def gen(n):\n    yield from range(n)\n"
+            "class Bag:\n    def __len__(self):\n        return 7\n    def __iter__(self):\n        return iter([3, 1])\n")
+    tests = ["assert list(gen(3)) == [0, 1, 2]", "assert sorted(Bag()) == [1, 3]", "assert len(Bag()) == 7",
+             "assert sum(gen(4)) == 6", "assert abs(len(Bag()) - 7) < 1"]
+    res = sb.run(code, [TestSpec(code=t) for t in tests])
+    assert statuses(res) == ["passed"] * len(tests), res
