@@ -14,6 +14,7 @@ Guarantees by test shape are documented in ``sandbox/README.md``.
 from __future__ import annotations
 
 import ast
+import copy
 import marshal
 from dataclasses import dataclass
 from functools import lru_cache
@@ -145,6 +146,7 @@ class _Constants:
                     if node.level == 0 and ((node.module, a.name) in _FOLDABLE_IMPORTS
                                             or (node.module == "math" and "math." + a.name in TREE_CALLS)):
                         self.imported[name] = (node.module, a.name)
+        self.bound = bound
         # bound exactly once, by the import itself: the name means what was imported everywhere
         self.imported = {k: v for k, v in self.imported.items() if bound.get(k) == 1}
         self.rebound = {k for k in bound if k not in self.imported}
@@ -427,6 +429,10 @@ def prepare_test(code: str, compiled: bool = False, entry_point: str | None = No
     if reserved:
         return PreparedTest(source="", sites=(), required=frozenset(),
                             error=f"ValueError: test uses the reserved name {min(reserved)}")
+    try:
+        _propagate_literals(tree, consts)
+    except (RecursionError, MemoryError, ValueError):
+        pass  # best effort: the test runs as written
     # Guarded modules the test uses as modules: restored from the snapshot, and bound under their name
     # in the test's globals (a test calling a candidate's function named ``copy`` keeps that function).
     guards = tuple(sorted(consts.as_module & GUARDED_MODULES))
@@ -447,6 +453,139 @@ def prepare_test(code: str, compiled: bool = False, entry_point: str | None = No
     except (RecursionError, MemoryError, ValueError) as exc:
         return PreparedTest(source="", sites=(), required=frozenset(), error=f"{type(exc).__name__}: {exc}")
     return PreparedTest(source=source, **done)
+
+
+MAX_UNROLL = 50  # literal rows of a loop that is unrolled so its expected values can be withheld
+
+
+def _propagate_literals(tree: ast.Module, consts: _Constants) -> None:
+    """Turn the two common ways of naming an expected value into literal asserts (shape 1), in place:
+
+    - ``expected = <literal>`` at top level, bound nowhere else, used only inside asserts: the
+      assignment goes and each use becomes the literal;
+    - ``for x, want in [(1, 55), (2, 66)]: <body>``: unrolled, one copy of the body per row; a loop
+      name used only inside the body's asserts is replaced by the row's literal, the others are
+      assigned as before (``x = 1``).
+
+    Otherwise the value would be a constant of the test's code in the child, where a candidate can read
+    it from its caller's frame. Only rewrites that keep the test's meaning: no other binding of the
+    name, no break/continue in an unrolled body, uses only in pure positions of an assert."""
+    parents: dict[int, ast.AST] = {}
+    loads: dict[str, list[ast.Name]] = {}
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            parents[id(child)] = node
+        if type(node) is ast.Name and type(node.ctx) is ast.Load:
+            loads.setdefault(node.id, []).append(node)
+
+    def in_assert(name: ast.Name) -> bool:
+        cur: ast.AST = name
+        while True:
+            par = parents.get(id(cur))
+            if isinstance(par, ast.Assert):
+                return par.test is cur
+            if isinstance(par, (ast.Compare, ast.BinOp, ast.UnaryOp, ast.BoolOp)):
+                cur = par
+                continue
+            if isinstance(par, ast.keyword):
+                par = parents.get(id(par))
+                if isinstance(par, ast.Call) and consts.tree_callee(par.func):
+                    cur = par
+                    continue
+                return False
+            if isinstance(par, ast.Call) and cur is not par.func and consts.tree_callee(par.func):
+                cur = par
+                continue
+            return False
+
+    subst: dict[str, ast.expr] = {}
+    keep: list[ast.stmt] = []
+    for stmt in tree.body:
+        if (type(stmt) is ast.Assign and len(stmt.targets) == 1 and type(stmt.targets[0]) is ast.Name
+                and consts.bound.get(stmt.targets[0].id) == 1 and _is_literal(stmt.value, consts)[0]):
+            name = stmt.targets[0].id
+            uses = loads.get(name, [])
+            if uses and all(in_assert(u) for u in uses):
+                subst[name] = stmt.value
+                continue
+        keep.append(stmt)
+    tree.body = keep
+
+    def body_ids(stmts: list[ast.stmt]) -> set[int]:
+        return {id(n) for st in stmts for n in ast.walk(st)}
+
+    def unroll(loop: ast.For) -> list[ast.stmt] | None:
+        if loop.orelse or type(loop.iter) not in (ast.List, ast.Tuple) or len(loop.iter.elts) > MAX_UNROLL:
+            return None
+        if type(loop.target) is ast.Name:
+            names = [loop.target.id]
+            rows = [[e] for e in loop.iter.elts]
+        elif type(loop.target) in (ast.Tuple, ast.List) and all(type(t) is ast.Name for t in loop.target.elts):
+            names = [t.id for t in loop.target.elts]
+            rows = []
+            for e in loop.iter.elts:
+                if type(e) not in (ast.Tuple, ast.List) or len(e.elts) != len(names):
+                    return None
+                rows.append(list(e.elts))
+        else:
+            return None
+        if len(set(names)) != len(names) or not all(_is_literal(e, consts)[0] for row in rows for e in row):
+            return None
+        inside = body_ids(loop.body)
+        for n in ast.walk(ast.Module(body=loop.body, type_ignores=[])):
+            if isinstance(n, (ast.Break, ast.Continue, ast.Yield, ast.YieldFrom, ast.Await)):
+                return None
+            if type(n) is ast.Name and n.id in names and type(n.ctx) is not ast.Load:
+                return None  # rebound inside the body
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.For,
+                              ast.AsyncFor, ast.While)):
+                return None  # closures over the loop name, nested loops: keep the loop
+        # uses inside the body's asserts become the row's literal; a name used anywhere else too (an input,
+        # `f(x)`) is still assigned, its value is in the child anyway
+        marked = False
+        for nm in names:
+            for u in loads.get(nm, []):
+                if id(u) in inside and in_assert(u):
+                    u._plum_literal = True  # survives deepcopy
+                    marked = True
+        if not marked:
+            return None
+        assigned = {nm for nm in names if any(not getattr(u, "_plum_literal", False) for u in loads.get(nm, []))}
+        out: list[ast.stmt] = []
+        for row in rows:
+            for nm, value in zip(names, row):
+                if nm in assigned:
+                    out.append(_at(ast.Assign(targets=[_at(ast.Name(id=nm, ctx=ast.Store()), loop)],
+                                              value=copy.deepcopy(value)), loop))
+            swap = _Substitute(dict(zip(names, row)), only_marked=True)
+            out.extend(swap.visit(copy.deepcopy(st)) for st in loop.body)
+        return out
+
+    class _Unroll(ast.NodeTransformer):
+        def visit_For(self, node: ast.For) -> ast.AST | list[ast.stmt]:
+            out = unroll(node)  # innermost loops only (a body with a loop is kept as it is)
+            if out is None:
+                self.generic_visit(node)
+                return node
+            return out
+
+    if subst:
+        _Substitute(subst).visit(tree)
+    _Unroll().visit(tree)
+
+
+class _Substitute(ast.NodeTransformer):
+    def __init__(self, values: dict[str, ast.expr], only_marked: bool = False):
+        self.values = values
+        self.only_marked = only_marked
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        value = self.values.get(node.id)
+        if value is None or type(node.ctx) is not ast.Load:
+            return node
+        if self.only_marked and not getattr(node, "_plum_literal", False):
+            return node
+        return copy.deepcopy(value)
 
 
 def judge_test(prepared: PreparedTest, record: dict) -> tuple[str, str | None, str | None]:

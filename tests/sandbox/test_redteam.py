@@ -68,8 +68,6 @@ def f(x):
 """
 
 
-@pytest.mark.xfail(strict=True, reason="W2: shape-3 tests (expected value computed in the test) are faked by a "
-                   "plain frame read, no report forging needed")
 @pytest.mark.parametrize("test", ["expected = 4242\nassert f(3) == expected",
                                   "for x, want in [(1, 55), (2, 66)]:\n    assert f(x) == want"])
 def test_shape3_expected_value_not_readable_from_frames(sb, test):

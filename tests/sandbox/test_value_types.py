@@ -193,3 +193,38 @@ def test_generators_and_custom_containers_still_work_with_list_len_sorted(sb):
              "assert sum(gen(4)) == 6", "assert abs(len(Bag()) - 7) < 1"]
     res = sb.run(code, [TestSpec(code=t) for t in tests])
     assert statuses(res) == ["passed"] * len(tests), res
+
+
+@pytest.mark.parametrize("test, expected_sources", [
+    ("expected = 4242\nassert f(3) == expected", ["__plum_check__(0, (__plum_plain__(f(3)),), True)"]),
+    ("for x, want in [(1, 55), (2, 66)]:\n    assert f(x) == want",
+     ["x = 1", "__plum_check__(0, (__plum_plain__(f(x)),))", "x = 2", "__plum_check__(1, (__plum_plain__(f(x)),), True)"]),
+    ("for x in [1, 2]:\n    assert f(x) == x * 2",
+     ["x = 1", "__plum_check__(0, (__plum_plain__(f(x)),))", "x = 2", "__plum_check__(1, (__plum_plain__(f(x)),), True)"]),
+])
+def test_named_and_looped_expected_values_become_literals(test, expected_sources):
+    p = prepare_test(test)
+    assert p.source.splitlines() == expected_sources
+    assert all(op[0] == "lit" for site in p.sites for op in site["operands"][1:])
+    assert p.required == frozenset(range(len(p.sites)))  # unrolled top-level asserts are all required
+
+
+@pytest.mark.parametrize("test", [
+    "expected = [1]\nexpected.append(2)\nassert f(3) == expected",  # mutated: kept
+    "for x, want in [(1, 55), (2, 66)]:\n    if x > 1:\n        break\n    assert f(x) == want",  # break: kept
+    "cases = [(1, 2)]\nfor a, b in cases:\n    assert f(a) == b",  # not a literal loop: kept
+    "for x, want in [(1, 55)]:\n    want = want + 1\n    assert f(x) == want",  # rebound in the body: kept
+    "for x, w in [(1, 2)]:\n    for y in [3]:\n        assert f(x, y) == w",  # nested: only the inner one may unroll
+])
+def test_literal_propagation_leaves_other_shapes_alone(sb, test):
+    p = prepare_test(test)
+    assert p.error is None
+    code = "def f(*a):\n    return 2 if a == (1,) else 55 if a == (1, 3) else 0\n"
+    plain_ns: dict = {}
+    exec(code, plain_ns)
+    try:
+        exec(test, plain_ns)
+        plain = "passed"
+    except AssertionError:
+        plain = "failed"
+    assert statuses(sb.run(code, [TestSpec(code=test)])) == [plain]
