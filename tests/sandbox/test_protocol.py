@@ -170,3 +170,15 @@ def test_split_tests():
 def test_normalize_stdout():
     assert normalize_stdout("1 2  \r\n3\n\n\n") == ["1 2", "3"]
     assert normalize_stdout("a\n b") != normalize_stdout("a\nb")
+
+
+def test_int_lists_travel_compactly_and_exactly():
+    from plumline.sandbox import _protocol as p
+
+    for value in (list(range(-20, 20)), tuple(range(16)), [2**200, -(2**70)] * 8):
+        enc = p.encode(value)
+        assert enc[0] in ("Li", "Ti") and p.decode(enc) == value and type(p.decode(enc)) is type(value)
+    assert p.encode([1, 2])[0] == "l" and p.encode([True] * 20)[0] == "l"  # bools stay bools
+    for bad in (["Li", "1,zz"], ["Li", 5], ["Ti", "1,,2"]):
+        with pytest.raises(ValueError):
+            p.decode(bad)

@@ -242,8 +242,6 @@ def test_builtin_types_compare(sb, code, test):
     assert r.outcome == "passed", r
 
 
-@pytest.mark.xfail(strict=True, reason="V4: a correct 1M-int result compared to list(range(10**6)) exceeds the 16 MiB "
-                   "report cap (~12 bytes per tagged int, both sides travel): output_limit")
 def test_large_list_result_passes(sb):
     r = run(sb, "def f(n):\n    return list(range(n))\n", "assert f(10**6) == list(range(10**6))")
     assert r.outcome == "passed", r
