@@ -116,8 +116,11 @@ class _Constants:
         self.used: set[str] = set()  # every name the test mentions, and the top modules it imports
         self.as_module: set[str] = set()  # names the test uses like a module (``math.x``) or imports
         self.imported: dict[str, tuple[str, str | None]] = {}  # name -> (module, attribute)
+        self.has_loop = False
         for node in ast.walk(tree):
             t = type(node)
+            if t is ast.For:
+                self.has_loop = True
             if t is ast.Attribute and type(node.value) is ast.Name:
                 self.as_module.add(node.value.id)
             elif t is ast.Name:
@@ -470,6 +473,8 @@ def _propagate_literals(tree: ast.Module, consts: _Constants) -> None:
     Otherwise the value would be a constant of the test's code in the child, where a candidate can read
     it from its caller's frame. Only rewrites that keep the test's meaning: no other binding of the
     name, no break/continue in an unrolled body, uses only in pure positions of an assert."""
+    if not consts.has_loop and not any(type(st) is ast.Assign for st in tree.body):
+        return  # nothing to propagate (most tests): skip the walks
     parents: dict[int, ast.AST] = {}
     loads: dict[str, list[ast.Name]] = {}
     for node in ast.walk(tree):
