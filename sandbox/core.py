@@ -167,6 +167,15 @@ class _Slot:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
+        """Start the slot; on any failure nothing half-started stays alive (an unarmed supervisor
+        must never receive a candidate)."""
+        try:
+            self._start()
+        except BaseException:
+            self.kill()
+            raise
+
+    def _start(self) -> None:
         lim = self.limits
         rep = self.report
         if self.cg is not None:  # a restart: reuse the slot's cgroups, emptied

@@ -216,3 +216,24 @@ def test_tests_travel_as_bytecode_when_the_sandbox_reads_ours_and_as_source_othe
             results[reads_ours] = [(r.outcome, [t.status for t in r.test_results])
                                    for r in sb.run_many([(code, [TestSpec(code=src)]), (wrong, [TestSpec(code=src)])])]
     assert results[True] == results[False] == [("passed", ["passed"]), ("failed", ["failed"])]
+
+
+def test_a_slot_that_fails_to_arm_is_never_used_half_started(monkeypatch):
+    import plumline.sandbox.core as core
+
+    real_send = core._Slot._send
+    fail = {"arm": True}
+
+    def send(self, obj):
+        if "bpf" in obj and fail["arm"]:
+            obj = {**obj, "bpf": "00"}  # a filter the supervisor cannot load: arming fails
+        return real_send(self, obj)
+
+    monkeypatch.setattr(core._Slot, "_send", send)
+    with Sandbox(workers=1) as sb:
+        r = sb.run("def f():\n    return 1\n", specs("assert f() == 1"))
+        assert r.outcome == "sandbox_error", r
+        assert sb._slots[0].proc is None  # killed, not left running unarmed
+        fail["arm"] = False
+        r = sb.run("def f():\n    return 1\n", specs("assert f() == 1"))
+        assert r.outcome == "passed", r  # a fresh, armed slot
