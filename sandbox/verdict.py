@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ._protocol import TREE_CALLS, ExprTooBig, bounded_binop, decode, encode, evaluate_site
+from ._protocol import TREE_CALLS, ExprTooBig, bounded_binop, check_size, decode, encode, evaluate_site
 
 _CMP = {"Eq", "NotEq", "Lt", "LtE", "Gt", "GtE", "Is", "IsNot", "In", "NotIn"}
 CHECK_NAME = "__plum_check__"
@@ -96,12 +96,14 @@ def _bounded_binop(op: type, a: Any, b: Any) -> Any:
 
 
 def _check_size(value: Any) -> None:
-    if type(value) is int and value.bit_length() > MAX_FOLDED_BITS:
-        raise _NotConstant
-    if isinstance(value, (str, bytes, list, tuple, set, frozenset, dict)) and len(value) > MAX_FOLDED_LEN:
-        raise _NotConstant
     if type(value) is reversed or type(value).__name__.endswith("iterator"):
         raise _NotConstant  # lazy objects: not a value to compare
+    try:
+        check_size(value, MAX_FOLDED_BITS, MAX_FOLDED_LEN)
+    except ExprTooBig:
+        raise _NotConstant from None
+
+
 _FOLDABLE_IMPORTS = {("fractions", "Fraction"), ("decimal", "Decimal")}
 _MATH_CONSTANTS = frozenset({"pi", "e", "tau", "inf", "nan"})
 
