@@ -208,7 +208,8 @@ class _Constants:
                 return ~value
             return -value if isinstance(node.op, ast.USub) else +value
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return _bounded_binop(type(node.op), self.fold(node.left, depth + 1), self.fold(node.right, depth + 1))
+            left, right = self.fold(node.left, depth + 1), self.fold(node.right, depth + 1)
+            return _bounded_binop(type(node.op), left, right)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             target = self.imported.get(node.value.id)
             if target == ("math", None) and node.attr in _MATH_CONSTANTS:
@@ -385,7 +386,8 @@ class _Rewriter(ast.NodeTransformer):
         args = [_at(ast.Constant(sid), node), _at(ast.Tuple(elts=exprs, ctx=ast.Load()), node)]
         if is_tail:
             args.append(_at(ast.Constant(True), node))
-        call = _at(ast.Call(func=_at(ast.Name(id=CHECK_NAME, ctx=ast.Load()), node), args=args, keywords=[]), node)
+        func = _at(ast.Name(id=CHECK_NAME, ctx=ast.Load()), node)
+        call = _at(ast.Call(func=func, args=args, keywords=[]), node)
         return _at(ast.Expr(value=call), node)
 
     def _literal_container(self, node: ast.expr) -> ast.expr:
@@ -403,7 +405,8 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_Call(self, node: ast.Call) -> ast.expr:
         self.generic_visit(node)
-        return _at(ast.Call(func=_at(ast.Name(id=PLAIN_NAME, ctx=ast.Load()), node), args=[node], keywords=[]), node)
+        func = _at(ast.Name(id=PLAIN_NAME, ctx=ast.Load()), node)
+        return _at(ast.Call(func=func, args=[node], keywords=[]), node)
 
 
 def _at(new: ast.AST, old: ast.AST) -> ast.AST:
@@ -527,7 +530,8 @@ def _propagate_literals(tree: ast.Module, consts: _Constants) -> None:
         if type(loop.target) is ast.Name:
             names = [loop.target.id]
             rows = [[e] for e in loop.iter.elts]
-        elif type(loop.target) in (ast.Tuple, ast.List) and all(type(t) is ast.Name for t in loop.target.elts):
+        elif type(loop.target) in (ast.Tuple, ast.List) and all(type(t) is ast.Name
+                                                                for t in loop.target.elts):
             names = [t.id for t in loop.target.elts]
             rows = []
             for e in loop.iter.elts:
@@ -557,7 +561,8 @@ def _propagate_literals(tree: ast.Module, consts: _Constants) -> None:
                     marked = True
         if not marked:
             return None
-        assigned = {nm for nm in names if any(not getattr(u, "_plum_literal", False) for u in loads.get(nm, []))}
+        assigned = {nm for nm in names
+                    if any(not getattr(u, "_plum_literal", False) for u in loads.get(nm, []))}
         out: list[ast.stmt] = []
         for row in rows:
             for nm, value in zip(names, row):
