@@ -386,7 +386,7 @@ _OPS = {
 
 
 # --- expressions around the candidate's values, evaluated here (``assert abs(f(x) - 0.5) < 1e-6``) ---
-# A site operand may be ["expr", tree]: the pure part of an assert (arithmetic, abs/round/len/...,
+# A site operand may be ["expr", tree]: the pure part of an assert (arithmetic, abs/round/int/float,
 # math.isclose ...) with "holes" for the values the child computed. The constants in the tree never
 # enter the sandbox. Results and operands are size-bounded: values come from the candidate.
 MAX_EXPR_BITS = 1 << 16
@@ -424,15 +424,13 @@ def bounded_binop(op, a, b, max_bits=MAX_EXPR_BITS, max_len=MAX_EXPR_LEN):
 
 
 def _tree_calls():
-    import math
-
-    import builtins
-
-    calls = {}
-
     # Numeric functions only: a container-consuming call (list, sorted, len ...) stays in the child, where
     # it can consume what the candidate returned (a generator, a custom container); a hole's value here
     # is plain data or opaque.
+    import builtins
+    import math
+
+    calls = {}
     for name in ("abs", "round", "float", "int", "divmod"):
         calls[name] = getattr(builtins, name)
     for name in ("isclose", "fabs", "sqrt", "floor", "ceil", "trunc", "isnan", "isinf", "isfinite", "exp",

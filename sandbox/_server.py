@@ -660,21 +660,22 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, limits):
         try:
             settrace(None)
             setprofile(None)
-            for name in guards:  # only the guarded modules this test uses: each check costs page faults
+            # bytecode compiled by the trusted parent (marshal from the supervisor only), else source
+            tco = _marshal.loads(src) if type(src) is bytes else compile(src, "<test %d>" % idx, "exec")
+            g = dict(ns)
+            for name in shadowing:  # a candidate's top-level `abs`/`len`/... must not rig the test
+                g[name] = _PRISTINE_BUILTINS[name]
+            # The guarded modules this test uses as modules (only those: each check costs page faults):
+            # restored from the snapshot, and bound under their name instead of a candidate's look-alike.
+            for name in guards:
                 mod, snapshot = _GUARDED[name]
                 modules[name] = mod
                 d = mod.__dict__
                 if d != snapshot:
                     d.clear()
                     d.update(snapshot)
-            # bytecode compiled by the trusted parent (marshal from the supervisor only), else source
-            tco = _marshal.loads(src) if type(src) is bytes else compile(src, "<test %d>" % idx, "exec")
-            g = dict(ns)
-            for name in shadowing:  # a candidate's top-level `abs`/`len`/... must not rig the test
-                g[name] = _PRISTINE_BUILTINS[name]
-            for name in guards:  # the test uses it as a module: the real one, not a candidate's look-alike
                 if name != entry:
-                    g[name] = _GUARDED[name][0]
+                    g[name] = mod
             g["__builtins__"] = _PRISTINE_BUILTINS
             g["__name__"] = "__main__"  # a test's own `if __name__ == "__main__": check()` runs
             g["__plum_check__"] = check
