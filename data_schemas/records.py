@@ -52,6 +52,60 @@ class TestOrigin(str, Enum):
     EXAMPLE = "example"  # taken from the problem text (docstring examples)
 
 
+class Stage(str, Enum):
+    """The stages of a round (see plumline.pipeline.stages for the table that runs them).
+    ``ErrorRecord.stage`` and the run folder's stage markers use these names."""
+
+    READ = "read"
+    TESTS = "tests"
+    SAMPLE = "sample"
+    EXECUTE = "execute"
+    EXPORT = "export"
+    TRAIN = "train"
+
+
+class ErrorKind(str, Enum):
+    """What went wrong with one input or element (``ErrorRecord.kind``); ``reason`` says it in words."""
+
+    BAD_INPUT = "bad_input"  # a malformed file or row of a problem source
+    MISSING_INPUT = "missing_input"  # no file matches a path, or a file holds no rows
+    DUPLICATE_ID = "duplicate_id"  # a problem id seen before (the first one is kept)
+    CORRUPT_RECORD = "corrupt_record"  # a row of a round file that fails validation when read back
+    PROMPT_FAILED = "prompt_failed"  # a prompt could not be rendered, or is longer than the model takes
+    ENGINE_FAILED = "engine_failed"  # the generation backend failed for this request
+    NO_CODE = "no_code"  # a completion holds no code
+    UNKNOWN_PROBLEM = "unknown_problem"  # samples or tests refer to a problem that was not read
+    ORACLE_NOT_APPLIED = "oracle_not_applied"  # the reference solution could not judge the tests
+    PROBLEM_SKIPPED = "problem_skipped"  # too few tests survived validation: no executions, no pairs
+    INTERNAL = "internal"  # an unexpected exception in plumline for this element (a bug: report it)
+
+
+class TestDropReason(str, Enum):
+    """Why a test is not kept (``TestCase.drop_reason``; ``TestCase.drop_detail`` says more)."""
+
+    __test__ = False
+    # decided by the reply parser and its static checks
+    EMPTY_REPLY = "empty_reply"
+    NO_TESTS = "no_tests_in_reply"
+    SYNTAX_ERROR = "syntax_error"
+    TOO_LONG = "too_long"
+    NO_ENTRY_CALL = "no_entry_point_call"
+    CALLS_OTHER = "calls_other_function"
+    UNDEFINED_NAME = "undefined_name"
+    NOT_SELF_CONTAINED = "not_self_contained"
+    REDEFINES_ENTRY = "redefines_entry_point"
+    DUPLICATE = "duplicate"
+    OVER_LIMIT = "over_limit"
+    NO_ASSERT = "no_assert"
+    GENERATION_FAILED = "generation_failed"
+    # decided by validation
+    ORACLE_FAILED = "oracle_failed"
+    ORACLE_TIMEOUT = "oracle_timeout"
+    ORACLE_ERROR = "oracle_error"
+    ORACLE_NOT_RUN = "oracle_not_run"
+    AGREEMENT_FAILED = "codet_disagreement"
+
+
 # CodeRL's outcome classes (arXiv 2207.01780): 0 compile error, 1 runtime error, 2 failed tests,
 # 3 passed; with their returns.
 CODERL_CLASS: dict[Outcome, int] = {
@@ -132,7 +186,8 @@ class TestCase(Record):
     stdin: str = ""
     expected_stdout: str = ""
     kept: bool = True
-    drop_reason: str | None = None
+    drop_reason: str | None = None  # a TestDropReason value when not kept
+    drop_detail: str = ""  # the drop reason in words (e.g. which name is undefined)
     # Reserved tests (e.g. a dataset's own) are for evaluation only, never training signal.
     for_training: bool = True
     writer: str = ""  # the model that wrote it (synthesized) or the dataset name
@@ -141,6 +196,8 @@ class TestCase(Record):
         super().validate()
         _check_enum("TestCase", "kind", self.kind, TestKind)
         _check_enum("TestCase", "origin", self.origin, TestOrigin)
+        if self.drop_reason is not None:
+            _check_enum("TestCase", "drop_reason", self.drop_reason, TestDropReason)
 
     @staticmethod
     def make_id(problem_id: str, kind: str, code: str, stdin: str = "", expected_stdout: str = "") -> str:
@@ -150,6 +207,46 @@ class TestCase(Record):
     def spec(self) -> TestSpec:
         return TestSpec(kind=self.kind, code=self.code, stdin=self.stdin,
                         expected_stdout=self.expected_stdout, test_id=self.test_id)
+
+
+@dataclass(frozen=True)
+class TestSynthesisStats(Record):
+    """What test synthesis did for one problem (tests.stats.jsonl; the manifest sums the counts).
+
+    ``written``: synthesized candidate tests found in the replies (duplicates included);
+    ``parsed``: those that passed the static checks (duplicates and over_limit included);
+    ``kept``/``kept_training``: tests of every origin kept after synthesis (for training);
+    ``<origin>_total``/``<origin>_kept``: rows per TestOrigin (duplicates have no row);
+    ``dropped_by_reason``: {TestDropReason value: count}, with the reply-level drops (empty reply,
+    no tests in reply, generation failed), which are not tests and so not in ``written``."""
+
+    __test__: ClassVar[bool] = False
+    REQUIRED_TEXT: ClassVar[tuple[str, ...]] = ("problem_id",)
+
+    problem_id: str
+    replies: int = 0
+    written: int = 0
+    parsed: int = 0
+    kept: int = 0
+    kept_training: int = 0
+    duplicates: int = 0
+    given_total: int = 0
+    given_kept: int = 0
+    example_total: int = 0
+    example_kept: int = 0
+    synthesized_total: int = 0
+    synthesized_kept: int = 0
+    dropped_by_reason: Json = field(default_factory=dict)
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.dropped_by_reason, dict):
+            raise RecordError("TestSynthesisStats", "dropped_by_reason", "expected an object of counts")
+        for reason, n in self.dropped_by_reason.items():
+            _check_enum("TestSynthesisStats", "dropped_by_reason", reason, TestDropReason)
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise RecordError("TestSynthesisStats", "dropped_by_reason",
+                                  f"{reason}: {n!r} is not a count")
 
 
 @dataclass(frozen=True)
@@ -315,21 +412,46 @@ class PrmRow(Record):
 
 
 @dataclass(frozen=True)
+class PairingStats(Record):
+    """Per-problem counts of the export stage (summed into the manifest's ``pairs`` section)."""
+
+    problem_id: str
+    samples: int = 0
+    sandbox_errors: int = 0
+    no_tests: int = 0
+    no_code: int = 0
+    invalid: int = 0
+    distinct_programs: int = 0
+    passing: int = 0
+    failing: int = 0
+    flaky: int = 0
+    all_pass: bool = False  # every usable program passes: no pair possible
+    all_fail: bool = False  # every usable program fails: no pair possible
+    pairs: int = 0
+
+
+@dataclass(frozen=True)
 class ErrorRecord(Record):
     """One line of errors.jsonl: an input or element that could not be processed."""
 
-    stage: str  # read, synthesize_tests, sample, extract, execute, pair, export...
-    reason: str
+    stage: str  # a Stage value: the stage that met the error
+    kind: str  # an ErrorKind value: what went wrong, for counting
+    reason: str  # the same in words, for a person
     input: str = ""  # file:line, or an id
     problem_id: str | None = None
     sample_id: str | None = None
     detail: str = ""  # e.g. the offending text, truncated
 
+    def validate(self) -> None:
+        super().validate()
+        _check_enum("ErrorRecord", "stage", self.stage, Stage)
+        _check_enum("ErrorRecord", "kind", self.kind, ErrorKind)
+
 
 def records_by_name() -> dict[str, type[Record]]:
-    return {cls.__name__: cls for cls in (Message, TestSpec, Problem, TestCase, Sample, TestResult,
-                                          Execution, DpoRow, DpoChatRow, KtoRow, KtoChatRow, CriticRow,
-                                          PrmRow, ErrorRecord)}
+    """Every record type of this module by class name."""
+    return {name: obj for name, obj in globals().items()
+            if isinstance(obj, type) and issubclass(obj, Record) and obj is not Record}
 
 
 def replace(record: Any, **changes: Any) -> Any:

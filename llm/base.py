@@ -11,15 +11,13 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 from .config import BackendConfig
-from .prompting import DEFAULT_INSTRUCTION, build_prompt, plain_join
+from .prompting import PromptConfig, plain_join, render_prompt
 from .types import GenerationRequest, GenerationResult
 
 logger = logging.getLogger(__name__)
-
-_UNSET: Any = object()
 
 
 class PromptTooLong(ValueError):
@@ -34,26 +32,22 @@ class GenerationBackend(abc.ABC):
     revision: str = ""  # short content hash of the model (or of name + server for openai)
     max_context: int | None = None  # tokens; None = unknown (no length check)
     chat: bool = False  # prompts are rendered with a chat template
-    system_prompt: str | None = None
 
     def __init__(self, cfg: BackendConfig):
         self.cfg = cfg
-        self.system_prompt = cfg.system_prompt
 
     # --- prompt rendering -------------------------------------------------------------------------
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         """Apply the chat template (chat models) or join the contents (base models)."""
         return plain_join(messages)
 
-    def build_prompt(self, problem_prompt: str, *, instruction: str | None = DEFAULT_INSTRUCTION,
-                     system_prompt: str | None = _UNSET) -> str:
-        """Problem text -> rendered prompt, chat or plain per this backend, with the configured system
-        prompt unless one is given (pass ``None`` for none)."""
-        return build_prompt(
-            problem_prompt, chat=self.chat, render_chat=self.render_chat,
-            system_prompt=self.system_prompt if system_prompt is _UNSET else system_prompt,
-            instruction=instruction,
-        )
+    def build_prompt(self, problem_text: str, entry_point: str | None = None,
+                     prompt: PromptConfig | None = None) -> str:
+        """The policy prompt of one problem as this backend renders it (chat or plain):
+        ``render_prompt`` with this backend's ``chat`` and ``render_chat``; ``prompt`` defaults to
+        ``PromptConfig()`` (the run config's default ``prompt`` section)."""
+        return render_prompt(prompt or PromptConfig(), problem_text, entry_point, chat=self.chat,
+                             render_chat=self.render_chat)
 
     # --- tokens -----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -83,7 +77,8 @@ class GenerationBackend(abc.ABC):
         if todo:
             outs = self._generate_batch([(req, payload, n) for _, req, payload, n in todo])
             if len(outs) != len(todo):
-                raise RuntimeError(f"{self.name}: engine returned {len(outs)} results for {len(todo)} requests")
+                raise RuntimeError(f"{self.name}: engine returned {len(outs)} results for {len(todo)} "
+                                   f"requests")
             for (i, _, _, _), out in zip(todo, outs):
                 results[i] = out
         return [r for r in results if r is not None]
@@ -96,21 +91,24 @@ class GenerationBackend(abc.ABC):
             return "invalid request: " + "; ".join(problems), None, None
         try:
             payload, n_tokens = self._encode(req.prompt)
-        except Exception as exc:  # a tokenizer failure is this request's problem, not the batch's
+        except Exception as exc:  # noqa: BLE001 - a tokenizer failure is this request's problem, not the batch's
             return f"tokenization failed: {type(exc).__name__}: {exc}", None, None
-        if n_tokens is not None and self.max_context is not None and n_tokens + req.max_tokens > self.max_context:
+        too_long = (n_tokens is not None and self.max_context is not None
+                    and n_tokens + req.max_tokens > self.max_context)
+        if too_long:
             return (f"prompt too long: {n_tokens} prompt tokens + max_tokens {req.max_tokens} > "
                     f"context {self.max_context}"), None, None
         return None, payload, n_tokens
 
     @abc.abstractmethod
-    def _generate_batch(self, items: list[tuple[GenerationRequest, Any, int | None]]) -> list[GenerationResult]:
+    def _generate_batch(self, items: list[tuple[GenerationRequest, Any, int | None]]
+                        ) -> list[GenerationResult]:
         """Serve valid requests ``(request, payload from _encode, prompt token count)`` in one go."""
 
     def close(self) -> None:
         """Free the engine (memory, processes, connections). Safe to call twice."""
 
-    def __enter__(self) -> GenerationBackend:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

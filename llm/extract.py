@@ -95,7 +95,8 @@ def defines(code: str, name: str) -> bool:
             ):
                 return True
         return False
-    pat = re.compile(rf"^(?:async\s+def|def|class)\s+{re.escape(name)}\b|^{re.escape(name)}\s*=", re.MULTILINE)
+    name_re = re.escape(name)
+    pat = re.compile(rf"^(?:async\s+def|def|class)\s+{name_re}\b|^{name_re}\s*=", re.MULTILINE)
     return bool(pat.search(code))
 
 

@@ -82,7 +82,8 @@ class TransformersBackend(HFTokenizerMixin, GenerationBackend):
             raise ValueError(f"{self.model_name}: neither the model nor the tokenizer defines an EOS token")
         return ids
 
-    def _generate_batch(self, items: list[tuple[GenerationRequest, Any, int | None]]) -> list[GenerationResult]:
+    def _generate_batch(self, items: list[tuple[GenerationRequest, Any, int | None]]
+                        ) -> list[GenerationResult]:
         groups: dict[tuple, list[int]] = {}
         for pos, (req, _, _) in enumerate(items):
             key = (req.n, req.temperature > 0, req.temperature, req.top_p, req.max_tokens, req.stop)
@@ -96,8 +97,8 @@ class TransformersBackend(HFTokenizerMixin, GenerationBackend):
                     outs = self._run_chunk([items[p] for p in chunk])
                 except Exception as exc:  # e.g. out of memory: those requests fail, the rest proceed
                     logger.exception("transformers generate failed for %d requests", len(chunk))
-                    outs = [GenerationResult(items[p][0].request_id, (), f"generate failed: {type(exc).__name__}: {exc}")
-                            for p in chunk]
+                    reason = f"generate failed: {type(exc).__name__}: {exc}"
+                    outs = [GenerationResult(items[p][0].request_id, (), reason) for p in chunk]
                 for p, out in zip(chunk, outs):
                     results[p] = out
         return [r for r in results if r is not None]
@@ -113,15 +114,14 @@ class TransformersBackend(HFTokenizerMixin, GenerationBackend):
             if s:
                 input_ids[row, width - len(s):] = torch.tensor(s, dtype=torch.long)
                 mask[row, width - len(s):] = 1
-        kwargs: dict[str, Any] = dict(
-            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-            max_new_tokens=req0.max_tokens, pad_token_id=self._pad_id,
-            eos_token_id=self._eos_ids,
-        )
+        kwargs: dict[str, Any] = {
+            "input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device),
+            "max_new_tokens": req0.max_tokens, "pad_token_id": self._pad_id, "eos_token_id": self._eos_ids,
+        }
         sampling = req0.temperature > 0
         if sampling:
-            kwargs.update(do_sample=True, temperature=float(req0.temperature), top_p=float(req0.top_p), top_k=0,
-                          num_return_sequences=req0.n)
+            kwargs.update(do_sample=True, temperature=float(req0.temperature), top_p=float(req0.top_p),
+                          top_k=0, num_return_sequences=req0.n)
         else:  # greedy is deterministic: decode once, repeat it n times (generate refuses n > 1 here)
             kwargs.update(do_sample=False, num_return_sequences=1)
         if req0.stop:
@@ -141,7 +141,8 @@ class TransformersBackend(HFTokenizerMixin, GenerationBackend):
             results.append(GenerationResult(request_id=req.request_id, completions=tuple(comps), error=None))
         return results
 
-    def _completion(self, tokens: list[int], req: GenerationRequest, prompt_tokens: int, index: int) -> Completion:
+    def _completion(self, tokens: list[int], req: GenerationRequest, prompt_tokens: int,
+                    index: int) -> Completion:
         eos = set(self._eos_ids)
         end = next((i for i, t in enumerate(tokens) if t in eos), None)
         if end is not None:

@@ -78,7 +78,8 @@ class OpenAIBackend(HFTokenizerMixin, GenerationBackend):
         if not cfg.model:
             raise ValueError("BackendConfig.model is empty (the served model name)")
         if cfg.max_concurrency < 1 or cfg.max_retries < 0 or cfg.request_timeout_s <= 0:
-            raise ValueError("openai backend needs max_concurrency >= 1, max_retries >= 0, request_timeout_s > 0")
+            raise ValueError("openai backend needs max_concurrency >= 1, max_retries >= 0, "
+                             "request_timeout_s > 0")
         self.model_name = cfg.model
         base_url = cfg.base_url.rstrip("/")
         self.revision = hashlib.sha256(f"openai\0{cfg.model}\0{base_url}".encode()).hexdigest()[:12]
@@ -86,10 +87,10 @@ class OpenAIBackend(HFTokenizerMixin, GenerationBackend):
         key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        self._client = httpx.Client(
-            base_url=base_url, headers=headers, timeout=httpx.Timeout(cfg.request_timeout_s),
-            limits=httpx.Limits(max_connections=cfg.max_concurrency, max_keepalive_connections=cfg.max_concurrency),
-        )
+        limits = httpx.Limits(max_connections=cfg.max_concurrency,
+                              max_keepalive_connections=cfg.max_concurrency)
+        self._client = httpx.Client(base_url=base_url, headers=headers,
+                                    timeout=httpx.Timeout(cfg.request_timeout_s), limits=limits)
         self._closed = threading.Event()
         self.tokenizer: Any = None
         self.chat = cfg.chat is not False
@@ -107,18 +108,22 @@ class OpenAIBackend(HFTokenizerMixin, GenerationBackend):
     def _server_max_len(self) -> int | None:
         """vLLM's server reports ``max_model_len`` in /models; others do not (then: no local check)."""
         try:
-            r = self._client.get("/models", timeout=min(5.0, self.cfg.request_timeout_s))
-            for m in r.json().get("data", []):
-                if m.get("id") == self.model_name and isinstance(m.get("max_model_len"), int):
-                    return int(m["max_model_len"])
-        except Exception as exc:  # an unreachable server is found out by generate, with retries
+            data = self._client.get("/models", timeout=min(5.0, self.cfg.request_timeout_s)).json()
+        except (httpx.HTTPError, ValueError) as exc:  # an unreachable server is found out by generate
             logger.debug("no max_model_len from %s/models: %s", self.cfg.base_url, exc)
+            return None
+        models = data.get("data") if isinstance(data, dict) else None
+        for m in models if isinstance(models, list) else []:
+            served = isinstance(m, dict) and m.get("id") == self.model_name
+            if served and isinstance(m.get("max_model_len"), int):
+                return int(m["max_model_len"])
         return None
 
     # --- rendering and tokens ---------------------------------------------------------------------
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         if self.endpoint == "chat":
-            return json.dumps([{"role": m["role"], "content": m["content"]} for m in messages], ensure_ascii=False)
+            return json.dumps([{"role": m["role"], "content": m["content"]} for m in messages],
+                              ensure_ascii=False)
         if self.tokenizer is not None:
             return HFTokenizerMixin.render_chat(self, messages)
         return plain_join(messages)
@@ -166,7 +171,8 @@ class OpenAIBackend(HFTokenizerMixin, GenerationBackend):
                     try:
                         data = r.json()
                     except ValueError:
-                        raise RequestFailed(f"HTTP 200 with a body that is not JSON: {r.text[:200]!r}") from None
+                        raise RequestFailed(
+                            f"HTTP 200 with a body that is not JSON: {r.text[:200]!r}") from None
                     if not isinstance(data, dict):
                         raise RequestFailed(f"HTTP 200 with a JSON {type(data).__name__}, not an object")
                     return data
@@ -192,9 +198,11 @@ class OpenAIBackend(HFTokenizerMixin, GenerationBackend):
             return GenerationResult(req.request_id, (), f"openai request failed: {exc}")
         except Exception as exc:  # malformed reply shapes and the like: this request only
             logger.exception("request %s failed", req.request_id)
-            return GenerationResult(req.request_id, (), f"openai request failed: {type(exc).__name__}: {exc}")
+            return GenerationResult(req.request_id, (),
+                                    f"openai request failed: {type(exc).__name__}: {exc}")
 
-    def _completions(self, req: GenerationRequest, data: dict[str, Any], n_tok: int | None) -> tuple[Completion, ...]:
+    def _completions(self, req: GenerationRequest, data: dict[str, Any],
+                     n_tok: int | None) -> tuple[Completion, ...]:
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices:
             raise RequestFailed(f"reply has no choices: {json.dumps(data)[:200]}")
@@ -225,7 +233,8 @@ class OpenAIBackend(HFTokenizerMixin, GenerationBackend):
         out.sort(key=lambda c: c.index)
         return tuple(out)
 
-    def _generate_batch(self, items: list[tuple[GenerationRequest, Any, int | None]]) -> list[GenerationResult]:
+    def _generate_batch(self, items: list[tuple[GenerationRequest, Any, int | None]]
+                        ) -> list[GenerationResult]:
         if self._closed.is_set():
             raise RuntimeError("this openai backend is closed")
         workers = min(self.cfg.max_concurrency, len(items))

@@ -31,7 +31,8 @@ DEFAULT_CPU_KV_GIB = 2.0
 DEFAULT_BATCHED_TOKENS = 4096
 
 
-def cpu_kv_cache_gib(cfg_value: float | None, environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+def cpu_kv_cache_gib(cfg_value: float | None,
+                     environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
     """KV cache size on CPU: the config, else ``$VLLM_CPU_KVCACHE_SPACE``, else 2 GiB."""
     if cfg_value is not None:
         if cfg_value <= 0:
@@ -66,7 +67,7 @@ def config_max_len(model: str, trust_remote_code: bool = False) -> int | None:
         from transformers import AutoConfig
 
         conf = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
-    except Exception as exc:  # vLLM itself will report an unloadable model more clearly
+    except Exception as exc:  # noqa: BLE001 - no hint only; vLLM reports an unloadable model more clearly
         logger.debug("cannot read the config of %s: %s", model, exc)
         return None
     conf = getattr(conf, "text_config", None) or conf
@@ -112,11 +113,12 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
 
         self.model_name = cfg.model
         self.revision = model_revision(cfg.model)
-        kwargs: dict[str, Any] = dict(
-            model=cfg.model, tokenizer=cfg.tokenizer or cfg.model, dtype=cfg.dtype,
-            tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.gpu_memory_utilization,
-            enforce_eager=cfg.enforce_eager, trust_remote_code=cfg.trust_remote_code,
-        )
+        kwargs: dict[str, Any] = {
+            "model": cfg.model, "tokenizer": cfg.tokenizer or cfg.model, "dtype": cfg.dtype,
+            "tensor_parallel_size": cfg.tensor_parallel_size,
+            "gpu_memory_utilization": cfg.gpu_memory_utilization,
+            "enforce_eager": cfg.enforce_eager, "trust_remote_code": cfg.trust_remote_code,
+        }
         if cfg.max_model_len is not None:
             kwargs["max_model_len"] = cfg.max_model_len
         on_cpu = _is_cpu_platform()
@@ -155,7 +157,8 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
             max_tokens=req.max_tokens, seed=req.seed, stop=list(req.stop) or None,
         )
 
-    def _generate_batch(self, items: list[tuple[GenerationRequest, Any, int | None]]) -> list[GenerationResult]:
+    def _generate_batch(self, items: list[tuple[GenerationRequest, Any, int | None]]
+                        ) -> list[GenerationResult]:
         from vllm.inputs import TokensPrompt
 
         prompts = [TokensPrompt(prompt_token_ids=ids) for _, ids, _ in items]
@@ -177,8 +180,8 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
     def _to_result(req: GenerationRequest, n_tokens: int | None, out: Any) -> GenerationResult:
         prompt_tokens = n_tokens if n_tokens is not None else len(out.prompt_token_ids or ())
         comps = tuple(
-            Completion(text=c.text, finish_reason=str(c.finish_reason or "unknown"), prompt_tokens=prompt_tokens,
-                       completion_tokens=len(c.token_ids), index=int(c.index))
+            Completion(text=c.text, finish_reason=str(c.finish_reason or "unknown"),
+                       prompt_tokens=prompt_tokens, completion_tokens=len(c.token_ids), index=int(c.index))
             for c in sorted(out.outputs, key=lambda c: c.index)
         )
         return GenerationResult(request_id=req.request_id, completions=comps, error=None)

@@ -1,9 +1,25 @@
 """The run configuration: YAML validated by pydantic.
 
-Each component owns its section (readers, llm, test synthesis and validation, sandbox limits,
-pairing, trainers); this module composes them, loads YAML, applies ``--set dotted.key=value``
-overrides and reports errors naming the field and the file. Every field has a default and a
-one-line description, so ``plumline config show`` prints a complete, commented config.
+Each component owns its section and the class lives beside it; this module only composes them
+(plus ``BeamConfig`` and ``TrainingConfig``), loads YAML, applies ``--set dotted.key=value``
+overrides, rejects configs that cannot work before any work, and reports every error naming the
+field and the file. Every field has a default and a one-line description, so ``plumline config
+show`` prints a complete config and ``plumline config fields`` documents every field.
+
+    name, out_dir, rounds, seed   the run; ``seed`` is THE seed (consumers use derive_seed(seed, ...))
+    sources[*]   SourceConfig           plumline.transforms.logic.readers
+    policy       BackendConfig          plumline.llm
+    prompt       PromptConfig           plumline.llm (the one policy-prompt renderer)
+    sampling     SamplingConfig         plumline.transforms.logic.sampling
+    tests        TestSynthesisConfig    plumline.transforms.logic.synthesis
+    validation   TestValidationConfig   plumline.transforms.logic.validation
+    sandbox      SandboxConfig          plumline.sandbox
+    dpo          pairs: PairingConfig (transforms.logic.pairing), train: DpoTrainingConfig (trainers)
+    kto          rows: KtoRowsConfig (transforms.logic.pairing), train: KtoTrainingConfig (trainers)
+    critic       rows: CriticRowsConfig (transforms.logic.pairing)
+    export       ExportConfig           plumline.transforms.logic.pairing
+    training     TrainingConfig         here: which method trains the policy between rounds
+    beam         BeamConfig             here: runner and options
 """
 
 from __future__ import annotations
@@ -11,20 +27,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from plumline.data_schemas.overrides import OverrideError, apply_overrides
-from plumline.llm import BackendConfig
-from plumline.sandbox import SandboxLimits
-from plumline.trainers.dpo import DpoTrainingConfig
-from plumline.trainers.kto import KtoTrainingConfig
-from plumline.transforms.logic.pairing import PairingConfig
+from plumline.llm import BackendConfig, PromptConfig
+from plumline.sandbox import SandboxConfig
+from plumline.trainers import DpoTrainingConfig, KtoTrainingConfig
+from plumline.trainers.config import SAVE_FIELD
+from plumline.transforms.logic.pairing import CriticRowsConfig, ExportConfig, KtoRowsConfig, PairingConfig
 from plumline.transforms.logic.readers import SourceConfig
-from plumline.transforms.logic.test_synthesis import TestSynthesisConfig
-from plumline.transforms.logic.test_validation import TestValidationConfig
+from plumline.transforms.logic.sampling import SamplingConfig
+from plumline.transforms.logic.synthesis import TestSynthesisConfig
+from plumline.transforms.logic.validation import TestValidationConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticUndefined
 
 
 class ConfigError(ValueError):
@@ -35,39 +55,37 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class SamplingConfig(_Section):
-    n: int = Field(8, ge=1, description="Samples drawn from the policy per problem and round.")
-    temperature: float = Field(0.8, ge=0.0, description="Sampling temperature.")
-    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling threshold.")
-    max_tokens: int = Field(512, ge=1, description="Maximum new tokens per completion.")
-    greedy: bool = Field(True, description="Also draw one greedy (temperature 0) sample per problem, "
-                                           "marked is_greedy (CodeRL's baseline).")
-    batch_size: int = Field(256, ge=1, description="Problems sent to the engine in one generate call.")
-    instruction: str = Field(
-        "Complete the following Python function. Reply with the whole function in one "
-        "```python code block.",
-        description="Text put before the problem in the user message.")
-    stop: list[str] = Field(default_factory=list, description="Extra stop strings.")
+class DpoConfig(_Section):
+    """DPO: which pairs are made, and how the policy trains on them."""
+
+    pairs: PairingConfig = Field(
+        default_factory=PairingConfig,
+        description="How executed samples become chosen/rejected pairs (dpo.parquet).")
+    train: DpoTrainingConfig = Field(default_factory=DpoTrainingConfig,
+                                     description="trl.DPOTrainer knobs, used when training.method is dpo.")
 
 
-class SandboxConfig(_Section):
-    workers: int | None = Field(None, ge=1, description="Sandbox slots per worker process "
-                                                        "(default: cores / Beam workers).")
-    limits: SandboxLimits = Field(default_factory=SandboxLimits,
-                                  description="Per-execution limits (see plumline.sandbox.SandboxLimits).")
+class KtoConfig(_Section):
+    """KTO: which samples become labelled rows, and how the policy trains on them."""
+
+    rows: KtoRowsConfig = Field(
+        default_factory=KtoRowsConfig,
+        description="Which candidates become KTO rows and their labels (kto.parquet).")
+    train: KtoTrainingConfig = Field(default_factory=KtoTrainingConfig,
+                                     description="trl.KTOTrainer knobs, used when training.method is kto.")
 
 
-class ExportConfig(_Section):
-    jsonl: bool = Field(False, description="Also write .jsonl copies of every Parquet file.")
-    kto: bool = Field(True, description="Write kto.parquet (unpaired rows for trl.KTOTrainer).")
-    critic: bool = Field(True, description="Write critic.parquet (CodeRL outcome-class rows).")
+class CriticConfig(_Section):
+    """CodeRL critic data."""
+
+    rows: CriticRowsConfig = Field(default_factory=CriticRowsConfig,
+                                   description="Program -> outcome class rows (critic.parquet).")
 
 
 class TrainingConfig(_Section):
     method: Literal["none", "dpo", "kto"] = Field(
-        "none", description="Train the policy on this round's data: none, dpo or kto.")
-    dpo: DpoTrainingConfig = Field(default_factory=DpoTrainingConfig, description="DPO knobs.")
-    kto: KtoTrainingConfig = Field(default_factory=KtoTrainingConfig, description="KTO knobs.")
+        "none", description="Train the policy on each round's data: none, dpo (the dpo section) or kto "
+                            "(the kto section); the next round samples from the trained model.")
 
 
 class BeamConfig(_Section):
@@ -86,19 +104,25 @@ class RunConfig(_Section):
     name: str = Field("run", description="Run name: the run folder is OUT/NAME.")
     out_dir: str = Field("runs", description="Folder that holds run folders.")
     rounds: int = Field(1, ge=1, description="Online rounds: sample, verify, export, train, repeat.")
-    seed: int = Field(0, description="Base seed; every sample's seed derives from it and the ids.")
+    seed: int = Field(0, description="The run's one seed: every seeded choice (samples, test writer, pair "
+                                     "order, training) derives its own from it with derive_seed.")
     sources: list[SourceConfig] = Field(default_factory=list, validate_default=True,
-                                        description="Where problems come from.")
+                                        description="Where problems come from (at least one).")
     policy: BackendConfig = Field(default_factory=BackendConfig, description="The policy being trained.")
+    prompt: PromptConfig = Field(default_factory=PromptConfig,
+                                 description="What the policy is told besides the problem (chat or plain).")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Policy sampling.")
     tests: TestSynthesisConfig = Field(default_factory=TestSynthesisConfig,
                                        description="Test synthesis (PLUM stage 1).")
     validation: TestValidationConfig = Field(default_factory=TestValidationConfig,
                                              description="Test validation (oracle, CodeT agreement).")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Execution sandbox.")
-    pairing: PairingConfig = Field(default_factory=PairingConfig, description="Preference pairs.")
-    export: ExportConfig = Field(default_factory=ExportConfig, description="Extra export formats.")
-    training: TrainingConfig = Field(default_factory=TrainingConfig, description="Training per round.")
+    dpo: DpoConfig = Field(default_factory=DpoConfig, description="DPO pairs and DPO training.")
+    kto: KtoConfig = Field(default_factory=KtoConfig, description="KTO rows and KTO training.")
+    critic: CriticConfig = Field(default_factory=CriticConfig, description="CodeRL critic rows.")
+    export: ExportConfig = Field(default_factory=ExportConfig,
+                                 description="How the round's files are written.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="Training between rounds.")
     beam: BeamConfig = Field(default_factory=BeamConfig, description="Beam runner settings.")
 
     @field_validator("sources")
@@ -112,10 +136,85 @@ class RunConfig(_Section):
         return json.loads(self.model_dump_json())
 
     def section_hash(self, *sections: str) -> str:
-        """Hash of the named sections: a finished stage is reused only if its inputs' config matches."""
+        """Hash of the named sections (dotted paths such as ``dpo.pairs`` allowed)."""
         data = self.resolved_dict()
-        picked = {s: data[s] for s in sections}
+        picked = {}
+        for dotted in sections:
+            value: Any = data
+            for part in dotted.split("."):
+                value = value[part]
+            picked[dotted] = value
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------
+# Configs that validate field by field but cannot work as a whole
+
+
+def config_problems(cfg: RunConfig) -> list[tuple[str, str]]:
+    """(dotted field, why) for every combination of settings that cannot work; empty when none.
+
+    Checked by ``load_config`` before any work, so a run never fails (or silently produces nothing)
+    hours in because of its config."""
+    out: list[tuple[str, str]] = []
+
+    def cannot(field: str, why: str) -> None:
+        out.append((field, why))
+
+    if not cfg.policy.model.strip():
+        cannot("policy.model", "empty: name the policy (a model folder, a hub name, an asset:... "
+                               "reference, or the served model name for kind openai)")
+    method = cfg.training.method
+    if method != "none":
+        train = getattr(cfg, method).train
+        if cfg.rounds > 1 and not getattr(train, SAVE_FIELD):
+            cannot(f"{method}.train.{SAVE_FIELD}",
+                   f"false with rounds: {cfg.rounds}: training writes no weights, and the next round "
+                   f"would load that model folder as its policy (set it true, or rounds: 1)")
+        if cfg.rounds > 1 and train.lora is not None and not train.lora.merge_on_save:
+            cannot(f"{method}.train.lora.merge_on_save",
+                   f"false with rounds: {cfg.rounds}: the saved folder holds only the adapter, which the "
+                   f"next round cannot load as its policy (set it true, or rounds: 1)")
+    if method == "kto" and not cfg.kto.rows.enabled:
+        cannot("kto.rows.enabled", "false with training.method: kto: no KTO rows to train on")
+    if method == "dpo":
+        per_problem = cfg.sampling.n + int(cfg.sampling.greedy and cfg.dpo.pairs.include_greedy)
+        if per_problem < 2:
+            cannot("sampling.n", f"{cfg.sampling.n} with training.method: dpo gives {per_problem} candidate "
+                                 f"per problem (sampling.greedy: {cfg.sampling.greedy}, "
+                                 f"dpo.pairs.include_greedy: {cfg.dpo.pairs.include_greedy}): a DPO pair "
+                                 f"needs two")
+        if cfg.sampling.temperature == 0:
+            cannot("sampling.temperature", "0 with training.method: dpo: every sample is the greedy "
+                                           "completion, so no two programs differ and no pair forms")
+    if cfg.export.format == "conversational" and cfg.policy.chat is False:
+        cannot("export.format", "conversational with policy.chat: false: the policy saw plain text, not "
+                                "chat messages; use standard (the exact text it saw)")
+    _check_context(cannot, "sampling.max_tokens", cfg.sampling.max_tokens, "policy", cfg.policy)
+    if cfg.tests.enabled:
+        writer = cfg.tests.writer or cfg.policy
+        _check_context(cannot, "tests.max_tokens", cfg.tests.max_tokens,
+                       "tests.writer" if cfg.tests.writer is not None else "policy", writer)
+    elif (not cfg.tests.use_examples and cfg.tests.given_tests_role == "eval"
+          and cfg.validation.min_kept_tests >= 1):
+        cannot("tests.enabled", "false with tests.use_examples: false and tests.given_tests_role: eval: no "
+                                "problem can have a training test, so every problem is skipped")
+    return out
+
+
+def _check_context(cannot: Any, field: str, max_tokens: int, name: str, backend: BackendConfig) -> None:
+    if backend.max_model_len is not None and max_tokens >= backend.max_model_len:
+        cannot(field, f"{max_tokens} >= {name}.max_model_len {backend.max_model_len}: no prompt fits beside "
+                      f"the completion, every request would be rejected")
+
+
+def check_config(cfg: RunConfig, origin: str = "<config>") -> RunConfig:
+    """Raise ``ConfigError`` naming every field of ``config_problems`` (and ``origin``, the file)."""
+    problems = config_problems(cfg)
+    if problems:
+        raise ConfigError("\n".join([f"config cannot work ({origin}):",
+                                      *(f"  {field}: {why}" for field, why in problems)]))
+    return cfg
 
 
 def _format_validation_error(exc: ValidationError, origin: str) -> str:
@@ -128,7 +227,8 @@ def _format_validation_error(exc: ValidationError, origin: str) -> str:
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None,
                 base_dir: Path | None = None) -> RunConfig:
-    """Load YAML (or start from defaults when path is None), apply overrides, validate.
+    """Load YAML (or start from defaults when path is None), apply overrides, validate each field,
+    then reject combinations that cannot work (``config_problems``).
 
     Relative source paths are resolved against the config file's folder (or ``base_dir``), so a
     config works from any working directory."""
@@ -156,6 +256,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
         cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, origin)) from exc
+    if overrides:
+        origin += " with --set " + " ".join(overrides)
+    check_config(cfg, origin)
     if base_dir is not None:
         cfg = _resolve_relative_paths(cfg, base_dir)
     return cfg
@@ -179,23 +282,64 @@ def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.resolved_dict(), sort_keys=False, allow_unicode=True)
 
 
-def describe_fields(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted name, default, description) for every field, for ``plumline config fields``."""
-    out: list[tuple[str, str, str]] = []
-    for name, f in model.model_fields.items():
-        dotted = f"{prefix}{name}"
-        ann = f.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            out.append((dotted, "", f.description or ""))
-            out.extend(describe_fields(ann, dotted + "."))
-        elif isinstance(ann, type) and dataclasses.is_dataclass(ann):
-            out.append((dotted, "", f.description or ""))
-            for df in dataclasses.fields(ann):
-                default = df.default if df.default is not dataclasses.MISSING else ""
-                out.append((f"{dotted}.{df.name}", repr(default), df.metadata.get("description", "")))
+# --------------------------------------------------------------------------------------------------
+# ``plumline config fields``
+
+
+def _nested(annotation: Any) -> tuple[type | None, str]:
+    """The model or dataclass an annotation holds (through ``X | None`` and ``list[X]``), and the path
+    step to its fields: ``""`` for a section, ``"[*]"`` for the items of a list."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _nested(args[0]) if len(args) == 1 else (None, "")
+    if origin in (list, tuple):
+        args = typing.get_args(annotation)
+        inner, step = _nested(args[0]) if args else (None, "")
+        return (inner, "[*]" + step) if inner is not None else (None, "")
+    if isinstance(annotation, type) and (issubclass(annotation, BaseModel)
+                                         or dataclasses.is_dataclass(annotation)):
+        return annotation, ""
+    return None, ""
+
+
+def _fields(cls: type) -> list[tuple[str, Any, Any, str]]:
+    """(name, annotation, default or PydanticUndefined, description) of a pydantic model or dataclass."""
+    if issubclass(cls, BaseModel):
+        return [(name, f.annotation, f.get_default(call_default_factory=True), f.description or "")
+                for name, f in cls.model_fields.items()]
+    hints = typing.get_type_hints(cls)
+    out = []
+    for df in dataclasses.fields(cls):
+        if df.default is not dataclasses.MISSING:
+            default = df.default
+        elif df.default_factory is not dataclasses.MISSING:
+            default = df.default_factory()
         else:
-            default = f.default if f.default_factory is None else f.default_factory()
-            out.append((dotted, repr(default), f.description or ""))
+            default = PydanticUndefined
+        out.append((df.name, hints.get(df.name, df.type), default, df.metadata.get("description", "")))
+    return out
+
+
+def describe_fields(model: type = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted name, default, description) for every field, for ``plumline config fields``.
+
+    Sections are listed, then their fields: nested models and dataclasses (``sandbox.limits.*``),
+    optional sections (``tests.writer.*``, ``dpo.train.lora.*``: their default is None) and the items
+    of lists (``sources[*].path``)."""
+    out: list[tuple[str, str, str]] = []
+    for name, annotation, default, description in _fields(model):
+        dotted = f"{prefix}{name}"
+        inner, step = _nested(annotation)
+        if default is PydanticUndefined:
+            shown = "(required)"
+        elif inner is not None and default is not None and not isinstance(default, list):
+            shown = ""  # a section: its fields carry the defaults
+        else:
+            shown = repr(default)
+        out.append((dotted, shown, description))
+        if inner is not None:
+            out.extend(describe_fields(inner, f"{dotted}{step}."))
     return out
 
 

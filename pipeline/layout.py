@@ -1,14 +1,16 @@
-"""The run directory (DESIGN.md, "Run directory") and stage bookkeeping.
+"""The run directory (DESIGN.md, "Run directory") and the stage markers.
 
     runs/<name>/config.yaml
-    runs/<name>/round-000/{problems,tests,samples,executions,dpo,kto,critic}.parquet
-    runs/<name>/round-000/errors.jsonl, manifest.json, model/
-    runs/<name>/round-000/.stages/<stage>.done     one per finished stage (config hash + counts)
+    runs/<name>/round-000/<artifact>.parquet, model/          (pipeline/stages.py ARTIFACTS)
+    runs/<name>/round-000/errors.jsonl, manifest.json
+    runs/<name>/round-000/.stages/<stage>.done               one per finished stage
+    runs/<name>/round-000/.stages/<stage>.errors.jsonl       that stage's error lines
+    runs/<name>/round-000/.stages/<internal artifact>.parquet bookkeeping (per-problem stats...)
 
-A round runs as a sequence of Beam pipelines, one per stage, each reading the previous stage's
-Parquet and writing its own. A finished stage leaves a ``.done`` marker holding the hash of the
-config sections it depends on: a rerun after a crash skips finished stages whose config did not
-change and redoes the rest, so a crash loses at most the stage in flight.
+A finished stage leaves a ``.done`` marker with its key (``stages.stage_key``: its config sections
+and its inputs' run tokens), a fresh run token, and the artifacts it wrote. A rerun skips a stage
+whose key matches and whose artifacts are all there; any stage that runs again gets a new token,
+which changes the key of every stage reading its output.
 """
 
 from __future__ import annotations
@@ -16,20 +18,41 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Each stage: the records it writes (file stems) and the config sections its output depends on.
-STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "read": (("problems",), ("sources",)),
-    "tests": (("tests_candidates",), ("sources", "tests", "policy")),
-    "sample": (("samples",), ("sources", "policy", "sampling", "seed")),
-    "execute": (("tests", "executions"), ("sources", "policy", "sampling", "seed", "tests",
-                                          "validation", "sandbox")),
-    "export": (("dpo", "kto", "critic"), ("sources", "policy", "sampling", "seed", "tests",
-                                          "validation", "sandbox", "pairing", "export")),
-}
+from plumline.data_schemas import Stage
+from plumline.pipeline.artifacts import artifact_path
+
+
+@dataclass(frozen=True)
+class StageMarker:
+    """The content of ``<stage>.done``."""
+
+    stage: str
+    key: str
+    token: str  # new each time the stage runs: the key of every reader of its output includes it
+    outputs: tuple[str, ...]  # artifacts written (training may write no model: no usable rows)
+    seconds: float
+    rows: dict[str, int]
+    info: dict[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps({"stage": self.stage, "key": self.key, "token": self.token,
+                           "outputs": list(self.outputs), "seconds": self.seconds, "rows": self.rows,
+                           "info": self.info, "finished_at": time.time()}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> StageMarker | None:
+        try:
+            d = json.loads(text)
+            return cls(stage=str(d["stage"]), key=str(d["key"]), token=str(d["token"]),
+                       outputs=tuple(d["outputs"]), seconds=float(d["seconds"]),
+                       rows={str(k): int(v) for k, v in dict(d["rows"]).items()}, info=dict(d["info"]))
+        except (ValueError, KeyError, TypeError):
+            return None  # an unreadable marker means "not done"
 
 
 @dataclass(frozen=True)
@@ -45,14 +68,14 @@ class RoundLayout:
     def stages_dir(self) -> Path:
         return self.dir / ".stages"
 
-    def parquet(self, stem: str) -> Path:
-        return self.dir / f"{stem}.parquet"
+    def artifact_path(self, name: str) -> Path:
+        return artifact_path(self.dir, name)
 
-    def jsonl(self, stem: str) -> Path:
-        return self.dir / f"{stem}.jsonl"
+    def parquet(self, name: str) -> Path:
+        return self.artifact_path(name)
 
-    def stage_errors(self, stage: str) -> Path:
-        return self.stages_dir / f"{stage}.errors.jsonl"
+    def stage_errors(self, stage: Stage) -> Path:
+        return self.stages_dir / f"{Stage(stage).value}.errors.jsonl"
 
     @property
     def errors(self) -> Path:
@@ -64,33 +87,37 @@ class RoundLayout:
 
     @property
     def model_dir(self) -> Path:
-        return self.dir / "model"
+        return self.artifact_path("model")
 
-    def marker(self, stage: str) -> Path:
-        return self.stages_dir / f"{stage}.done"
+    def marker(self, stage: Stage) -> Path:
+        return self.stages_dir / f"{Stage(stage).value}.done"
 
-    def stage_done(self, stage: str, config_hash: str) -> bool:
-        m = self.marker(stage)
-        if not m.is_file():
-            return False
+    def read_marker(self, stage: Stage) -> StageMarker | None:
+        path = self.marker(stage)
         try:
-            info = json.loads(m.read_text())
-        except (OSError, json.JSONDecodeError):
-            return False
-        outputs_present = all(self.parquet(stem).is_file() for stem in STAGES[stage][0])
-        return info.get("config_hash") == config_hash and outputs_present
+            return StageMarker.from_json(path.read_text(encoding="utf-8"))
+        except OSError:
+            return None
 
-    def mark_done(self, stage: str, config_hash: str, info: dict[str, Any]) -> None:
-        self.stages_dir.mkdir(parents=True, exist_ok=True)
-        payload = {"stage": stage, "config_hash": config_hash, "finished_at": time.time(), **info}
-        atomic_write_text(self.marker(stage), json.dumps(payload, indent=2))
+    def finished(self, stage: Stage, key: str) -> StageMarker | None:
+        """The marker when the stage finished with this key and its artifacts are all present."""
+        marker = self.read_marker(stage)
+        if marker is None or marker.key != key:
+            return None
+        if not all(self.artifact_path(name).exists() for name in marker.outputs):
+            return None
+        return marker
 
-    def invalidate_from(self, stage: str) -> None:
-        """A stage that reruns makes every later stage stale."""
-        names = list(STAGES)
-        for later in names[names.index(stage):]:
-            self.marker(later).unlink(missing_ok=True)
-        (self.stages_dir / "train.done").unlink(missing_ok=True)
+    def mark_done(self, stage: Stage, key: str, outputs: tuple[str, ...], seconds: float,
+                  rows: dict[str, int], info: dict[str, Any] | None = None) -> StageMarker:
+        marker = StageMarker(stage=Stage(stage).value, key=key, token=uuid.uuid4().hex, outputs=outputs,
+                             seconds=round(seconds, 2), rows=rows, info=info or {})
+        atomic_write_text(self.marker(stage), marker.to_json())
+        return marker
+
+    def forget(self, stage: Stage) -> None:
+        """Drop a stage's marker before it runs, so a crash mid-stage never looks finished."""
+        self.marker(stage).unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

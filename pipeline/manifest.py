@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -11,9 +12,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
-from plumline.data_schemas import ErrorRecord, Execution, Record, Sample, TestCase, from_table
+from plumline.data_schemas import (
+    ErrorKind,
+    ErrorRecord,
+    Execution,
+    PairingStats,
+    Record,
+    Sample,
+    TestCase,
+    content_id,
+    from_table,
+)
+from plumline.pipeline.artifacts import ARTIFACTS
 from plumline.pipeline.config import RunConfig
-from plumline.pipeline.layout import STAGES, RoundLayout
+from plumline.pipeline.layout import RoundLayout
+from plumline.pipeline.stages import STAGES
 
 R = TypeVar("R", bound=Record)
 
@@ -63,11 +76,13 @@ def read_errors(path: Path) -> list[ErrorRecord]:
     return out
 
 
-def _sum_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Add up per-problem stat dicts (numbers and booleans add, nested dicts add key by key)."""
+def sum_records(records: list[R]) -> dict[str, Any]:
+    """Add up per-problem stat records field by field: numbers and booleans add, ``Json`` dict fields
+    add key by key; ``problem_id`` is left out."""
     total: dict[str, Any] = {}
-    for row in rows:
-        for key, value in row.items():
+    for rec in records:
+        for f in dataclasses.fields(rec):
+            key, value = f.name, getattr(rec, f.name)
             if key == "problem_id":
                 continue
             if isinstance(value, bool):
@@ -75,7 +90,9 @@ def _sum_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
             if isinstance(value, (int, float)):
                 total[key] = total.get(key, 0) + value
             elif isinstance(value, dict):
-                total[key] = _sum_stats([total.get(key, {}), value])
+                inner = total.setdefault(key, {})
+                for k, v in value.items():
+                    inner[k] = inner.get(k, 0) + v
     return total
 
 
@@ -88,8 +105,7 @@ def _test_stats(tests: list[TestCase]) -> dict[str, Any]:
         c["kept"] += int(t.kept)
         c["for_training"] += int(t.for_training)
         if not t.kept:
-            # "no_entry_point_call: no call of f()" counts as no_entry_point_call
-            dropped[(t.drop_reason or "unknown").split(":", 1)[0]] += 1
+            dropped[t.drop_reason or "unknown"] += 1
     return {"total": len(tests), "kept": sum(int(t.kept) for t in tests),
             "by_origin": {k: dict(v) for k, v in sorted(by_origin.items())},
             "dropped_by_reason": dict(dropped.most_common())}
@@ -119,31 +135,31 @@ def _execution_stats(executions: list[Execution], greedy_ids: set[str]) -> dict[
     }
 
 
-def build_manifest(cfg: RunConfig, layout: RoundLayout, types: dict[str, type[Record]],
-                   started_at: float) -> dict[str, Any]:
+def build_manifest(cfg: RunConfig, layout: RoundLayout, started_at: float) -> dict[str, Any]:
+    def records(name: str) -> list[Any]:
+        return _records(layout.artifact_path(name), ARTIFACTS[name].record_type(cfg))
+
     counts = {}
-    for stems, _ in STAGES.values():
-        for stem in stems:
-            path = layout.parquet(stem)
-            counts[stem] = pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
-    samples = _records(layout.parquet("samples"), Sample)
-    executions = _records(layout.parquet("executions"), Execution)
-    tests = _records(layout.parquet("tests"), TestCase)
-    kto = _records(layout.parquet("kto"), types["kto"])
-    critic = _records(layout.parquet("critic"), types["critic"])
+    for name, art in ARTIFACTS.items():
+        path = layout.artifact_path(name)
+        if not art.internal and not art.is_folder:
+            counts[name] = pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+    samples: list[Sample] = records("samples")
+    executions: list[Execution] = records("executions")
+    tests: list[TestCase] = records("tests")
+    kto, critic = records("kto"), records("critic")
+    pair_stats: list[PairingStats] = records("pair_stats")
     errors = read_errors(layout.errors)
-    pair_stats = _jsonl(layout.stages_dir / "export.stats.jsonl")
     stage_info = {}
-    for stage in STAGES:
-        marker = layout.marker(stage)
-        if marker.exists():
-            info = json.loads(marker.read_text())
-            stage_info[stage] = {"seconds": info.get("seconds"), "rows": info.get("rows")}
+    for spec in STAGES:
+        marker = layout.read_marker(spec.name)
+        if marker is not None and spec.enabled(cfg):
+            stage_info[spec.name.value] = {"seconds": marker.seconds, "rows": marker.rows, **marker.info}
     greedy_ids = {s.sample_id for s in samples if s.is_greedy}
     return {
         "round": layout.round,
         "run": cfg.name,
-        "config_hash": cfg.section_hash(*RunConfig.model_fields),
+        "config_hash": content_id("config", cfg.resolved_dict()),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "policy": {"model": samples[0].policy if samples else cfg.policy.model,
@@ -153,10 +169,10 @@ def build_manifest(cfg: RunConfig, layout: RoundLayout, types: dict[str, type[Re
         "problems": {
             "read": counts["problems"],
             "with_executions": len(pair_stats),
-            "all_samples_pass": sum(1 for s in pair_stats if s.get("all_pass")),
-            "all_samples_fail": sum(1 for s in pair_stats if s.get("all_fail")),
-            "mixed": sum(1 for s in pair_stats if not s.get("all_pass") and not s.get("all_fail")),
-            "skipped_too_few_tests": sum(1 for e in errors if e.reason.startswith("problem skipped")),
+            "all_samples_pass": sum(1 for s in pair_stats if s.all_pass),
+            "all_samples_fail": sum(1 for s in pair_stats if s.all_fail),
+            "mixed": sum(1 for s in pair_stats if not s.all_pass and not s.all_fail),
+            "skipped_too_few_tests": sum(1 for e in errors if e.kind == ErrorKind.PROBLEM_SKIPPED.value),
         },
         "samples": {
             "total": len(samples),
@@ -166,14 +182,15 @@ def build_manifest(cfg: RunConfig, layout: RoundLayout, types: dict[str, type[Re
             "completion_tokens": sum(s.completion_tokens for s in samples),
         },
         "executions": _execution_stats(executions, greedy_ids),
-        "tests": {**_test_stats(tests), "synthesis": _sum_stats(_jsonl(layout.stages_dir / "tests.stats.jsonl"))},
-        "pairs": {**_sum_stats(pair_stats), "dpo_rows": counts["dpo"]},
+        "tests": {**_test_stats(tests), "synthesis": sum_records(records("tests_stats"))},
+        "pairs": {**sum_records(pair_stats), "dpo_rows": counts["dpo"]},
         "kto": {"rows": len(kto), "desirable": sum(1 for r in kto if r.label),
                 "undesirable": sum(1 for r in kto if not r.label)},
-        "critic": {"rows": len(critic),
-                   "by_class": {str(k): v for k, v in sorted(Counter(r.coderl_class for r in critic).items())}},
-        "errors": {"total": len(errors), "by_stage": dict(Counter(e.stage for e in errors))},
+        "critic": {"rows": len(critic), "by_class": {
+            str(k): v for k, v in sorted(Counter(r.coderl_class for r in critic).items())}},
+        "errors": {"total": len(errors), "by_stage": dict(Counter(e.stage for e in errors)),
+                   "by_kind": dict(Counter(e.kind for e in errors))},
         "stages": stage_info,
         "versions": package_versions(),
-        "files": {stem: str(layout.parquet(stem)) for stem in counts},
+        "files": {name: str(layout.artifact_path(name)) for name in counts},
     }

@@ -1,81 +1,55 @@
-"""One round of the online loop, as a sequence of Beam pipelines (one per stage).
+"""The loop that runs a round's stage table (``pipeline/stages.py``), and the rounds of a run.
 
-    read     sources               -> problems.parquet
-    tests    problems              -> tests_candidates.parquet   (engine: the test writer)
-    sample   problems              -> samples.parquet            (engine: the policy)
-    execute  problems, tests, samples -> tests.parquet, executions.parquet  (sandbox)
-    export   problems, samples, executions -> dpo/kto/critic.parquet
-    then     errors.jsonl, manifest.json, and training (a separate process) when configured
-
-Why one pipeline per stage: the engine stages must hold one engine per machine (a vLLM engine
-per Beam worker process would not fit), while CPU stages want multi-process workers; each stage's
-output is materialized, so a crash loses only the stage in flight and a rerun resumes; and on
-Dataflow the generation stages are the only jobs that need GPU workers.
+Each stage is its own Beam pipeline (or, for training, its own process), materialized in the round
+folder. Why: generation stages must hold one engine per machine (a vLLM engine per Beam worker
+process would not fit) while CPU stages want multi-process workers; a crash loses only the stage in
+flight and a rerun resumes; on Dataflow only the generation stages need GPU workers; training frees
+the accelerator by running after the engines are closed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.options.pipeline_options import PipelineOptions
-from plumline.data_schemas import (
-    CriticRow,
-    DpoChatRow,
-    DpoRow,
-    Execution,
-    KtoChatRow,
-    KtoRow,
-    Problem,
-    Record,
-    Sample,
-    TestCase,
-)
+from plumline.data_schemas import ErrorKind, Stage, content_id
 from plumline.llm import close_shared_backends
-from plumline.pipeline.config import RunConfig, dump_config
-from plumline.pipeline.layout import STAGES, RoundLayout, atomic_write_text
+from plumline.pipeline.artifacts import ARTIFACTS
+from plumline.pipeline.config import RunConfig, check_config, dump_config
+from plumline.pipeline.errors import StageFailed
+from plumline.pipeline.layout import RoundLayout, StageMarker, atomic_write_text
 from plumline.pipeline.manifest import build_manifest, read_errors
-from plumline.transforms.execute import VerifyAndExecute, default_sandbox_workers
-from plumline.transforms.export import BuildTrainingRows
-from plumline.transforms.io import ReadRecords, WriteErrors, WriteRecords
-from plumline.transforms.read import ReadProblems
-from plumline.transforms.sample import SampleSolutions
-from plumline.transforms.synthesize_tests import SynthesizeTests
+from plumline.pipeline.stages import (
+    POLICY,
+    STAGES,
+    StageContext,
+    StageSpec,
+    check_table,
+    cpu_workers,
+    stage_key,
+)
 
 log = logging.getLogger(__name__)
 
-ENGINE_STAGES = {"tests", "sample"}
+# Error kinds that mean "the engine did not produce anything for this problem".
+_ENGINE_FAILURES = {ErrorKind.ENGINE_FAILED.value, ErrorKind.PROMPT_FAILED.value}
 
 
-def record_types(cfg: RunConfig) -> dict[str, type[Record]]:
-    chat = cfg.pairing.format == "conversational"
-    return {
-        "problems": Problem, "tests_candidates": TestCase, "tests": TestCase, "samples": Sample,
-        "executions": Execution, "dpo": DpoChatRow if chat else DpoRow,
-        "kto": KtoChatRow if chat else KtoRow, "critic": CriticRow,
-    }
-
-
-def cpu_workers(cfg: RunConfig) -> int:
-    return cfg.beam.cpu_workers or os.cpu_count() or 1
-
-
-def pipeline_options(cfg: RunConfig, stage: str) -> tuple[object | None, PipelineOptions]:
+def pipeline_options(cfg: RunConfig, spec: StageSpec) -> tuple[Any, Any]:
     """The runner and options for one stage. Locally: FnApiRunner (never Prism), in-process for the
     engine stages (one engine per machine), multi-process workers for CPU stages."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     args = list(cfg.beam.options)
     if cfg.beam.runner == "FnApiRunner":
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-        workers = 1 if stage in ENGINE_STAGES else cpu_workers(cfg)
+        workers = 1 if spec.engine else cpu_workers(cfg)
         if workers > 1:
             args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
         else:
@@ -84,207 +58,168 @@ def pipeline_options(cfg: RunConfig, stage: str) -> tuple[object | None, Pipelin
     return None, PipelineOptions([f"--runner={cfg.beam.runner}", *args])
 
 
-def _ensure_outputs(layout: RoundLayout, stage: str, types: dict[str, type[Record]]) -> dict[str, int]:
-    """Beam writes nothing for an empty collection on some runners: write an empty, typed file, and
-    count rows for the stage marker."""
-    counts = {}
-    for stem in STAGES[stage][0]:
-        path = layout.parquet(stem)
-        if not path.exists():
-            pq.write_table(pa.Table.from_pylist([], schema=types[stem].arrow_schema()), path)
-        counts[stem] = pq.ParquetFile(path).metadata.num_rows
-    err = layout.stage_errors(stage)
-    if not err.exists():
-        err.write_text("")
-    return counts
-
-
-class StageFailed(RuntimeError):
-    """A stage that failed for every problem (e.g. the engine died): not marked done, so a rerun retries."""
-
-
-def _engine_stage_failed_everywhere(layout: RoundLayout, stage: str, n_problems: int) -> str | None:
-    """The reason, when every problem of an engine stage ended in an error of that stage."""
-    if stage not in ENGINE_STAGES or n_problems == 0:
-        return None
-    failed, first = set(), None
-    for err in read_errors(layout.stage_errors(stage)):
-        # Generation failures only: a completion without code is reported under stage "extract".
-        if err.stage not in ("sample", "synthesize_tests") or not err.problem_id:
-            continue
-        failed.add(err.problem_id)
-        first = first or err.reason
-    return first if len(failed) >= n_problems else None
+def policy_token(model: str) -> str:
+    """The run token of a policy given by path: a model trained by an earlier round brings its own
+    (the loop passes the train stage's token), a model named in the config is identified by name."""
+    return content_id("policy", model)
 
 
 class RoundRunner:
-    """Runs (or resumes) one round in ``run_dir``."""
+    """Runs (or resumes) one round in ``run_dir`` by walking the stage table."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path, round: int, *, force: bool = False,
-                 on_stage: Callable[[int, str], None] | None = None):
+                 on_stage: Callable[[int, Stage], None] | None = None, policy: str | None = None,
+                 policy_run_token: str | None = None, stages: tuple[StageSpec, ...] = STAGES):
         self.cfg = cfg
         self.layout = RoundLayout(run_dir, round)
         self.round = round
         self.force = force
         self.on_stage = on_stage  # progress hook: called with (round, stage) as each stage starts
-        self.types = record_types(cfg)
+        self.stages = stages
+        self.policy = policy or cfg.policy.model
+        self.tokens: dict[str, str] = {POLICY: policy_run_token or policy_token(self.policy)}
+        self.ran: list[Stage] = []  # stages that ran (not skipped) in this call, in order
+        check_table(cfg, stages)
 
-    # -- stages --------------------------------------------------------------------------------
-    def _records(self, p, stem: str, stage: str):
-        out = p | f"Read_{stem}" >> ReadRecords(str(self.layout.parquet(stem)), self.types[stem], stage)
-        return out.records, out.errors
-
-    def _write(self, pcoll, stem: str):
-        return pcoll | f"Write_{stem}" >> WriteRecords(str(self.layout.dir / stem), self.types[stem],
-                                                       jsonl=self.cfg.export.jsonl)
-
-    def _write_stats(self, stats, stage: str):
-        """Per-problem stat dicts of a stage (summed into the manifest)."""
-        return (stats | "StatsJson" >> beam.Map(json.dumps)
-                | "WriteStats" >> beam.io.WriteToText(str(self.layout.stages_dir / f"{stage}.stats"),
-                                                      file_name_suffix=".jsonl", num_shards=1,
-                                                      shard_name_template=""))
-
-    def _write_errors(self, stage: str, errors: list):
-        return tuple(errors) | f"WriteErrors_{stage}" >> WriteErrors(
-            str(self.layout.stage_errors(stage)).removesuffix(".jsonl"))
-
-    def build_stage(self, p: beam.Pipeline, stage: str) -> None:
-        cfg = self.cfg
-        if stage == "read":
-            out = p | "ReadProblems" >> ReadProblems(cfg.sources)
-            self._write(out["problems"], "problems")
-            self._write_errors(stage, [out["errors"]])
-        elif stage == "tests":
-            problems, read_errors = self._records(p, "problems", stage)
-            # The writer is cfg.tests.writer, or the policy itself; one shared engine per process.
-            out = problems | "SynthesizeTests" >> SynthesizeTests(None, cfg.tests, cfg.policy)
-            self._write(out["tests"], "tests_candidates")
-            self._write_stats(out["stats"], stage)
-            self._write_errors(stage, [read_errors, out["errors"]])
-        elif stage == "sample":
-            problems, read_errors = self._records(p, "problems", stage)
-            out = problems | "SampleSolutions" >> SampleSolutions(
-                cfg.policy, cfg.sampling, self.round, cfg.seed, accelerator=cfg.beam.sampling_accelerator)
-            self._write(out.samples, "samples")
-            self._write_errors(stage, [read_errors, out.errors])
-        elif stage == "execute":
-            problems, e1 = self._records(p, "problems", stage)
-            tests, e2 = self._records(p, "tests_candidates", stage)
-            samples, e3 = self._records(p, "samples", stage)
-            workers = cfg.sandbox.workers or default_sandbox_workers(cpu_workers(cfg))
-            out = (problems, tests, samples) | "VerifyAndExecute" >> VerifyAndExecute(
-                cfg.sandbox.limits, workers, cfg.validation, self.round)
-            self._write(out.executions, "executions")
-            self._write(out.tests, "tests")
-            self._write_errors(stage, [e1, e2, e3, out.errors])
-        elif stage == "export":
-            problems, e1 = self._records(p, "problems", stage)
-            samples, e2 = self._records(p, "samples", stage)
-            executions, e3 = self._records(p, "executions", stage)
-            out = (problems, samples, executions) | "BuildTrainingRows" >> BuildTrainingRows(
-                cfg.pairing, cfg.sampling.instruction, cfg.policy.system_prompt, self.round,
-                kto=cfg.export.kto, critic=cfg.export.critic)
-            self._write(out.dpo, "dpo")
-            self._write(out.kto, "kto")
-            self._write(out.critic, "critic")
-            self._write_stats(out.stats, stage)
-            self._write_errors(stage, [e1, e2, e3, out.errors])
-        else:
-            raise ValueError(f"unknown stage {stage!r}")
-
-    def run_stage(self, stage: str) -> None:
-        config_hash = self.cfg.section_hash(*STAGES[stage][1])
-        if not self.force and self.layout.stage_done(stage, config_hash):
-            log.info("round %d: stage %s already done, skipping", self.round, stage)
-            return
-        self.layout.invalidate_from(stage)
+    # -- one stage -------------------------------------------------------------------------------
+    def run_stage(self, spec: StageSpec) -> StageMarker:
+        inputs = {name: self.tokens[name] for name in spec.inputs(self.cfg)}
+        key = stage_key(spec, self.cfg, inputs)
+        done = None if self.force else self.layout.finished(spec.name, key)
+        if done is not None:
+            log.info("round %d: stage %s already done, skipping", self.round, spec.name.value)
+            self._record_outputs(spec, done)
+            return done
+        self.layout.forget(spec.name)
         self.layout.stages_dir.mkdir(parents=True, exist_ok=True)
-        for stem in STAGES[stage][0]:
-            self.layout.parquet(stem).unlink(missing_ok=True)
-        log.info("round %d: stage %s ...", self.round, stage)
+        for name in spec.outputs:
+            _remove(self.layout.artifact_path(name))
+        self.layout.stage_errors(spec.name).unlink(missing_ok=True)
+        log.info("round %d: stage %s ...", self.round, spec.name.value)
         start = time.monotonic()
-        runner, options = pipeline_options(self.cfg, stage)
-        with beam.Pipeline(runner=runner, options=options) as p:
-            self.build_stage(p, stage)
-        elapsed = time.monotonic() - start
-        counts = _ensure_outputs(self.layout, stage, self.types)
-        n_problems = pq.ParquetFile(self.layout.parquet("problems")).metadata.num_rows
-        reason = _engine_stage_failed_everywhere(self.layout, stage, n_problems)
-        if reason:
-            raise StageFailed(f"round {self.round}: stage {stage} failed for all {n_problems} problems; "
-                              f"first reason: {reason}. Details in {self.layout.stage_errors(stage)}; "
-                              f"a rerun retries this stage.")
-        self.layout.mark_done(stage, config_hash, {"seconds": round(elapsed, 2), "rows": counts})
-        log.info("round %d: stage %s done in %.1f s: %s", self.round, stage, elapsed, counts)
+        ctx = StageContext(cfg=self.cfg, round=self.round, layout=self.layout, stage=spec.name,
+                           policy_model=self.policy)
+        info: dict[str, Any] = {}
+        if spec.build is not None:
+            import apache_beam as beam
 
+            runner, options = pipeline_options(self.cfg, spec)
+            with beam.Pipeline(runner=runner, options=options) as p:
+                ctx.pipeline = p
+                spec.build(ctx)
+                ctx.write_errors()
+            self._ensure_outputs(spec)
+        else:
+            close_shared_backends()  # free the engines (and the accelerator) before e.g. training
+            info = spec.run(ctx) or {}
+        if not self.layout.stage_errors(spec.name).exists():
+            self.layout.stage_errors(spec.name).write_text("")
+        self._fail_if_engine_failed_everywhere(spec)
+        outputs = tuple(n for n in spec.outputs if self.layout.artifact_path(n).exists())
+        rows = {n: pq.ParquetFile(self.layout.artifact_path(n)).metadata.num_rows
+                for n in outputs if not ARTIFACTS[n].is_folder}
+        marker = self.layout.mark_done(spec.name, key, outputs, time.monotonic() - start, rows, info)
+        self.ran.append(spec.name)
+        self._record_outputs(spec, marker)
+        log.info("round %d: stage %s done in %.1f s: %s", self.round, spec.name.value, marker.seconds, rows)
+        return marker
+
+    def _record_outputs(self, spec: StageSpec, marker: StageMarker) -> None:
+        for name in spec.outputs:
+            self.tokens[name] = marker.token
+
+    def _ensure_outputs(self, spec: StageSpec) -> None:
+        """Beam writes nothing for an empty collection on some runners: write an empty, typed file."""
+        for name in spec.outputs:
+            path = self.layout.artifact_path(name)
+            if not ARTIFACTS[name].is_folder and not path.exists():
+                schema = ARTIFACTS[name].record_type(self.cfg).arrow_schema()
+                pq.write_table(pa.Table.from_pylist([], schema=schema), path)
+
+    def _fail_if_engine_failed_everywhere(self, spec: StageSpec) -> None:
+        if not spec.engine:
+            return
+        n_problems = pq.ParquetFile(self.layout.artifact_path("problems")).metadata.num_rows
+        if n_problems == 0:
+            return
+        failed, first = set(), None
+        for err in read_errors(self.layout.stage_errors(spec.name)):
+            if err.kind in _ENGINE_FAILURES and err.problem_id:
+                failed.add(err.problem_id)
+                first = first or err.reason
+        if len(failed) >= n_problems:
+            raise StageFailed(
+                f"round {self.round}: stage {spec.name.value} failed for all {n_problems} problems; "
+                f"first reason: {first}. Details in {self.layout.stage_errors(spec.name)}; "
+                f"a rerun retries this stage.")
+
+    # -- the round -------------------------------------------------------------------------------
     def merge_errors(self) -> int:
         lines = []
-        for stage in STAGES:
-            path = self.layout.stage_errors(stage)
-            if path.exists():
+        for spec in self.stages:
+            path = self.layout.stage_errors(spec.name)
+            if spec.enabled(self.cfg) and path.exists():
                 lines += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         atomic_write_text(self.layout.errors, "".join(line + "\n" for line in lines))
         return len(lines)
 
-    def run(self) -> dict:
+    def run(self, *, until: Stage | None = None) -> dict:
+        """Run every enabled stage in table order (up to and including ``until``), then write
+        errors.jsonl and manifest.json."""
         self.layout.dir.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        for stage in STAGES:
+        for spec in self.stages:
+            if not spec.enabled(self.cfg):
+                continue
             if self.on_stage:
-                self.on_stage(self.round, stage)
-            self.run_stage(stage)
+                self.on_stage(self.round, spec.name)
+            self.run_stage(spec)
+            if spec.name == until:
+                break
         self.merge_errors()
-        manifest = build_manifest(self.cfg, self.layout, self.types, started_at=started)
+        manifest = build_manifest(self.cfg, self.layout, started_at=started)
         atomic_write_text(self.layout.manifest, json.dumps(manifest, indent=2, sort_keys=False))
         return manifest
 
+    @property
+    def trained_model(self) -> Path | None:
+        marker = self.layout.read_marker(Stage.TRAIN)
+        if marker is None or "model" not in marker.outputs or not marker.info.get("holds_policy"):
+            return None
+        return self.layout.model_dir
 
-def train_round(cfg: RunConfig, layout: RoundLayout, policy_model: str) -> Path | None:
-    """Train on this round's data in a separate process (frees the accelerator between stages)."""
-    method = cfg.training.method
-    if method == "none":
-        return None
-    data = layout.parquet(method)
-    if not data.exists() or pq.ParquetFile(data).metadata.num_rows == 0:
-        log.warning("round %d: no %s rows, the policy is not trained this round", layout.round, method)
-        return None
-    section = getattr(cfg.training, method)
-    train_hash = cfg.section_hash(*STAGES["export"][1], "training") + "-" + policy_model
-    marker = layout.stages_dir / "train.done"
-    if marker.exists() and marker.read_text().strip() == train_hash and layout.model_dir.is_dir():
-        log.info("round %d: already trained, reusing %s", layout.round, layout.model_dir)
-        return layout.model_dir
-    cfg_file = layout.stages_dir / f"train-{method}.json"
-    atomic_write_text(cfg_file, section.model_dump_json(indent=2))
-    cmd = [sys.executable, "-m", "plumline.trainers", method, "--data", str(data), "--model", policy_model,
-           "--out", str(layout.model_dir), "--config", str(cfg_file), "--overwrite"]
-    log.info("round %d: training %s: %s", layout.round, method, " ".join(cmd))
-    code = subprocess.run(cmd, check=False).returncode
-    if code == 3:  # the trainer found no usable rows (e.g. all dropped by max_length)
-        log.warning("round %d: no usable %s rows, the policy is not trained this round", layout.round, method)
-        return None
-    if code != 0:
-        raise RuntimeError(f"round {layout.round}: training failed (exit {code}); data kept in {layout.dir}")
-    atomic_write_text(marker, train_hash)
-    return layout.model_dir
+    @property
+    def model_token(self) -> str | None:
+        return self.tokens.get("model")
+
+
+def enabled_stages(cfg: RunConfig) -> list[Stage]:
+    return [s.name for s in STAGES if s.enabled(cfg)]
 
 
 def run_rounds(cfg: RunConfig, run_dir: Path, *, force: bool = False,
-               on_stage: Callable[[int, str], None] | None = None) -> list[dict]:
+               on_stage: Callable[[int, Stage], None] | None = None) -> list[dict]:
+    """Every round of ``cfg``: round r+1 samples from the model round r trained (when it trained)."""
+    check_config(cfg)  # a config built in code gets the checks load_config applies to a file
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     manifests = []
-    round_cfg = cfg
+    policy, token = cfg.policy.model, None
     for r in range(cfg.rounds):
-        runner = RoundRunner(round_cfg, run_dir, r, force=force, on_stage=on_stage)
+        round_cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"model": policy})})
+        runner = RoundRunner(round_cfg, run_dir, r, force=force, on_stage=on_stage, policy=policy,
+                             policy_run_token=token)
         manifests.append(runner.run())
-        if cfg.training.method != "none":
-            # Free the engines (and the accelerator) before training runs in its own process.
-            close_shared_backends()
-            model = train_round(round_cfg, runner.layout, round_cfg.policy.model)
-            if model is not None:
-                round_cfg = round_cfg.model_copy(update={
-                    "policy": round_cfg.policy.model_copy(update={"model": str(model)})})
+        if runner.trained_model is not None:
+            policy, token = str(runner.trained_model), runner.model_token
+    close_shared_backends()
     return manifests
 
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        import shutil
+
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -2,9 +2,10 @@
 supervisor per slot that forks one child per execution, and verdicts decided in the trusted parent.
 No Beam import. See sandbox/README.md for the threat model and the guarantees per test shape."""
 
+from .config import SandboxConfig
 from .core import ProgramResult, Sandbox, SandboxLimits, run_program
 from .isolation import IsolationReport, probe_isolation
 from .verdict import PreparedTest, prepare_test
 
-__all__ = ["IsolationReport", "PreparedTest", "ProgramResult", "Sandbox", "SandboxLimits", "prepare_test",
-           "probe_isolation", "run_program"]
+__all__ = ["IsolationReport", "PreparedTest", "ProgramResult", "Sandbox", "SandboxConfig", "SandboxLimits",
+           "prepare_test", "probe_isolation", "run_program"]

@@ -1,7 +1,5 @@
-"""``python -m plumline.sandbox`` runs ``plumline exec`` standalone."""
-
-import sys
+"""``python -m plumline.sandbox`` runs ``plumline exec`` standalone (the same typer command)."""
 
 from .cli import main
 
-sys.exit(main())
+main()

@@ -62,6 +62,7 @@ class Server:
         self.rbuf = rbuf
         self.ctrl = ctrl
         self.pidns = bool(init.get("pidns"))
+        self.pair = bool(init.get("pair"))  # tests in their own process (see _rpc.py): zygote pairs
         self.wipe_dirs = list(init.get("wipe", []))
         self.wipe_modes = {}  # dir -> its mode at start: a candidate's chmod of /tmp must not outlive it
         # dir -> st_size when empty, for folders whose size counts their entries (tmpfs adds a fixed
@@ -168,6 +169,286 @@ class Server:
             _os.set_blocking(fd, False)
         self.zygote = (pid, job_w, rep_r, ver_w, out_r, err_r)
 
+    def _fork_one(self, tag, fds):
+        for _ in range(400):
+            _socket.send_fds(self.ctrl, [tag], fds)
+            while True:
+                msg = self.ctrl_message(True)
+                if msg.startswith(b"pid:") or msg == b"busy":
+                    break
+            if msg.startswith(b"pid:"):
+                return int(msg[4:])
+            self.cleanup()  # pids limit still full of dying processes
+            _time.sleep(0.005)
+        return None
+
+    def fork_pair(self):
+        """Fork the test process (T) and the candidate process (C) of the next execution, before the job
+        is read. T: job, reports (to us), C->T, T->C, stdout, stderr. C: job, T->C, C->T, stdout, stderr.
+        We keep a read end of C->T: an I/O job has no T, and C reports to us on it."""
+        tj_r, tj_w = _os.pipe()
+        cj_r, cj_w = _os.pipe()
+        rep_r, rep_w = _os.pipe()
+        ct_r, ct_w = _os.pipe()
+        tc_r, tc_w = _os.pipe()
+        out_r, out_w = _os.pipe()
+        err_r, err_w = _os.pipe()
+        tpid = self._fork_one(b"forkt", [tj_r, rep_w, ct_r, tc_w, out_w, err_w])
+        cpid = self._fork_one(b"forkc", [cj_r, tc_r, ct_w, out_w, err_w]) if tpid is not None else None
+        for fd in (tj_r, rep_w, tc_w, tc_r, ct_w, out_w, err_w, cj_r):
+            _os.close(fd)
+        if cpid is None:
+            for fd in (tj_w, cj_w, rep_r, ct_r, out_r, err_r):
+                _os.close(fd)
+            if tpid is not None:
+                self.kill_wait(tpid)
+            raise RuntimeError("cannot fork")
+        for fd in (rep_r, out_r, err_r):  # not ct_r: its file description is T's too (T blocks on it)
+            _os.set_blocking(fd, False)
+        self.zygote = (tpid, cpid, tj_w, cj_w, rep_r, ct_r, out_r, err_r)
+
+    def kill_wait(self, pid):
+        try:
+            _os.kill(pid, _signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return self.wait_exit(pid, 5.0)
+
+    def run_pair(self, req):
+        """One execution with the pair: assert jobs run the tests in T against C (see _rpc.py); an I/O
+        job runs in C alone, reporting to us, as ``run_unit`` does with a single child."""
+        tpid, cpid, tj_w, cj_w, rep_r, ct_r, out_r, err_r = self.zygote
+        self.zygote = None
+        t_start = _now()
+        mode = req.get("mode", "split")
+        io = mode == "io"
+        tests = req.get("tests", [])
+        limits = req.get("limits", {})
+        out_cap = int(limits.get("output_bytes", 1 << 20))
+        rep_cap = 1 << 20
+        test_timeout = float(req.get("test_timeout", 5.0))
+        budget_end = t_start + float(req.get("budget", 10.0))
+        reply = {"top": None, "tests": [], "stop": None, "signal": None, "exit": None, "stdout": "",
+                 "stderr_tail": "", "out_bytes": 0, "clean": True, "tsignal": None, "protocol": None}
+        cjob = {"mode": "io" if io else "rpc", "code": req.get("code", ""), "stdin": req.get("stdin", ""),
+                "limits": limits, "name": req.get("name", "__main__"), "entry": req.get("entry", ""),
+                "protect": [tpid]}
+        if io:
+            self.kill_wait(tpid)
+            _os.close(tj_w)
+            rep = ct_r  # C reports to us
+            _os.set_blocking(rep, False)
+        else:
+            _os.close(ct_r)
+            rep = rep_r
+            tjob = {"tests": [[t[0], _test_code(t[1])] for t in tests], "entry": req.get("entry", ""),
+                    "limits": limits}
+            try:
+                _write_all(tj_w, _marshal.dumps(tjob))
+            except (OSError, ValueError):
+                pass
+            _os.close(tj_w)
+            del tjob
+        try:
+            _write_all(cj_w, _marshal.dumps(cjob))
+        except (OSError, ValueError):
+            pass
+        _os.close(cj_w)
+        del cjob
+        keep_stdout = io
+        reporter = cpid if io else tpid
+        phase_deadline = min(budget_end, _now() + test_timeout)
+        cur = None
+        rbuf = bytearray()
+        rep_total = 0
+        stdout_buf = bytearray()
+        err_tail = bytearray()
+        out_total = 0
+        done = False
+        expected = [t[0] for t in tests]
+
+        def handle(msg):
+            nonlocal cur, done
+            if type(msg) is not list or not msg or type(msg[0]) is not str:
+                raise ValueError("bad message")
+            kind = msg[0]
+            if kind == "compile" or kind == "top":
+                if reply["top"] is not None:
+                    raise ValueError("duplicate top")
+                if kind == "compile":
+                    reply["top"] = {"ok": False, "kind": "compile", "type": str(msg[1])[:100],
+                                    "line": msg[2] if type(msg[2]) is int else None, "msg": str(msg[3])[:500]}
+                else:
+                    ok = msg[1] is True
+                    reply["top"] = {"ok": ok, "kind": "runtime", "type": None if ok else str(msg[2])[:100],
+                                    "line": msg[3] if type(msg[3]) is int else None,
+                                    "msg": None if ok else str(msg[4])[:500]}
+            elif kind == "start":
+                if reply["top"] is None or not reply["top"]["ok"] or cur is not None or io:
+                    raise ValueError("start out of order")
+                k = len(reply["tests"])
+                if k >= len(expected) or msg[1] != expected[k]:
+                    raise ValueError("unexpected test index")
+                cur = {"idx": msg[1], "state": "running", "t0": _now()}
+                reply["tests"].append(cur)
+                return "start"
+            elif kind == "end":
+                if cur is None or msg[1] != cur["idx"]:
+                    raise ValueError("end out of order")
+                cur["state"] = "ended"
+                cur["ok"] = msg[2] is True
+                cur["type"] = None if cur["ok"] else str(msg[3])[:100]
+                cur["line"] = msg[4] if type(msg[4]) is int else None
+                cur["msg"] = None if cur["ok"] else str(msg[5])[:500]
+                cur["dur"] = _now() - cur["t0"]
+                cur = None
+            elif kind == "protocol" or kind == "cdied":
+                reply["protocol"] = [kind, str(msg[1])[:200] if len(msg) > 1 else ""]
+            elif kind == "done":
+                done = True
+            else:
+                raise ValueError("unknown message")
+            return None
+
+        def process_reports():
+            while len(rbuf) >= 4:
+                n = unpack_header(bytes(rbuf[:4]))
+                if len(rbuf) < 4 + n:
+                    break
+                payload = bytes(rbuf[4:4 + n])
+                del rbuf[:4 + n]
+                yield handle(loads(payload))
+
+        fds = [rep, out_r, err_r, self.ctrl]
+        kill_reason = None
+        while True:
+            timeout = phase_deadline - _now()
+            if timeout <= 0:
+                kill_reason = "budget" if budget_end <= phase_deadline else "test_timeout"
+                break
+            try:
+                ready, _, _ = _select.select(fds, [], [], timeout)
+            except InterruptedError:
+                continue
+            if self.ctrl in ready:
+                self.ctrl_message(True)
+            for fd in ready:
+                if fd is self.ctrl:
+                    continue
+                try:
+                    chunk = _os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    fds.remove(fd)
+                    continue
+                if fd == rep:
+                    rep_total += len(chunk)
+                    if rep_total > rep_cap:
+                        kill_reason = "protocol" if io else "output"
+                        break
+                    rbuf += chunk
+                    try:
+                        for ev in process_reports():
+                            if ev == "start":
+                                phase_deadline = min(budget_end, _now() + test_timeout)
+                    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+                        kill_reason = "protocol"
+                        reply["protocol_error"] = str(exc)[:200]
+                        break
+                else:
+                    if fd == out_r and keep_stdout:
+                        stdout_buf.extend(chunk)
+                    elif fd == err_r:
+                        err_tail.extend(chunk)
+                        if len(err_tail) > 8192:
+                            del err_tail[:-4096]
+                    out_total += len(chunk)
+                    if out_total > out_cap:
+                        kill_reason = "output"
+                        break
+            if kill_reason or done or reporter in self.exits:
+                break
+        # C and T end by themselves after "done" (T closes C's channel); otherwise they are killed now
+        pids = [cpid] if io else [tpid, cpid]
+        statuses = {}
+        for p in pids:
+            st = self.exits.pop(p, None) if p in self.exits else None
+            if st is None and kill_reason is None:
+                st = self.wait_exit(p, 0.5)
+            if st is None:
+                st = self.kill_wait(p)
+            statuses[p] = st
+        for fd in (rep, out_r, err_r):
+            for _ in range(64):
+                try:
+                    chunk = _os.read(fd, 1 << 16)
+                except (BlockingIOError, OSError):
+                    break
+                if not chunk:
+                    break
+                if fd == rep and kill_reason is None:
+                    rep_total += len(chunk)
+                    if rep_total > rep_cap:
+                        kill_reason = "protocol" if io else "output"
+                        break
+                    rbuf += chunk
+                elif fd != rep:
+                    if fd == out_r and keep_stdout:
+                        stdout_buf.extend(chunk)
+                    elif fd == err_r:
+                        err_tail.extend(chunk)
+                    out_total += len(chunk)
+        if kill_reason is None:
+            try:
+                for _ in process_reports():
+                    pass
+            except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+                kill_reason = "protocol"
+                reply["protocol_error"] = str(exc)[:200]
+        if kill_reason is None and out_total > out_cap:
+            kill_reason = "output"
+        reply["clean"] = self.cleanup(pgid=cpid)
+        if not self.pidns:
+            try:
+                _os.killpg(tpid, _signal.SIGKILL)
+            except OSError:
+                pass
+        for fd in (rep, out_r, err_r) if io else (rep, out_r, err_r):
+            try:
+                _os.close(fd)
+            except OSError:
+                pass
+        if io:
+            try:
+                _os.close(rep_r)
+            except OSError:
+                pass
+        st = statuses.get(cpid)
+        if st is not None:
+            if _os.WIFSIGNALED(st):
+                reply["signal"] = _os.WTERMSIG(st)
+            elif _os.WIFEXITED(st):
+                reply["exit"] = _os.WEXITSTATUS(st)
+        st = statuses.get(tpid)
+        if st is not None and _os.WIFSIGNALED(st):
+            reply["tsignal"] = _os.WTERMSIG(st)
+        if kill_reason:
+            reply["stop"] = kill_reason
+        elif done:
+            reply["stop"] = "done"
+        else:
+            reply["stop"] = "exit"
+        for t in reply["tests"]:
+            t0 = t.pop("t0", None)
+            if t["state"] == "running":
+                t["dur"] = (_now() - t0) if t0 is not None else 0.0
+        reply["stdout"] = bytes(stdout_buf[:out_cap]).decode("utf-8", "replace") if keep_stdout else ""
+        reply["stderr_tail"] = bytes(err_tail[-4096:]).decode("utf-8", "replace")
+        reply["out_bytes"] = out_total
+        reply["dur"] = _now() - t_start
+        return reply
+
     # --- cleanup --------------------------------------------------------------------------------
     def cleanup(self, pgid=None):
         """Kill every process but us and the template (pid 1), or the child's group without a pid
@@ -212,7 +493,10 @@ class Server:
     def serve(self):
         while True:
             if self.zygote is None:
-                self.fork_zygote()
+                if self.pair:
+                    self.fork_pair()
+                else:
+                    self.fork_zygote()
             try:
                 req = self.read_frame()
             except EOFError:
@@ -221,7 +505,10 @@ class Server:
             if req.get("op") == "ping":
                 self.write_frame({"pong": True})
                 continue
-            reply = self.run_unit(req)
+            if self.pair:
+                reply = self.run_pair(req)
+            else:
+                reply = self.run_unit(req)
             del req
             self.write_frame(reply)
             del reply
@@ -544,6 +831,14 @@ def _wipe(path, budget=1_000_000):
 def _child(job_r, rep_w, ver_r, out_w, err_w, limits):
     """Runs in a process forked from the armed template (filter, rlimits, folder already in place).
     Returns an exit code, which nobody trusts: verdicts come only from checked reports."""
+    job = _child_prologue(job_r, limits)
+    if job is None:
+        return 71
+    return _child_body(job, rep_w, ver_r, out_w, err_w)
+
+
+def _child_prologue(job_r, limits):
+    """Own session, per-process rlimits, the job (marshal, from the supervisor); None if unreadable."""
     _os.setsid()
     for res, key, extra in ((_resource.RLIMIT_CPU, "cpu_s", 1), (_resource.RLIMIT_NPROC, "nproc", 0)):
         value = limits.get(key)
@@ -564,10 +859,14 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, limits):
     try:
         job = _marshal.loads(data)  # written by the supervisor (trusted), never by a candidate
     except (EOFError, ValueError, TypeError):
-        return 71
+        return None
     del data
     if type(job) is not dict:
-        return 71
+        return None
+    return job
+
+
+def _child_body(job, rep_w, ver_r, out_w, err_w):
     mode = job.get("mode")
     # stdin: the io test's input in an anonymous file, or nothing
     if mode == "io":
@@ -690,6 +989,232 @@ def _child(job_r, rep_w, ver_r, out_w, err_w, limits):
     _os._exit(0)  # no atexit handlers, no __del__ finalizers: they cannot change anything now
 
 
+def _protect(pids, nrs):
+    """Stack a filter on this (candidate) process: no signal to ``pids`` (the test process), by any of
+    the signal syscalls ``nrs`` (numbers resolved by the parent's libseccomp). Classic BPF by hand: the
+    slot's main filter already checks the architecture."""
+    pids = [p for p in pids or [] if type(p) is int and p > 0]
+    nrs = [n for n in nrs or [] if type(n) is int and n >= 0]
+    if not pids or not nrs:
+        return True
+    targets = []
+    for p in pids:
+        targets += [p & 0xFFFFFFFF, (-p) & 0xFFFFFFFF]
+    off = 16 if _sys.byteorder == "little" else 20  # low half of args[0] in struct seccomp_data
+    prog = [(0x20, 0, 0, 0)]  # ld [nr]
+    n = len(nrs)
+    for j, nr in enumerate(nrs):
+        prog.append((0x15, n - j, 0, nr))  # jeq nr -> check
+    prog.append((0x06, 0, 0, 0x7FFF0000))  # allow
+    prog.append((0x20, 0, 0, off))  # check: ld [args[0] low]
+    m = len(targets)
+    for j, t in enumerate(targets):
+        prog.append((0x15, m - j, 0, t))  # jeq target -> deny
+    prog.append((0x06, 0, 0, 0x7FFF0000))
+    prog.append((0x06, 0, 0, 0x00050000 | 1))  # deny: errno EPERM
+    raw = b"".join(struct.pack("=HBBI", *ins) for ins in prog)
+    buf = _ctypes.create_string_buffer(raw, len(raw))
+    fprog = _SockFprog(len(prog), _ctypes.cast(buf, _ctypes.c_void_p))
+    return _LIBC.prctl(22, 2, _ctypes.byref(fprog), 0, 0) == 0
+
+
+def _pair_fds(pairs, keep_from):
+    """Move the channel fds to their numbers (1 and 2 are stdout/stderr), close everything else."""
+    hi = [(_fcntl.fcntl(fd, _fcntl.F_DUPFD, 16), target) for fd, target in pairs]
+    for fd, target in hi:
+        _os.dup2(fd, target)
+    _os.closerange(keep_from, 1 << 16)
+    for _, target in hi:
+        if target > 2:
+            _os.set_inheritable(target, False)
+    try:
+        _csignal.signal(_SIGCHLD, _SIG_DFL)
+        _csignal.set_wakeup_fd(-1)
+    except (OSError, ValueError):
+        pass
+
+
+def _cand_child(job_r, tc_r, ct_w, out_w, err_w, limits):
+    """The candidate process: runs the candidate's code, then serves the test process's requests
+    (calls and operations on its objects) until the test process closes the channel."""
+    job = _child_prologue(job_r, limits)
+    if job is None:
+        return 71
+    if job.get("mode") == "io":  # no test process: report to the supervisor on the C->T pipe
+        return _child_body(job, ct_w, tc_r, out_w, err_w)
+    if not _protect(job.get("protect"), limits.get("sig_nrs")):
+        return 72
+    _pair_fds([(out_w, 1), (err_w, 2), (tc_r, 3), (ct_w, 4)], 5)
+    for fd in (3, 4):
+        _os.set_blocking(fd, True)
+    _sys.argv = ["solution.py"]
+    ep = RpcEndpoint(3, 4, True, _os)
+    try:
+        try:
+            co = compile(job.get("code", ""), "<candidate>", "exec")
+        except BaseException as exc:
+            line = getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else None
+            ep.send(["compile", type(exc).__name__, line if type(line) is int else None, _msg(exc)])
+            return 0
+        mod_name = job.get("name", "__main__")
+        module = type(_sys)(mod_name)
+        module.__file__ = "solution.py"
+        module.__builtins__ = _builtins
+        _sys.modules[mod_name] = module
+        _sys.modules["__main__"] = module
+        ns = module.__dict__
+        try:
+            exec(co, ns)
+            top_exc = None
+        except BaseException as exc:
+            top_exc = exc
+        del co
+        _flush()
+        if top_exc is not None:
+            _print_tb(top_exc)
+            ep.send(["top", False, type(top_exc).__name__, _cand_line(top_exc), _msg(top_exc), [], []])
+            return 0
+        names, wires = [], []
+        memo, objs = {}, []
+        for name, value in list(ns.items()):
+            if type(name) is not str or name.startswith("__"):
+                continue
+            n0 = len(objs)
+            try:
+                w = ep.encode(value, memo, objs, max_nodes=RPC_DATA_NAME_NODES, fast=False)
+            except BaseException:
+                for o in objs[n0:]:
+                    memo.pop(id(o), None)
+                del objs[n0:]
+                w = ep.export(value)
+            names.append(name)
+            wires.append(w)
+        ep.send(["top", True, None, None, None, names, wires])
+        del names, wires, memo, objs
+        while True:
+            msg = ep.recv()
+            if msg[0] != "req":
+                break
+            ep.serve(msg)
+    except (RpcPeerGone, RpcProtocolError):
+        pass
+    _flush()
+    _os._exit(0)
+
+
+_CMP_OPS = {"Eq": lambda a, b: a == b, "NotEq": lambda a, b: a != b, "Lt": lambda a, b: a < b,
+            "LtE": lambda a, b: a <= b, "Gt": lambda a, b: a > b, "GtE": lambda a, b: a >= b,
+            "In": lambda a, b: a in b, "NotIn": lambda a, b: a not in b, "Is": lambda a, b: a is b,
+            "IsNot": lambda a, b: a is not b}
+
+
+def _plum_cmp(left, op, right, line):
+    """The comparison of a rewritten ``assert L <op> R`` in the test process (see core._Explain)."""
+    if _CMP_OPS[op](left, right):
+        return True
+    try:
+        got = repr(left)[:300]
+    except BaseException:
+        got = "?"
+    raise AssertionError("assert at test line %s: got %s" % (line, got))
+
+
+def _test_child(job_r, rep_w, ct_r, tc_w, out_w, err_w, limits):
+    """The test process: runs the tests file against the candidate's names (data or proxies, see
+    _rpc.py), in order, in one namespace, and reports each test's start and end to the supervisor.
+    It never runs candidate code; the candidate's process cannot signal it (``_protect``) or read
+    its memory (non-dumpable)."""
+    job = _child_prologue(job_r, limits)
+    if job is None:
+        return 71
+    _LIBC.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+    _pair_fds([(out_w, 1), (err_w, 2), (rep_w, 3), (ct_r, 4), (tc_w, 5)], 6)
+    for fd in (3, 4, 5):
+        _os.set_blocking(fd, True)
+    _sys.argv = ["tests.py"]
+    send = _sender(3)
+    ep = RpcEndpoint(4, 5, False, _os)
+
+    def stop(kind, why):
+        send([kind, str(why)[:200]])
+        send(["done"], True)
+        _os._exit(0)
+
+    try:
+        first = ep.recv()
+    except RpcPeerGone:
+        stop("cdied", "the candidate's process ended before its top-level code finished")
+    except RpcProtocolError as exc:
+        stop("protocol", exc)
+    kind = first[0]
+    if kind == "compile" and len(first) == 4:
+        send(["compile", str(first[1])[:100], first[2] if type(first[2]) is int else None, str(first[3])[:500]])
+        send(["done"], True)
+        return 0
+    if kind != "top" or len(first) != 7 or type(first[5]) is not list or type(first[6]) is not list or \
+            len(first[5]) != len(first[6]):
+        stop("protocol", "malformed top-level report")
+    if first[1] is not True:
+        send(["top", False, str(first[2])[:100], first[3] if type(first[3]) is int else None, str(first[4])[:500]])
+        send(["done"], True)
+        return 0
+    objs = []
+    try:
+        values = [ep.decode(w, objs) for w in first[6]]
+    except RpcProtocolError as exc:
+        stop("protocol", exc)
+    except MemoryError:
+        stop("protocol", "the candidate's globals do not fit in memory")
+    entry = job.get("entry") or ""
+    g = {}
+    for name, value in zip(first[5], values):
+        if type(name) is not str or not name.isidentifier() or name.startswith("__"):
+            continue
+        if name != entry:
+            # Other names than the function under test may not shadow the builtins (when the entry point
+            # is known; without it, as in a plain run, they do) nor the stdlib modules (a test that uses
+            # `math` gets the real one, whatever the candidate bound to that name).
+            if entry and name in _PRISTINE_BUILTINS:
+                continue
+            if _r_importable(name):
+                try:
+                    value = __import__(name)
+                except BaseException:
+                    continue
+        g[name] = value
+    del first, values, objs
+    send(["top", True, None, None, None])
+    g["__builtins__"] = _builtins
+    g["__name__"] = "__main__"
+    g["__plum_cmp__"] = _plum_cmp
+    for idx, src in job.get("tests", []):
+        send(["start", idx], True)
+        t1 = _now()
+        ok, err = True, None
+        try:
+            co = _marshal.loads(src) if type(src) is bytes else compile(src, "<test %d>" % idx, "exec")
+            exec(co, g)
+        except BaseException as exc:
+            ok, err = False, exc
+        if ep.broken is not None:  # even when the test caught it: the candidate broke the protocol
+            if ep.broken == "gone":
+                send(["end", idx, False, "CandidateDied", ep.line, "the candidate's process ended", _now() - t1])
+                stop("cdied", "the candidate's process ended during a test")
+            send(["end", idx, False, "ProtocolViolation", None, ep.broken, _now() - t1])
+            stop("protocol", ep.broken)
+        if ok:
+            send(["end", idx, True, None, None, None, _now() - t1])
+        else:
+            _print_tb(err)
+            line = getattr(err, "__plum_line__", None)
+            send(["end", idx, False, type(err).__name__, line if type(line) is int else None, _msg(err),
+                  _now() - t1])
+        err = None
+    _flush()
+    send(["done"], True)
+    _os._exit(0)
+
+
 def _set_limits(limits):
     def setl(res, value):
         if value is None:
@@ -792,6 +1317,10 @@ def _warm():
     g["__plum_plain__"] = plain
     exec(compile("__plum_check__(0, (__plum_plain__(f(1)),), True)", "<warm>", "exec"), g)
     pack(["end", 0, True, None, None, None, 0.0])
+    try:
+        rpc_warm(_os)
+    except BaseException:
+        pass
     # the error path (a raising candidate or test): traceback formatting has lazy state of its own
     try:
         exec(compile("def g(x):\n    return x[1]\ng(0)\n", "<candidate>", "exec"), dict(ns))
@@ -812,7 +1341,8 @@ class Template:
 
     def arm(self, payload):
         cfg = loads(payload[4:])
-        self.limits = cfg.get("limits", {})
+        self.limits = dict(cfg.get("limits", {}))
+        self.limits["sig_nrs"] = [n for n in cfg.get("sig_nrs", []) if type(n) is int]
         _set_limits(self.limits)
         try:
             _os.chdir(self.workdir)
@@ -870,11 +1400,15 @@ class Template:
                     self.ctrl.send(self.arm(msg[3:]))
                 elif msg == b"fork" and len(fds) == 5:
                     self.fork(fds)
+                elif msg == b"forkc" and len(fds) == 5:
+                    self.fork(fds, _cand_child)
+                elif msg == b"forkt" and len(fds) == 6:
+                    self.fork(fds, _test_child)
                 else:
                     for fd in fds:
                         _os.close(fd)
 
-    def fork(self, fds):
+    def fork(self, fds, target=None):
         try:
             pid = _os.fork()
         except OSError:
@@ -887,7 +1421,7 @@ class Template:
             try:
                 _csignal.set_wakeup_fd(-1)
                 _os.close(self.ctrl.detach())
-                code = _child(*fds, self.limits)
+                code = (target or _child)(*fds, self.limits)
             except BaseException:
                 try:
                     _os.write(2, _traceback.format_exc().encode()[-2000:])

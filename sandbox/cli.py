@@ -3,6 +3,9 @@
     plumline exec --code sol.py --tests tests.py [--json]
     plumline exec --batch jobs.jsonl --out results.jsonl [--workers N]
 
+One typer command (``exec_cli``), mounted on ``plumline`` by ``register`` and run on its own by
+``python -m plumline.sandbox``; ``exec_command`` is the plain function behind it.
+
 A batch job line is ``{"id": ..., "code": "...", "tests": ["assert ...", {"kind": "io", ...}]}``, optionally
 with ``"entry_point"`` (see ``--entry-point``).
 Results are appended as jobs finish (one JSON line each, with the job id), so a crash mid-batch
@@ -11,20 +14,40 @@ loses nothing already written; a malformed line yields ``{"id", "line", "error"}
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from plumline.data_schemas import RecordError, TestSpec
 
 from .core import ProgramResult, Sandbox, SandboxLimits
 from .verdict import split_tests
 
 log = logging.getLogger(__name__)
+
+
+class ExecExit(IntEnum):
+    """Exit codes of ``plumline exec`` / ``python -m plumline.sandbox``."""
+
+    PASSED = 0  # the program passed every test; batch: every line was a well-formed job
+    NOT_PASSED = 1  # a test failed, or error / timeout; batch: some lines were malformed
+    USAGE = 2  # bad arguments or unreadable input files
+
+
+EXIT_MEANINGS = {
+    ExecExit.PASSED: "passed every test (--batch: every line was a job)",
+    ExecExit.NOT_PASSED: "a test failed, an error or a timeout (--batch: some lines were malformed)",
+    ExecExit.USAGE: "bad arguments or unreadable files",
+}
+
+
+def epilog() -> str:
+    return "Exit codes: " + "; ".join(f"{int(c)} {EXIT_MEANINGS[c]}" for c in ExecExit) + "."
 
 
 def _limits(timeout: float | None, memory_mb: int | None) -> SandboxLimits:
@@ -37,8 +60,8 @@ def _limits(timeout: float | None, memory_mb: int | None) -> SandboxLimits:
     return SandboxLimits(**kw)
 
 
-ENTRY_POINT_HELP = ("the function under test; needed only when it shadows a builtin (def sum): tests "
-                    "otherwise see such names as the builtin, so a candidate cannot rig them")
+ENTRY_POINT_HELP = ("The function under test; needed only when it shadows a builtin (def sum): tests "
+                    "otherwise see such names as the builtin, so a candidate cannot rig them.")
 
 
 def result_json(r: ProgramResult) -> dict:
@@ -51,17 +74,17 @@ def _parse_job(line: str, lineno: int) -> tuple[Any, str, list[TestSpec], str | 
     except json.JSONDecodeError as exc:
         raise ValueError(f"line {lineno}: not JSON ({exc.msg})") from None
     if not isinstance(obj, dict):
-        raise ValueError(f"line {lineno}: a job must be a JSON object")
+        raise TypeError(f"line {lineno}: a job must be a JSON object")
     job_id = obj.get("id")
     code = obj.get("code")
     if not isinstance(code, str):
-        raise ValueError(f"line {lineno}: 'code' must be a string")
+        raise TypeError(f"line {lineno}: 'code' must be a string")
     entry_point = obj.get("entry_point")
     if entry_point is not None and not (isinstance(entry_point, str) and entry_point.isidentifier()):
         raise ValueError(f"line {lineno}: 'entry_point' must be a Python identifier")
     tests_in = obj.get("tests", [])
     if not isinstance(tests_in, list):
-        raise ValueError(f"line {lineno}: 'tests' must be a list")
+        raise TypeError(f"line {lineno}: 'tests' must be a list")
     tests: list[TestSpec] = []
     for k, t in enumerate(tests_in):
         try:
@@ -70,13 +93,13 @@ def _parse_job(line: str, lineno: int) -> tuple[Any, str, list[TestSpec], str | 
             elif isinstance(t, dict):
                 tests.append(TestSpec.from_dict(t))
             else:
-                raise ValueError(f"expected a string or an object, got {type(t).__name__}")
+                raise TypeError(f"expected a string or an object, got {type(t).__name__}")
         except (RecordError, ValueError, TypeError) as exc:
-            raise ValueError(f"line {lineno}: tests[{k}]: {exc}") from None
+            raise TypeError(f"line {lineno}: tests[{k}]: {exc}") from None
     return job_id, code, tests, entry_point
 
 
-def _batch(batch: Path, out: Path, workers: int | None, limits: SandboxLimits) -> int:
+def _batch(batch: Path, out: Path, workers: int | None, limits: SandboxLimits) -> ExecExit:
     n_ok = n_bad = 0
     with Sandbox(limits=limits, workers=workers) as sb, open(out, "a", encoding="utf-8") as fout, \
             open(batch, encoding="utf-8", errors="replace") as fin:
@@ -108,7 +131,7 @@ def _batch(batch: Path, out: Path, workers: int | None, limits: SandboxLimits) -
                     continue
                 try:
                     job_id, code, tests, entry_point = _parse_job(line, lineno)
-                except ValueError as exc:
+                except (ValueError, TypeError) as exc:
                     emit({"id": None, "line": lineno, "error": str(exc)})
                     n_bad += 1
                     continue
@@ -118,40 +141,39 @@ def _batch(batch: Path, out: Path, workers: int | None, limits: SandboxLimits) -
             while inflight:
                 drain(True)
     log.info("batch done: %d results, %d malformed lines", n_ok, n_bad)
-    return 0 if n_bad == 0 else 1
+    return ExecExit.PASSED if n_bad == 0 else ExecExit.NOT_PASSED
 
 
 def exec_command(code: Path | None, tests: Path | None, json_out: bool, batch: Path | None, out: Path | None,
                  workers: int | None, timeout: float | None, memory_mb: int | None,
-                 entry_point: str | None = None) -> int:
-    """Entry point of ``plumline exec``. Returns the exit code: 0 passed (or batch fully read),
-    1 not passed (or malformed batch lines), 2 usage error."""
+                 entry_point: str | None = None) -> ExecExit:
+    """What ``plumline exec`` does, as a plain function returning its ``ExecExit`` code."""
     try:
         limits = _limits(timeout, memory_mb)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return ExecExit.USAGE
     if batch is not None:
         if out is None:
             print("error: --batch needs --out", file=sys.stderr)
-            return 2
+            return ExecExit.USAGE
         if not Path(batch).is_file():
             print(f"error: batch file {batch} not found", file=sys.stderr)
-            return 2
+            return ExecExit.USAGE
         return _batch(Path(batch), Path(out), workers, limits)
     if entry_point is not None and not entry_point.isidentifier():
         print(f"error: --entry-point must be a Python identifier, got {entry_point!r}", file=sys.stderr)
-        return 2
+        return ExecExit.USAGE
     if code is None or tests is None:
         print("error: give --code FILE and --tests FILE, or --batch JOBS.jsonl --out RESULTS.jsonl",
               file=sys.stderr)
-        return 2
+        return ExecExit.USAGE
     try:
         src = Path(code).read_text(encoding="utf-8", errors="surrogateescape")
         test_src = Path(tests).read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return ExecExit.USAGE
     specs = [TestSpec(code=t, test_id=f"t{k}") for k, t in enumerate(split_tests(test_src))]
     with Sandbox(limits=limits, workers=1) as sb:
         res = sb.run(src, specs, entry_point)
@@ -165,69 +187,52 @@ def exec_command(code: Path | None, tests: Path | None, json_out: bool, batch: P
             print(f"  {t.test_id}: {t.status}{extra}")
         if res.error_type:
             print(f"error: {res.error_type} at line {res.error_line}")
-    return 0 if res.outcome == "passed" else 1
+    return ExecExit.PASSED if res.outcome == "passed" else ExecExit.NOT_PASSED
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="plumline exec", description=__doc__.split("\n")[0])
-    p.add_argument("--code", type=Path)
-    p.add_argument("--tests", type=Path)
-    p.add_argument("--json", dest="json_out", action="store_true")
-    p.add_argument("--batch", type=Path)
-    p.add_argument("--out", type=Path)
-    p.add_argument("--workers", type=int)
-    p.add_argument("--timeout", type=float, help="wall-clock budget per program (s)")
-    p.add_argument("--memory-mb", type=int)
-    p.add_argument("--entry-point", help=ENTRY_POINT_HELP)
-    return p
+_DEFAULTS = SandboxLimits()
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    a = build_parser().parse_args(argv)
-    return exec_command(a.code, a.tests, a.json_out, a.batch, a.out, a.workers, a.timeout, a.memory_mb,
-                        a.entry_point)
-
-
-def exec_cli(  # a typer-friendly signature: app.command("exec")(exec_cli)
-    code: Path = None,  # type: ignore[assignment]
-    tests: Path = None,  # type: ignore[assignment]
-    json_out: bool = False,
-    batch: Path = None,  # type: ignore[assignment]
-    out: Path = None,  # type: ignore[assignment]
-    workers: int = None,  # type: ignore[assignment]
-    timeout: float = None,  # type: ignore[assignment]
-    memory_mb: int = None,  # type: ignore[assignment]
-    entry_point: str = None,  # type: ignore[assignment]
+def exec_cli(  # every option of `plumline exec` is declared once, here
+    code: Annotated[Path | None, typer.Option("--code", help="Candidate program file (Python).")] = None,
+    tests: Annotated[Path | None, typer.Option(
+        "--tests", help="File of plain assert statements, one test per top-level assert (earlier "
+        "imports and assignments are kept for the asserts after them).")] = None,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print the result as one JSON object (the last line).")] = False,
+    batch: Annotated[Path | None, typer.Option(
+        "--batch", help='JOBS.jsonl, one job a line: {"id", "code", "tests": [...], "entry_point"?}; '
+        "needs --out.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="RESULTS.jsonl for --batch: one JSON line per job, appended as jobs finish.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Parallel sandbox slots for --batch (default: one per core).")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout",
+        help=f"Wall-clock budget per program in seconds (default {_DEFAULTS.timeout_s:g}).")] = None,
+    memory_mb: Annotated[int | None, typer.Option(
+        "--memory-mb", help=f"Memory cap per program in MiB (default {_DEFAULTS.memory_mb}).")] = None,
+    entry_point: Annotated[str | None, typer.Option("--entry-point", help=ENTRY_POINT_HELP)] = None,
 ) -> None:
-    raise SystemExit(exec_command(code, tests, json_out, batch, out, workers, timeout, memory_mb, entry_point))
+    """Run untrusted Python against tests in the sandbox.
+
+    One program: --code FILE --tests FILE. A streaming batch: --batch JOBS.jsonl --out RESULTS.jsonl."""
+    raise typer.Exit(int(exec_command(code, tests, json_out, batch, out, workers, timeout, memory_mb,
+                                      entry_point)))
 
 
-def _typer_command() -> Any:
-    """``exec_cli`` with typer options spelled as in the issue (``--json`` etc.)."""
-    import typer
-
-    def command(
-        code: Path = typer.Option(None, "--code", help="candidate program file"),
-        tests: Path = typer.Option(None, "--tests", help="file of plain assert statements"),
-        json_out: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
-        batch: Path = typer.Option(None, "--batch", help="JOBS.jsonl: {id, code, tests}"),
-        out: Path = typer.Option(None, "--out", help="RESULTS.jsonl (appended as jobs finish)"),
-        workers: int = typer.Option(None, "--workers", help="parallel slots (default: one per core)"),
-        timeout: float = typer.Option(None, "--timeout", help="wall-clock budget per program (s)"),
-        memory_mb: int = typer.Option(None, "--memory-mb", help="memory cap per process (MiB)"),
-        entry_point: str = typer.Option(None, "--entry-point", help=ENTRY_POINT_HELP),
-    ) -> None:
-        """Run untrusted Python against tests in the sandbox."""
-        raise typer.Exit(exec_command(code, tests, json_out, batch, out, workers, timeout, memory_mb, entry_point))
-
-    return command
-
-
-def register(app: Any, name: str = "exec") -> None:
+def register(app: typer.Typer, name: str = "exec") -> None:
     """Mount ``plumline exec`` on a typer app: ``register(app)``."""
-    app.command(name)(_typer_command())
+    app.command(name, epilog=epilog())(exec_cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m plumline.sandbox``: ``plumline exec`` on its own (exits with an ``ExecExit`` code)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app = typer.Typer(add_completion=False)
+    register(app)  # one command: typer runs it without a command name
+    app(args=argv, prog_name="python -m plumline.sandbox")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

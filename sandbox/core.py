@@ -18,10 +18,12 @@ re-evaluates (see ``verdict.py``).
 
 from __future__ import annotations
 
+import ast
 import atexit
 import functools
 import importlib.util
 import logging
+import marshal
 import os
 import queue
 import select
@@ -33,16 +35,18 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from plumline.data_schemas import CODERL_CLASS, Execution, Outcome, TestKind, TestResult, TestSpec, TestStatus
 
 from . import _protocol as proto
 from .isolation import CgroupSet, IsolationReport, _fs_args, probe_isolation
-from .seccomp import build_filter
+from .seccomp import build_filter, signal_syscalls
 from .verdict import PreparedTest, judge_test, prepare_test
 
+# The default design: tests in their own process, calls into the candidate by message passing.
+SEPARATE_TESTS = True
 # Runs again after an infrastructure failure (sandbox_error) before reporting it.
 SANDBOX_ERROR_RETRIES = 1
 log = logging.getLogger(__name__)
@@ -57,7 +61,8 @@ def _server_source() -> str:
         # A private builtins dict for the supervisor's own functions (captured at definition time), so a
         # candidate that patches the builtins module cannot break or steer the harness code.
         _SERVER_SOURCE = ("import builtins as _b\n__builtins__ = dict(_b.__dict__)\ndel _b\n"
-                          + (here / "_protocol.py").read_text() + "\n" + (here / "_server.py").read_text())
+                          + (here / "_protocol.py").read_text() + "\n" + (here / "_rpc.py").read_text() + "\n"
+                          + (here / "_server.py").read_text())
     return _SERVER_SOURCE
 
 
@@ -65,24 +70,44 @@ def _server_source() -> str:
 # itself: ``-c`` keeps the whole parse tree of its program alive until the program returns, which for a
 # process that serves forever is ~2 MB of dead heap in the template, copied into the page tables of every
 # candidate at fork and torn down again at its exit.
-_BOOT = "import sys; exec(compile(sys.argv.pop(1), '<plumline-sandbox>', 'exec'))"
+# The source travels in pieces: one argument may not exceed MAX_ARG_STRLEN (128 KiB on Linux).
+_BOOT = ("import sys; exec(compile(''.join([sys.argv.pop(1) for _ in sys.argv[1:]]), '<plumline-sandbox>', "
+         "'exec'))")
+_ARG_PIECE = 96 * 1024
+
+
+def _source_args() -> list[str]:
+    src = _server_source()
+    return [src[k:k + _ARG_PIECE] for k in range(0, len(src), _ARG_PIECE)]
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
     """Limits of one program execution. Every field has a default."""
 
-    timeout_s: float = 10.0  # wall-clock budget of one program, all its tests together
-    test_timeout_s: float = 3.0  # wall-clock limit of one test (and of the candidate's top-level code)
-    cpu_s: int = 10  # RLIMIT_CPU of each execution process (SIGXCPU -> timeout)
-    memory_mb: int = 1024  # RLIMIT_AS of each process; the slot cgroup gets memory_mb + 256
-    max_pids: int = 64  # processes + threads per slot (cgroup pids.max, RLIMIT_NPROC)
-    output_bytes: int = 1 << 20  # stdout + stderr of one execution; more -> output_limit
-    file_size_mb: int = 16  # RLIMIT_FSIZE: largest file a candidate may write
-    open_files: int = 256  # RLIMIT_NOFILE
-    tmpfs_mb: int = 64  # size of the private /tmp and of /dev/shm (each)
-    max_code_bytes: int = 1 << 20  # larger candidates are a compile_error (CodeTooLarge)
-    require_full_isolation: bool = False  # raise instead of running on a weaker tier
+    timeout_s: float = field(default=10.0, metadata={
+        "description": "Wall-clock budget of one program, all its tests together (seconds)."})
+    test_timeout_s: float = field(default=3.0, metadata={
+        "description": "Wall-clock limit of one test and of the candidate's top-level code (seconds)."})
+    cpu_s: int = field(default=10, metadata={
+        "description": "CPU seconds of each execution process (RLIMIT_CPU; exceeding it is a timeout)."})
+    memory_mb: int = field(default=1024, metadata={
+        "description": "Address space of each process in MiB (RLIMIT_AS); the slot's cgroup gets 256 more."})
+    max_pids: int = field(default=64, metadata={
+        "description": "Processes plus threads per slot (cgroup pids.max, RLIMIT_NPROC); at least 4."})
+    output_bytes: int = field(default=1 << 20, metadata={
+        "description": "stdout + stderr of one execution in bytes; more is an output_limit outcome."})
+    file_size_mb: int = field(default=16, metadata={
+        "description": "Largest file a candidate may write, MiB (RLIMIT_FSIZE)."})
+    open_files: int = field(default=256, metadata={
+        "description": "Open file descriptors per process (RLIMIT_NOFILE); at least 32."})
+    tmpfs_mb: int = field(default=64, metadata={
+        "description": "Size in MiB of the private /tmp and of /dev/shm (each)."})
+    max_code_bytes: int = field(default=1 << 20, metadata={
+        "description": "Largest candidate program in bytes; a larger one is a compile_error."})
+    require_full_isolation: bool = field(default=False, metadata={
+        "description": "Refuse to run (raise) when full isolation is unavailable instead of running on "
+                       "a weaker tier."})
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "test_timeout_s", "cpu_s", "memory_mb", "max_pids", "output_bytes",
@@ -153,8 +178,9 @@ _SIGNAL_NAMES = {signal.SIGSEGV: "Segfault", signal.SIGBUS: "BusError", signal.S
 class _Slot:
     """One warm supervisor inside its own bubblewrap, with its own cgroups and host uid."""
 
-    def __init__(self, index: int, limits: SandboxLimits, report: IsolationReport):
+    def __init__(self, index: int, limits: SandboxLimits, report: IsolationReport, pair: bool = False):
         self.index = index
+        self.pair = pair  # tests run in their own process (a test process and a candidate process per run)
         self.limits = limits
         self.report = report
         self.proc: subprocess.Popen | None = None
@@ -189,12 +215,12 @@ class _Slot:
                 self.cg.remove()
                 self.cg = None
         tmpfs = int(lim.tmpfs_mb) << 20
-        py = [rep.python, "-I", "-S", "-B", "-c", _BOOT, _server_source()]
+        py = [rep.python, "-I", "-S", "-B", "-c", _BOOT, *_source_args()]
         if rep.bwrap:
             cmd = [rep.bwrap, "--unshare-all", "--unshare-user", "--as-pid-1", "--new-session", "--cap-drop", "ALL",
                    "--uid", "1000", "--gid", "1000", "--hostname", "sandbox", "--clearenv",
                    "--setenv", "MALLOC_ARENA_MAX", "2", *_fs_args(tmpfs), *py]
-            init = {"pidns": True, "wipe": ["/tmp", "/dev/shm"], "workdir": "/tmp"}
+            init = {"pidns": True, "wipe": ["/tmp", "/dev/shm"], "workdir": "/tmp", "pair": self.pair}
         else:
             import tempfile
 
@@ -203,7 +229,7 @@ class _Slot:
                 os.chown(work, self.uid, self.uid)
             self._work = work
             cmd = py
-            init = {"pidns": False, "wipe": [work], "workdir": work}
+            init = {"pidns": False, "wipe": [work], "workdir": work, "pair": self.pair}
         # The shell waits for one line on stdin before it becomes the sandbox: by then this (root) process
         # has moved it into the slot's cgroups, so nothing of the sandbox ever runs outside them.
         script = 'read -r _go || exit 97; export MALLOC_ARENA_MAX=2; exec "$@"'
@@ -232,7 +258,7 @@ class _Slot:
         if not rep.bwrap:  # no pid namespace: at least the pipeline process itself is off limits
             pids = [*pids, os.getpid()]
         bpf = build_filter(tuple(pids)).hex() if rep.seccomp else ""
-        self._send({"bpf": bpf, "limits": lim.wire()})
+        self._send({"bpf": bpf, "limits": lim.wire(), "sig_nrs": signal_syscalls() if bpf else []})
         armed = self._recv(time.monotonic() + 30)
         if not armed.get("armed") or armed.get("seccomp") != bool(bpf):
             raise _SlotFailure(f"supervisor could not arm the sandbox: {armed!r}")
@@ -395,7 +421,10 @@ def _execute(slot: _Slot, code: str, tests: Sequence[TestSpec], limits: SandboxL
         elif "\x00" in code:
             run.compile_error = ("SyntaxError", None, "source code contains a NUL byte")
         else:
-            _run_assert_tests(slot, run)
+            if slot.pair:
+                _run_split_tests(slot, run)
+            else:
+                _run_assert_tests(slot, run)
             _run_io_tests(slot, run)
     except _SlotFailure as exc:
         run.flags.add("sandbox")
@@ -512,6 +541,151 @@ def _run_assert_tests(slot: _Slot, run: _Run) -> None:
             break
         if not reported or run.results[reported[-1]].status == TestStatus.PASSED.value:
             # killed between tests: blame the next one so the loop always advances
+            run.flags.add(flag)
+            run.set(rest[0], TestStatus.TIMEOUT.value if flag == "timeout" else TestStatus.ERROR.value,
+                    0.0, death_type)
+            rest = rest[1:]
+        if reply.get("stop") == "budget":
+            break
+        pending = rest
+
+
+class _Explain(ast.NodeTransformer):
+    """``assert L <op> R`` (one comparison, no message) -> ``assert __plum_cmp__(L, 'op', R, line)``, which
+    compares exactly as the assert would (same evaluation order, same operator) and on failure raises
+    ``AssertionError("assert at test line N: got <L>")``. Messages only: the test's meaning is unchanged."""
+
+    def visit_Assert(self, node: ast.Assert) -> ast.AST:
+        t = node.test
+        if node.msg is None and isinstance(t, ast.Compare) and len(t.ops) == 1 and \
+                type(t.ops[0]).__name__ in _EXPLAINED:
+            call = ast.Call(func=ast.Name(id="__plum_cmp__", ctx=ast.Load()),
+                            args=[t.left, ast.Constant(type(t.ops[0]).__name__), t.comparators[0],
+                                  ast.Constant(node.lineno)], keywords=[])
+            node.test = ast.copy_location(call, t)
+            ast.fix_missing_locations(node)
+        return node
+
+
+_EXPLAINED = frozenset({"Eq", "NotEq", "Lt", "LtE", "Gt", "GtE", "In", "NotIn", "Is", "IsNot"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_test(source: str, compiled: bool) -> tuple[str | list | None, str | None]:
+    """(wire form, error): the test's bytecode compiled here (when the sandbox's python reads it) or its
+    source; or the error when it does not compile (the test errors, as its file would in a plain run)."""
+    try:
+        tree = ast.parse(source, "<test>")
+        _Explain().visit(tree)
+        code = compile(tree, "<test>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    if compiled:
+        return ["m", marshal.dumps(code).hex()], None
+    return source, None
+
+
+def _pair_death(reply: dict, slot: _Slot) -> tuple[str, str]:
+    """Why a split execution stopped early: (flag, error_type); C's status first, then T's."""
+    stop = reply.get("stop")
+    if stop in ("test_timeout", "budget"):
+        return "timeout", "Timeout"
+    if stop == "output":
+        return "output", "OutputLimitExceeded"
+    for key in ("signal", "tsignal"):
+        sig = reply.get(key)
+        if sig == signal.SIGXCPU:
+            return "timeout", "CPUTimeLimit"
+        if sig == signal.SIGKILL and slot.new_oom_kills():
+            return "memory", "MemoryLimit"
+    sig = reply.get("signal")
+    if sig is not None:
+        return "crash", _SIGNAL_NAMES.get(sig, f"Signal{sig}")
+    return "crash", "ProcessExit"
+
+
+def _run_split_tests(slot: _Slot, run: _Run) -> None:
+    """Assert tests in the test process, calls into the candidate by message passing (``_rpc.py``).
+    A test passes when the test process ran it to its end without an exception; a candidate that breaks
+    the message protocol gets runtime_error (ProtocolViolation)."""
+    pending: list[int] = []
+    wires: dict[int, str | list] = {}
+    for i, t in enumerate(run.tests):
+        if t.kind != TestKind.ASSERT.value:
+            continue
+        wire, err = _compiled_test(t.code, run.compiled_tests)
+        if err is not None:
+            run.set(i, TestStatus.ERROR.value, et="TestError", msg=err)
+            continue
+        wires[i] = wire
+        pending.append(i)
+    while pending:
+        if time.monotonic() >= run.deadline:
+            run.flags.add("timeout")
+            break
+        unit = _unit_base(run, "split")
+        unit["name"] = "candidate"
+        unit["tests"] = [[i, wires[i]] for i in pending]
+        reply = _call(slot, run, unit)
+        if reply is None:
+            break
+        top = reply.get("top")
+        flag, death_type = _pair_death(reply, slot)
+        proto = reply.get("protocol") or [None, ""]
+        violation = proto[0] == "protocol" or reply.get("stop") == "protocol"
+        reason = str(proto[1] or reply.get("protocol_error") or "")[:200]
+        if top is None:
+            if violation:
+                run.top_error = ("ProtocolViolation", None, f"protocol: {reason}")
+            else:
+                run.flags.add(flag)
+                if flag == "crash":
+                    run.top_error = (death_type, None, "process ended before running the tests")
+            break
+        if not top.get("ok"):
+            err = (str(top.get("type")), top.get("line"), str(top.get("msg") or ""))
+            if top.get("kind") == "compile":
+                run.compile_error = err
+            else:
+                run.top_error = err
+                if err[0] == "MemoryError":
+                    run.flags.add("memory")
+            break
+        reported: list[int] = []
+        for rec in reply.get("tests", []):
+            i = rec.get("idx")
+            if i not in wires or run.results[i] is not None:
+                continue
+            reported.append(i)
+            dur = float(rec.get("dur") or 0.0)
+            if rec.get("state") == "ended":
+                if rec.get("ok"):
+                    run.set(i, TestStatus.PASSED.value, dur)
+                    continue
+                et = rec.get("type") or "Error"
+                if et == "CandidateDied":
+                    run.flags.add(flag)
+                    et = death_type
+                status = TestStatus.FAILED.value if et == "AssertionError" else TestStatus.ERROR.value
+                run.set(i, status, dur, et, rec.get("msg"), rec.get("line"))
+            elif violation:
+                run.set(i, TestStatus.ERROR.value, dur, "ProtocolViolation", reason)
+            else:
+                run.flags.add(flag)
+                status = TestStatus.TIMEOUT.value if flag == "timeout" else TestStatus.ERROR.value
+                run.set(i, status, dur, death_type, None, None)
+        if violation:
+            run.top_error = ("ProtocolViolation", None, f"protocol: {reason}")
+            break
+        rest = [i for i in pending if run.results[i] is None]
+        if not rest:
+            break
+        if reply.get("stop") == "done" and proto[0] != "cdied":
+            for i in rest:  # "done" without reporting them: not run, never passed
+                run.set(i, TestStatus.ERROR.value, et="NotReported")
+            break
+        if not reported or run.results[reported[-1]].status == TestStatus.PASSED.value:
+            # stopped between tests: blame the next one so the loop always advances
             run.flags.add(flag)
             run.set(rest[0], TestStatus.TIMEOUT.value if flag == "timeout" else TestStatus.ERROR.value,
                     0.0, death_type)
@@ -647,7 +821,11 @@ class Sandbox:
     """A pool of warm sandboxed slots (one per core by default). Thread-safe; cheap to construct
     (slots start lazily on first use, about 0.1 s each)."""
 
-    def __init__(self, limits: SandboxLimits | None = None, workers: int | None = None):
+    def __init__(self, limits: SandboxLimits | None = None, workers: int | None = None,
+                 separate_tests: bool | None = None):
+        """``separate_tests``: run each execution's tests in their own sandboxed process that talks to the
+        candidate's process by message passing (the default, ``SEPARATE_TESTS``); False: the earlier
+        design (asserts rewritten, run next to the candidate, re-judged in the parent)."""
         self.limits = limits or SandboxLimits()
         self.isolation: IsolationReport = probe_isolation()
         if self.limits.require_full_isolation and not self.isolation.full:
@@ -658,7 +836,8 @@ class Sandbox:
             raise ValueError(f"workers must be a positive int, got {workers!r}")
         self.workers = n
         self._compiled_tests = _reads_our_bytecode(self.isolation.python)
-        self._slots = [_Slot(i, self.limits, self.isolation) for i in range(n)]
+        self.separate_tests = SEPARATE_TESTS if separate_tests is None else bool(separate_tests)
+        self._slots = [_Slot(i, self.limits, self.isolation, self.separate_tests) for i in range(n)]
         self._free: queue.LifoQueue[_Slot] = queue.LifoQueue()
         for s in reversed(self._slots):
             self._free.put(s)

@@ -162,3 +162,21 @@ def build_filter(protected_pids: tuple[int, ...] = (1, 2)) -> bytes:
     if not data or len(data) % 8:
         raise SeccompUnavailable(f"exported BPF has a bad size {len(data)}")
     return data
+
+
+SIGNAL_SYSCALLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+
+
+def signal_syscalls() -> list[int]:
+    """This architecture's numbers of the syscalls that send a signal to a pid (for the small filter a
+    candidate process stacks to protect its test process); [] without libseccomp."""
+    try:
+        lib = _lib()
+    except SeccompUnavailable:
+        return []
+    out = []
+    for name in SIGNAL_SYSCALLS:
+        nr = lib.seccomp_syscall_resolve_name(name.encode())
+        if nr >= 0:
+            out.append(int(nr))
+    return out

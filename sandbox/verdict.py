@@ -640,12 +640,16 @@ def _describe(site: dict, values: list) -> str:
     return f"assert at test line {site.get('line')}: got {text}"
 
 
-def split_tests(source: str) -> list[str]:
-    """Split a file of plain asserts into one test per top-level ``assert``.
+def split_tests(source: str, shared: bool = True) -> list[str]:
+    """Split a tests file into one test per top-level ``assert``, for results reported per assert.
 
-    Non-assert top-level statements (imports, helpers, assignments) seen so far are kept as a preamble
-    of each following test, so ``x = big_input(); assert f(x) == 3`` still works. A file without any
-    top-level assert (e.g. ``def check(c): ...; check(f)``) or that does not parse is one test."""
+    ``shared`` (for a sandbox that runs its tests in their own process, the default): the parts are
+    consecutive pieces of the file -- each ends with a top-level assert and holds the statements since
+    the previous one; whatever follows the last assert (a loop of asserts, a ``check(f)`` call) stays in
+    the last part -- and they run once, in order, in one namespace, so the file keeps its meaning.
+    ``shared=False`` (the earlier design, which runs each test in a fresh namespace): every part repeats
+    the non-assert statements seen so far as its preamble. A file without a top-level assert, or that does
+    not parse, is one test."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
@@ -658,13 +662,18 @@ def split_tests(source: str) -> list[str]:
         start = node.lineno - 1
         if getattr(node, "decorator_list", None):
             start = min(d.lineno for d in node.decorator_list) - 1
-        return "".join(lines[start:node.end_lineno])
+        text = "".join(lines[start:node.end_lineno])
+        return text if text.endswith("\n") else text + "\n"
 
     preamble: list[str] = []
     tests: list[str] = []
     for stmt in tree.body:
         if isinstance(stmt, ast.Assert):
-            tests.append("".join(p if p.endswith("\n") else p + "\n" for p in preamble) + seg(stmt))
+            tests.append("".join(preamble) + seg(stmt))
+            if shared:
+                preamble = []
         else:
             preamble.append(seg(stmt))
+    if shared and preamble:
+        tests[-1] += "".join(preamble)
     return tests

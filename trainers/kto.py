@@ -1,11 +1,11 @@
-"""KTO on plumline's ``kto`` export with ``trl.KTOTrainer``: one config, one function, one entry.
+"""KTO on plumline's ``kto`` export with ``trl.KTOTrainer``: one config, one function.
 
 Rows are unpaired (prompt, completion, label): label True for a program that passed every test.
 PLUM reports KTO alongside DPO; it uses every sample, not only problems with both a pass and a fail.
 
 Run as its own process::
 
-    python -m plumline.trainers.kto --data round-000/kto.parquet --model POLICY --out round-000/model
+    plumline train kto --data round-000/kto.parquet --model POLICY --out round-000/model --seed 0
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import BaseTrainingConfig, NoTrainingData, TrainingReport, build_trl_config, run_training
+from .config import BaseTrainingConfig, build_trl_config
+from .data import NoTrainingData
+from .output import TrainingReport
+from .run import run_training
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +47,10 @@ class KtoTrainingConfig(BaseTrainingConfig):
                              "(its KL estimate pairs each prompt with another row's completion)")
         return self
 
-    def trl_config(self, output_dir: Path) -> Any:
+    def trl_config(self, output_dir: Path, seed: int = 0) -> Any:
         from trl import KTOConfig
 
-        kw = self.common_trl_kwargs(output_dir)
+        kw = self.common_trl_kwargs(output_dir, seed)
         kw.update(loss_type=self.loss_type, desirable_weight=self.desirable_weight,
                   undesirable_weight=self.undesirable_weight,
                   precompute_ref_log_probs=self.precompute_ref_log_probs)
@@ -55,7 +58,8 @@ class KtoTrainingConfig(BaseTrainingConfig):
 
 
 def train_kto(data_files: list[str | Path], model_path: str | Path, output_dir: Path,
-              cfg: KtoTrainingConfig | None = None, *, overwrite: bool = False) -> TrainingReport:
+              cfg: KtoTrainingConfig | None = None, *, seed: int = 0,
+              overwrite: bool = False) -> TrainingReport:
     """Train ``model_path`` with KTO on the Parquet ``data_files``; save to ``output_dir``.
 
     Same contract and errors as ``train_dpo``. The report's ``extra`` holds the label balance
@@ -72,18 +76,9 @@ def train_kto(data_files: list[str | Path], model_path: str | Path, output_dir: 
         balance["undesirable_rows"] = len(labels) - balance["desirable_rows"]
         if cfg.loss_type == "kto" and len(labels) < 2:
             raise NoTrainingData(f"KTO's KL estimate needs at least 2 rows, got {len(labels)}")
-        return KTOTrainer(model=model, args=cfg.trl_config(stage), train_dataset=dataset,
+        return KTOTrainer(model=model, args=cfg.trl_config(stage, seed), train_dataset=dataset,
                           processing_class=tokenizer, peft_config=peft_cfg)
 
     return run_training("kto", factory, cfg, data_files, model_path, Path(output_dir), KTO_COLUMNS,
-                        overwrite, extra_report=balance)
+                        seed=seed, overwrite=overwrite, extra_report=balance)
 
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import main as cli_main
-
-    return cli_main(["kto", *(argv if argv is not None else __import__("sys").argv[1:])])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

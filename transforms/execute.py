@@ -12,7 +12,7 @@ import os
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from plumline.data_schemas import ErrorRecord
+from plumline.data_schemas import ErrorKind, ErrorRecord, Stage
 from plumline.sandbox import Sandbox
 from plumline.transforms.io import GroupByProblem
 from plumline.transforms.logic.verification import verify_problem
@@ -47,8 +47,8 @@ class _VerifyProblem(beam.DoFn):
         if not problems:
             # Samples or tests of a problem that is not in this round's problems: keep them visible.
             yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
-                stage="execute", reason="samples/tests refer to an unknown problem", input=problem_id,
-                problem_id=problem_id))
+                stage=Stage.EXECUTE, kind=ErrorKind.UNKNOWN_PROBLEM,
+                reason="samples/tests refer to an unknown problem", input=problem_id, problem_id=problem_id))
             return
         try:
             verified = verify_problem(problems[0], tests, samples, run_many=self._sandbox.run_many,
@@ -56,8 +56,9 @@ class _VerifyProblem(beam.DoFn):
         except Exception as exc:  # one broken problem must not stop the round
             log.exception("verifying %s failed", problem_id)
             yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
-                stage="execute", reason=f"verification failed: {type(exc).__name__}: {exc}",
-                input=problem_id, problem_id=problem_id))
+                stage=Stage.EXECUTE, kind=ErrorKind.INTERNAL,
+                reason=f"verification failed: {type(exc).__name__}: {exc}", input=problem_id,
+                problem_id=problem_id))
             for t in tests:
                 yield beam.pvalue.TaggedOutput(TESTS, t)
             return

@@ -9,7 +9,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io import parquetio
 from apache_beam.io.textio import WriteToText
-from plumline.data_schemas import ErrorRecord, Record, RecordError
+from plumline.data_schemas import ErrorKind, ErrorRecord, Record, RecordError, Stage
 
 
 class ReadRecords(beam.PTransform):
@@ -17,18 +17,18 @@ class ReadRecords(beam.PTransform):
 
     ERRORS = "errors"
 
-    def __init__(self, path: str, cls: type[Record], stage: str):
+    def __init__(self, path: str, cls: type[Record], stage: Stage):
         super().__init__()
         self._path, self._cls, self._stage = path, cls, stage
 
     def expand(self, pbegin):
         rows = pbegin | "ReadParquet" >> parquetio.ReadFromParquet(self._path)
-        return rows | "ToRecords" >> beam.ParDo(_RowToRecord(self._cls, self._stage, self._path)).with_outputs(
-            self.ERRORS, main="records")
+        to_records = beam.ParDo(_RowToRecord(self._cls, self._stage, self._path))
+        return rows | "ToRecords" >> to_records.with_outputs(self.ERRORS, main="records")
 
 
 class _RowToRecord(beam.DoFn):
-    def __init__(self, cls: type[Record], stage: str, origin: str):
+    def __init__(self, cls: type[Record], stage: Stage, origin: str):
         self._cls, self._stage, self._origin = cls, stage, origin
 
     def process(self, row: dict[str, Any]):
@@ -36,7 +36,8 @@ class _RowToRecord(beam.DoFn):
             yield self._cls.from_dict(row)
         except RecordError as exc:
             yield beam.pvalue.TaggedOutput(ReadRecords.ERRORS, ErrorRecord(
-                stage=self._stage, reason=f"corrupt {self._cls.__name__} row: {exc}", input=self._origin))
+                stage=self._stage, kind=ErrorKind.CORRUPT_RECORD,
+                reason=f"corrupt {self._cls.__name__} row: {exc}", input=self._origin))
 
 
 class WriteRecords(beam.PTransform):
@@ -55,8 +56,9 @@ class WriteRecords(beam.PTransform):
             self._path, self._cls.arrow_schema(), file_name_suffix=".parquet", num_shards=1,
             shard_name_template="")
         if self._jsonl:
-            rows | "ToJson" >> beam.Map(lambda d: json.dumps(d, ensure_ascii=False)) | "WriteJsonl" >> WriteToText(
-                self._path, file_name_suffix=".jsonl", num_shards=1, shard_name_template="")
+            lines = rows | "ToJson" >> beam.Map(lambda d: json.dumps(d, ensure_ascii=False))
+            lines | "WriteJsonl" >> WriteToText(self._path, file_name_suffix=".jsonl", num_shards=1,
+                                                shard_name_template="")
         return pcoll
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
-from plumline.data_schemas import ErrorRecord, Problem
+from plumline.data_schemas import ErrorKind, Problem
 from plumline.transforms.logic.readers import (
     Located,
     Location,
@@ -25,6 +25,7 @@ from plumline.transforms.logic.readers import (
     drop_duplicate_ids,
     iter_located,
     parse_file_bytes,
+    read_error,
 )
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,8 @@ class _ParseFile(beam.DoFn):
         try:
             data = readable.read()
         except Exception as exc:  # noqa: BLE001  any Beam filesystem error; corrupt compressed file, permission, vanished file: an error row
-            yield Location(self._index, path, 0), ErrorRecord(
-                stage="read", reason=f"cannot read file: {type(exc).__name__}: {exc}", input=path)
+            yield Location(self._index, path, 0), read_error(
+                path, ErrorKind.BAD_INPUT, f"cannot read file: {type(exc).__name__}: {exc}")
             return
         kept = 0
         for loc, item in parse_file_bytes(data, path, self._cfg, self._index):
@@ -64,8 +65,8 @@ class _ParseFile(beam.DoFn):
 
 def _no_match_errors(count: int, cfg: SourceConfig, index: int) -> Iterator[Located]:
     if count == 0:
-        yield Location(index, cfg.path, 0), ErrorRecord(stage="read", reason="no file matches this path",
-                                                        input=cfg.path)
+        yield Location(index, cfg.path, 0), read_error(cfg.path, ErrorKind.MISSING_INPUT,
+                                                       "no file matches this path")
 
 
 def _limit_group(element: tuple[int, Sequence[Located]], limits: dict[int, int | None]) -> Iterator[Located]:

@@ -7,54 +7,53 @@ and a whole batch of prompts goes to it in one ``generate`` call with ``n`` samp
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from plumline.data_schemas import ErrorRecord, Problem
-from plumline.llm import BackendConfig, build_prompt, get_shared_backend
-from plumline.transforms.logic.sampling import sample_batch, user_message
+from plumline.data_schemas import ErrorKind, ErrorRecord, Problem, Stage
+from plumline.llm import BackendConfig, GenerationBackend, PromptConfig, get_shared_backend
+from plumline.transforms.logic.sampling import SamplingConfig, sample_batch
 
 log = logging.getLogger(__name__)
 ERRORS = "errors"
 
 
-def policy_prompt_renderer(backend, instruction: str, system_prompt: str | None, chat: bool):
-    """Problem -> the exact prompt text the policy sees (also the DPO prompt, so training is on-policy)."""
+def policy_prompt_renderer(backend: GenerationBackend, prompt: PromptConfig) -> Callable[[Problem], str]:
+    """Problem -> the exact prompt text the policy sees (``plumline.llm.render_prompt`` with this
+    backend's chat or plain rendering). It is stored in ``Sample.prompt``: the DPO/KTO prompt column."""
 
     def render(problem: Problem) -> str:
-        if chat:
-            return build_prompt(user_message(problem, instruction), chat=True, render_chat=backend.render_chat,
-                                system_prompt=system_prompt, instruction=None)
-        return problem.prompt  # base models continue the function
+        return backend.build_prompt(problem.prompt, problem.entry_point, prompt)
     return render
 
 
 class _SampleBatch(beam.DoFn):
-    def __init__(self, policy: BackendConfig, sampling, round: int, seed: int):
-        self._policy, self._sampling, self._round, self._seed = policy, sampling, round, seed
+    def __init__(self, policy: BackendConfig, sampling: SamplingConfig, prompt: PromptConfig, round: int,
+                 seed: int):
+        self._policy, self._sampling, self._prompt = policy, sampling, prompt
+        self._round, self._seed = round, seed
         self._samples = Metrics.counter("plumline", "samples")
         self._failures = Metrics.counter("plumline", "sample_errors")
 
     def setup(self):
         self._backend = get_shared_backend(self._policy)
         self._chat = bool(self._backend.chat)  # the config's choice, or auto from the tokenizer
-        self._render = policy_prompt_renderer(self._backend, self._sampling.instruction,
-                                              self._policy.system_prompt, self._chat)
+        self._render = policy_prompt_renderer(self._backend, self._prompt)
 
     def process(self, problems: list[Problem]):
-        s = self._sampling
         try:
             samples, errors = sample_batch(
-                problems, render=self._render, generate=self._backend.generate, n=s.n,
-                temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, greedy=s.greedy,
-                round=self._round, base_seed=self._seed, stop=s.stop, policy=self._backend.model_name,
+                problems, render=self._render, generate=self._backend.generate, cfg=self._sampling,
+                round=self._round, base_seed=self._seed, policy=self._backend.model_name,
                 policy_revision=self._backend.revision, backend=self._backend.name, chat=self._chat)
         except Exception as exc:  # an engine failure loses this batch only, and says so per problem
             log.exception("generation failed for a batch of %d problems", len(problems))
             for p in problems:
                 self._failures.inc()
                 yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
-                    stage="sample", reason=f"engine failed: {type(exc).__name__}: {exc}",
+                    stage=Stage.SAMPLE, kind=ErrorKind.ENGINE_FAILED,
+                    reason=f"engine failed: {type(exc).__name__}: {exc}",
                     input=p.problem_id, problem_id=p.problem_id))
             return
         self._samples.inc(len(samples))
@@ -67,10 +66,10 @@ class _SampleBatch(beam.DoFn):
 class SampleSolutions(beam.PTransform):
     """PCollection[Problem] -> {"samples": PCollection[Sample], "errors": PCollection[ErrorRecord]}."""
 
-    def __init__(self, policy: BackendConfig, sampling, round: int, seed: int,
-                 accelerator: str | None = None):
+    def __init__(self, policy: BackendConfig, sampling: SamplingConfig, prompt: PromptConfig, round: int,
+                 seed: int, accelerator: str | None = None):
         super().__init__()
-        self._args = (policy, sampling, round, seed)
+        self._args = (policy, sampling, prompt, round, seed)
         self._accelerator = accelerator
 
     def expand(self, problems):

@@ -1,9 +1,9 @@
 """Test synthesis stage (PLUM stage 1) and the per-problem test statistics for the manifest.
 
-Thin Beam wrappers around ``logic.test_synthesis``: problems are batched so ONE generate call of the
+Thin Beam wrappers around ``logic.synthesis``: problems are batched so ONE generate call of the
 test-writer engine serves many problems; the engine is opened once per process in ``setup``.
 Validation (oracle, CodeT agreement, recomputed pass ratios, minimum tests) runs in the execution
-stage (``transforms/execute.py`` -> ``logic.verification`` -> ``logic.test_validation``).
+stage (``transforms/execute.py`` -> ``logic.verification`` -> ``logic.validation``).
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from plumline.data_schemas import Problem
-from plumline.transforms.logic.test_synthesis import (
+from plumline.transforms.logic.synthesis import (
     TestSynthesisConfig,
     synthesize_batch,
 )
 
 log = logging.getLogger(__name__)
 TESTS, ERRORS, STATS = "tests", "errors", "stats"
-STAGE = "synthesize_tests"
 
 
 def _default_factory(cfg: Any) -> Any:
@@ -31,8 +30,9 @@ def _default_factory(cfg: Any) -> Any:
 
 
 class _SynthesizeBatch(beam.DoFn):
-    def __init__(self, backend_factory: Callable[[Any], Any] | None, writer_cfg: Any, cfg: TestSynthesisConfig):
-        self._factory, self._writer_cfg, self._cfg = backend_factory, writer_cfg, cfg
+    def __init__(self, backend_factory: Callable[[Any], Any] | None, writer_cfg: Any,
+                 cfg: TestSynthesisConfig, seed: int):
+        self._factory, self._writer_cfg, self._cfg, self._seed = backend_factory, writer_cfg, cfg, seed
         self._written = Metrics.counter("plumline", "tests_written")
         self._kept = Metrics.counter("plumline", "tests_parsed_kept")
         self._failures = Metrics.counter("plumline", "test_synthesis_errors")
@@ -48,11 +48,11 @@ class _SynthesizeBatch(beam.DoFn):
         writer = getattr(b, "model_name", "") or ""
         rev = getattr(b, "revision", "") or ""
         done, errors = synthesize_batch(
-            problems, self._cfg, generate=(b.generate if b is not None else _no_generate),
+            problems, self._cfg, seed=self._seed, generate=(b.generate if b is not None else _no_generate),
             render_chat=getattr(b, "render_chat", None), chat=chat,
-            writer=f"{writer}@{rev}" if rev else writer, stage=STAGE)
+            writer=f"{writer}@{rev}" if rev else writer)
         for pt in done:
-            self._written.inc(pt.stats["written"])
+            self._written.inc(pt.stats.written)
             self._kept.inc(sum(t.kept for t in pt.tests if t.origin == "synthesized"))
             yield from pt.tests
             yield beam.pvalue.TaggedOutput(STATS, pt.stats)
@@ -67,16 +67,18 @@ def _no_generate(requests: Any) -> list:
 
 class SynthesizeTests(beam.PTransform):
     """PCollection[Problem] -> {"tests": TestCase (synthesized + example + given, kept and dropped,
-    each with origin and drop_reason), "errors": ErrorRecord, "stats": per-problem stats dicts}.
+    each with origin and drop_reason), "errors": ErrorRecord, "stats": TestSynthesisStats per problem}.
 
     ``backend_factory(BackendConfig) -> GenerationBackend`` (default: ``get_shared_backend``) opens the
-    test writer: ``cfg.writer`` when set, else ``policy_cfg`` (the policy writes its own tests)."""
+    test writer: ``cfg.writer`` when set, else ``policy_cfg`` (the policy writes its own tests).
+    ``seed`` is the run's seed (each problem's replies use ``derive_seed(seed, "tests", problem_id)``)."""
 
     def __init__(self, backend_factory: Callable[[Any], Any] | None, cfg: TestSynthesisConfig,
-                 policy_cfg: Any = None):
+                 policy_cfg: Any = None, *, seed: int = 0):
         super().__init__()
         self._factory = backend_factory
         self._cfg = cfg
+        self._seed = seed
         self._writer_cfg = cfg.writer if cfg.writer is not None else policy_cfg
         if cfg.enabled and self._writer_cfg is None:
             raise ValueError("tests.writer is not set and no policy backend config was given")
@@ -85,5 +87,6 @@ class SynthesizeTests(beam.PTransform):
         size = self._cfg.batch_size
         batches = problems | "BatchForWriter" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
         return batches | "WriteTests" >> beam.ParDo(
-            _SynthesizeBatch(self._factory, self._writer_cfg, self._cfg)).with_outputs(ERRORS, STATS, main=TESTS)
+            _SynthesizeBatch(self._factory, self._writer_cfg, self._cfg, self._seed)).with_outputs(
+                ERRORS, STATS, main=TESTS)
 

@@ -11,12 +11,13 @@ from plumline.data_schemas import CODERL_CLASS, Execution, Outcome, Sample
 
 def make_sample(problem_id: str, idx: int, code: str | None, completion: str | None = None, *,
                 is_greedy: bool = False, finish_reason: str = "stop", prompt: str = "PROMPT") -> Sample:
-    completion = completion if completion is not None else (f"```python\n{code}\n```" if code is not None else "no idea")
+    if completion is None:
+        completion = f"```python\n{code}\n```" if code is not None else "no idea"
     return Sample(
-        sample_id=f"{problem_id}-s{idx:03d}", problem_id=problem_id, round=0, policy="tiny", policy_revision="r0",
-        prompt=prompt, completion=completion, code=code, finish_reason=finish_reason, prompt_tokens=10,
-        completion_tokens=20, temperature=0.8, top_p=0.95, max_tokens=256, seed=idx, sample_index=idx,
-        is_greedy=is_greedy,
+        sample_id=f"{problem_id}-s{idx:03d}", problem_id=problem_id, round=0, policy="tiny",
+        policy_revision="r0", prompt=prompt, completion=completion, code=code, finish_reason=finish_reason,
+        prompt_tokens=10, completion_tokens=20, temperature=0.8, top_p=0.95, max_tokens=256, seed=idx,
+        sample_index=idx, is_greedy=is_greedy,
     )
 
 
@@ -26,7 +27,8 @@ def make_execution(sample: Sample, passed: int, total: int, outcome: str | None 
     return Execution(
         sample_id=sample.sample_id, problem_id=sample.problem_id, round=0, outcome=outcome,
         coderl_class=CODERL_CLASS[Outcome(outcome)], passed=passed, total=total,
-        pass_ratio=(passed / total) if total else 0.0, test_results=(), isolation_tier="test", duration_s=0.01,
+        pass_ratio=(passed / total) if total else 0.0, test_results=(), isolation_tier="test",
+        duration_s=0.01,
     )
 
 

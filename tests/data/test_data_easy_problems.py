@@ -96,7 +96,8 @@ for p in json.load(sys.stdin):
         survivors.append(p["id"])
 print(json.dumps(survivors))
 """
-    payload = [{"id": p.problem_id, "entry": p.entry_point, "tests": [t.code for t in p.given_tests]} for p in easy]
+    payload = [{"id": p.problem_id, "entry": p.entry_point, "tests": [t.code for t in p.given_tests]}
+               for p in easy]
     res = subprocess.run([sys.executable, "-I", "-c", script], input=json.dumps(payload), capture_output=True,
                          text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stderr

@@ -13,7 +13,8 @@ from plumline.data_schemas import Problem
 from plumline.transforms.logic.readers import SourceConfig, read_problems
 from plumline.transforms.read import ReadProblems
 
-GOOD = {"prompt": "def f(x):\n    pass\n", "entry_point": "f", "given_tests": [{"code": "assert f(1) is None"}]}
+GOOD = {"prompt": "def f(x):\n    pass\n", "entry_point": "f",
+        "given_tests": [{"code": "assert f(1) is None"}]}
 
 
 def _contains_all(expected):
@@ -44,7 +45,8 @@ def test_beam_matches_pure_reader_with_errors_dupes_and_glob(tmp_path):
         f.write(json.dumps({**GOOD, "problem_id": "X", "prompt": "dup"}) + "\n")
         f.write(json.dumps({**GOOD, "problem_id": "Z"}) + "\n")
     (tmp_path / "empty.jsonl").write_text("")
-    sources = [SourceConfig(path=str(tmp_path / "*.jsonl*")), SourceConfig(path=str(tmp_path / "none-*.jsonl"))]
+    sources = [SourceConfig(path=str(tmp_path / "*.jsonl*")),
+               SourceConfig(path=str(tmp_path / "none-*.jsonl"))]
     pure = list(read_problems(sources))
     pure_problems = sorted((p.problem_id, p.prompt) for p in pure if isinstance(p, Problem))
     pure_errors = sorted((e.input, e.reason) for e in pure if not isinstance(e, Problem))

@@ -1,4 +1,5 @@
-"""Readers: plumline JSONL, foreign tables with a field map, HumanEval, MBPP, HF saved datasets; errors as data."""
+"""Readers: plumline JSONL, foreign tables with a field map, HumanEval, MBPP, HF saved datasets; errors as
+data."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plumline.data_schemas import ErrorRecord, Problem
+from plumline.data_schemas import ErrorKind, ErrorRecord, Problem, Stage
 from plumline.transforms.logic.readers import (
     SourceConfig,
     drop_duplicate_ids,
@@ -70,7 +71,8 @@ def test_each_bad_line_is_an_error_and_the_rest_is_read(write_jsonl):
     assert probs[1].given_tests[0].code == "assert f(2) == 2"
     by_line = {e.input.rsplit(":", 1)[1]: e for e in errs}
     assert set(by_line) == {"2", "3", "4", "5", "6", "9", "10", "11"}
-    assert all(e.stage == "read" and e.input.startswith(str(path)) for e in errs)
+    assert all(e.stage == Stage.READ and e.kind == ErrorKind.BAD_INPUT and e.input.startswith(str(path))
+               for e in errs)
     assert "malformed JSON" in by_line["2"].reason
     assert "not UTF-8" in by_line["3"].reason
     assert "prompt" in by_line["4"].reason and "expected str" in by_line["4"].reason
@@ -85,13 +87,15 @@ def test_empty_file_is_one_error(write_jsonl):
     items = list(read_problems(SourceConfig(path=str(path))))
     assert len(items) == 1 and isinstance(items[0], ErrorRecord)
     assert "empty input" in items[0].reason and items[0].input.startswith(str(path))
+    assert items[0].kind == ErrorKind.MISSING_INPUT
 
 
 def test_missing_file_and_empty_glob(tmp_path):
     items = list(read_problems(SourceConfig(path=str(tmp_path / "nope.jsonl"))))
     assert len(items) == 1 and "no such file" in items[0].reason
-    items = list(read_problems(SourceConfig(path=str(tmp_path / "*.jsonl"))))
-    assert len(items) == 1 and "no file matches" in items[0].reason
+    items += list(read_problems(SourceConfig(path=str(tmp_path / "*.jsonl"))))
+    assert len(items) == 2 and "no file matches" in items[1].reason
+    assert all(e.stage == Stage.READ and e.kind == ErrorKind.MISSING_INPUT for e in items)
 
 
 def test_field_map_and_missing_column(write_jsonl):
@@ -121,6 +125,7 @@ def test_duplicate_ids_keep_first_and_name_both(write_jsonl):
     assert len(errs) == 2
     for e in errs:
         assert "duplicate problem id 'X'" in e.reason and f"{a}:1" in e.reason
+        assert e.kind == ErrorKind.DUPLICATE_ID and e.problem_id == "X"
     assert {e.input for e in errs} == {f"{a}:2", f"{b}:1"}
 
 
@@ -163,8 +168,8 @@ def test_arbitrary_bytes_never_crash(data):
 @given(st.dictionaries(st.sampled_from(["prompt", "entry_point", "given_tests", "metadata", "problem_id",
                                         "source", "reference_solution", "junk"]),
                        st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c,
-                                                                                         max_size=3),
+                                    lambda c: (st.lists(c, max_size=3)
+                                               | st.dictionaries(st.text(max_size=5), c, max_size=3)),
                                     max_leaves=8)))
 def test_arbitrary_rows_never_crash(row):
     line = json.dumps(row).encode()
@@ -198,8 +203,8 @@ def test_hf_disk_dataset_and_dict(tmp_path):
     datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "ds"))
     probs, errs = _split(list(read_problems(SourceConfig(path=str(tmp_path / "ds"), source="hf"))))
     assert errs == [] and [p.prompt for p in probs] == ["p1", "p2"]
-    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows),
-                               "validation": datasets.Dataset.from_dict({"prompt": ["v"], "entry_point": ["v"]})})
+    validation = datasets.Dataset.from_dict({"prompt": ["v"], "entry_point": ["v"]})
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows), "validation": validation})
     dd.save_to_disk(str(tmp_path / "dd"))
     probs, errs = _split(list(read_problems(SourceConfig(path=str(tmp_path / "dd"), split="validation"))))
     assert errs == [] and [p.prompt for p in probs] == ["v"]
@@ -271,20 +276,22 @@ def test_split_check_bad_input(code, msg):
 def test_humaneval_row_errors():
     cfg = SourceConfig(format="humaneval")
     with pytest.raises(Exception, match="entry_point"):
-        humaneval_row_to_problem({"task_id": "t", "prompt": "p", "entry_point": "not valid", "test": "def check(c): assert c()"},
-                                 cfg, "x:1")
+        humaneval_row_to_problem({"task_id": "t", "prompt": "p", "entry_point": "not valid",
+                                  "test": "def check(c): assert c()"}, cfg, "x:1")
     with pytest.raises(Exception, match="test"):
-        humaneval_row_to_problem({"task_id": "t", "prompt": "p", "entry_point": "f", "test": "def check(c): pass"},
-                                 cfg, "x:1")
+        humaneval_row_to_problem({"task_id": "t", "prompt": "p", "entry_point": "f",
+                                  "test": "def check(c): pass"}, cfg, "x:1")
 
 
 # ---------------------------------------------------------------------------------------------- MBPP
 
 
-MBPP_ROW = {"task_id": 11, "text": "Write a python function to remove first and last occurrence of a given character.",
-            "code": "def helper(s):\n    return s\n\ndef remove_Occ(s, ch):\n    s = s.replace(ch, '', 1)\n    "
-                    "return s[::-1].replace(ch, '', 1)[::-1]\n",
-            "test_list": ["assert remove_Occ(\"hello\",\"l\") == \"heo\"", "assert remove_Occ(\"abcda\",\"a\") == \"bcd\""],
+MBPP_ROW = {"task_id": 11,
+            "text": "Write a python function to remove first and last occurrence of a given character.",
+            "code": "def helper(s):\n    return s\n\ndef remove_Occ(s, ch):\n"
+                    "    s = s.replace(ch, '', 1)\n    return s[::-1].replace(ch, '', 1)[::-1]\n",
+            "test_list": ["assert remove_Occ(\"hello\",\"l\") == \"heo\"",
+                          "assert remove_Occ(\"abcda\",\"a\") == \"bcd\""],
             "test_imports": ["import math"]}
 
 
@@ -326,7 +333,7 @@ def test_unknown_format_and_bundled_name(tmp_path):
     (e,) = read_problems(SourceConfig(path=str(p)))
     assert isinstance(e, ErrorRecord) and "format" in e.reason
     (e,) = read_problems(SourceConfig(path="bundled:nope"))
-    assert isinstance(e, ErrorRecord) and "unknown bundled" in e.reason
+    assert isinstance(e, ErrorRecord) and "unknown bundled" in e.reason and e.kind == ErrorKind.BAD_INPUT
 
 
 def test_source_config_rejects_unknown_keys():
@@ -340,8 +347,8 @@ def test_large_file_is_fast(tmp_path):
     path = tmp_path / "big.jsonl"
     with path.open("w") as f:
         for i in range(20000):
-            f.write(json.dumps({**GOOD, "prompt": "".join(string.ascii_letters[(i + j) % 52] for j in range(8)) + str(i)})
-                    + "\n")
+            prompt = "".join(string.ascii_letters[(i + j) % 52] for j in range(8)) + str(i)
+            f.write(json.dumps({**GOOD, "prompt": prompt}) + "\n")
     probs, errs = _split(list(read_problems(SourceConfig(path=str(path)))))
     assert len(probs) == 20000 and errs == []
     assert len({p.problem_id for p in probs}) == 20000

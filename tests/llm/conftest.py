@@ -19,7 +19,8 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def hf_backend(tiny_llama: Path):
     from plumline.llm import make_backend
 
-    backend = make_backend(BackendConfig(kind="transformers", model=str(tiny_llama), device="cpu", batch_size=4))
+    backend = make_backend(BackendConfig(kind="transformers", model=str(tiny_llama), device="cpu",
+                                         batch_size=4))
     yield backend
     backend.close()
 

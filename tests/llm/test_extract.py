@@ -116,7 +116,8 @@ def test_huge_and_hostile_inputs_do_not_crash():
     big = f"{F}python\n" + "x = 1\n" * 200_000 + F
     assert extract_code(big).count("\n") == 199_999
     assert extract_code("\x00\x01" * 1000) is None
-    assert extract_code(f"{F}python\n" + "[" * 5000 + f"\n{F}") is not None  # returned, even if it won't parse
+    # returned, even though it does not parse
+    assert extract_code(f"{F}python\n" + "[" * 5000 + f"\n{F}") is not None
     assert extract_code(None) is None  # type: ignore[arg-type]
 
 

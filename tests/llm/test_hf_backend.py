@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from plumline.llm import GenerationRequest
+from plumline.llm import GenerationRequest, PromptConfig
 
 
 def _req(rid, prompt, **kw):
-    base = dict(n=2, temperature=1.0, top_p=1.0, max_tokens=12, seed=3)
+    base = {"n": 2, "temperature": 1.0, "top_p": 1.0, "max_tokens": 12, "seed": 3}
     base.update(kw)
     return GenerationRequest(rid, prompt, **base)
 
@@ -14,7 +14,8 @@ def _req(rid, prompt, **kw):
 def test_batch_shapes_order_and_counts(hf_backend):
     b = hf_backend
     p1, p2 = b.build_prompt("def add(a, b):"), b.build_prompt("x")
-    reqs = [_req("a", p1, n=3), _req("b", p2, n=3), _req("c", p1, n=1, max_tokens=5), _req("d", p2, temperature=0, n=1)]
+    reqs = [_req("a", p1, n=3), _req("b", p2, n=3), _req("c", p1, n=1, max_tokens=5),
+            _req("d", p2, temperature=0, n=1)]
     res = b.generate(reqs)
     assert [r.request_id for r in res] == ["a", "b", "c", "d"]
     assert [len(r.completions) for r in res] == [3, 3, 1, 1]
@@ -90,16 +91,18 @@ def test_chat_rendering_uses_template(hf_backend):
     assert b.chat and b.revision and b.model_name
     text = b.render_chat([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}])
     assert text == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
-    assert b.build_prompt("P", instruction=None, system_prompt=None) == "<|im_start|>user\nP<|im_end|>\n<|im_start|>assistant\n"
+    assert b.build_prompt("P", prompt=PromptConfig(instruction="")) == \
+        "<|im_start|>user\nP<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_plain_mode_for_base_models(tiny_llama):
     from plumline.llm import BackendConfig, make_backend
 
-    with make_backend(BackendConfig(kind="transformers", model=str(tiny_llama), chat=False,
-                                    system_prompt="# solve", device="cpu")) as b:
+    cfg = BackendConfig(kind="transformers", model=str(tiny_llama), chat=False, device="cpu")
+    with make_backend(cfg) as b:
         assert not b.chat
-        assert b.build_prompt("def f():", instruction=None) == "# solve\n\ndef f():"
+        assert b.build_prompt("def f():", prompt=PromptConfig(system_prompt="# solve", instruction="")) == \
+            "# solve\n\ndef f():"
         (res,) = b.generate([_req("a", "def f():", n=1)])
         assert res.error is None
 
@@ -114,7 +117,8 @@ def test_cuda_device_when_available(tiny_llama):
     from plumline.llm import BackendConfig, make_backend
 
     for dtype in ("auto", "bfloat16"):
-        with make_backend(BackendConfig(kind="transformers", model=str(tiny_llama), device="auto", dtype=dtype)) as b:
+        cfg = BackendConfig(kind="transformers", model=str(tiny_llama), device="auto", dtype=dtype)
+        with make_backend(cfg) as b:
             assert b.device.type == "cuda"
             p = b.build_prompt("def add(a, b):")
             reqs = [_req("a", p, n=4, seed=1), _req("g", p, n=2, temperature=0, seed=None)]

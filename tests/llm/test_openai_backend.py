@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from plumline.llm import BackendConfig, GenerationRequest, make_backend
+from plumline.llm import BackendConfig, GenerationRequest, PromptConfig, make_backend
 
 
 class FakeServer:
@@ -72,7 +72,8 @@ class FakeServer:
                 parts = prompt.split(":")
                 if parts[0] == "fail" and attempt < int(parts[2]):
                     code = int(parts[1])
-                    return self._send(code, {"error": f"injected {code}"}, {"Retry-After": "0"} if code == 429 else None)
+                    headers = {"Retry-After": "0"} if code == 429 else None
+                    return self._send(code, {"error": f"injected {code}"}, headers)
                 if parts[0] == "slow" and attempt < int(parts[2]):
                     time.sleep(float(parts[1]))
                 if parts[0] == "sleep":
@@ -84,10 +85,11 @@ class FakeServer:
                 choices = []
                 for i in range(body.get("n", 1)):
                     text = f"```python\ndef f():\n    return {i}  # seed={body.get('seed')}\n```"
-                    choices.append({"index": i, "finish_reason": "stop",
-                                    **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})})
+                    reply = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+                    choices.append({"index": i, "finish_reason": "stop", **reply})
                 choices.reverse()  # servers may return any order; the backend sorts by index
-                self._send(200, {"choices": choices, "usage": {"prompt_tokens": 5, "completion_tokens": 10 * len(choices)}})
+                usage = {"prompt_tokens": 5, "completion_tokens": 10 * len(choices)}
+                self._send(200, {"choices": choices, "usage": usage})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -108,14 +110,15 @@ def server():
 
 
 def _backend(server, **kw):
-    cfg = dict(kind="openai", model="fake-model", base_url=server.url, backoff_s=0.01, max_retries=3,
-               request_timeout_s=5.0, max_concurrency=4, endpoint="completions", api_key_env=None)
+    cfg = {"kind": "openai", "model": "fake-model", "base_url": server.url, "backoff_s": 0.01,
+           "max_retries": 3, "request_timeout_s": 5.0, "max_concurrency": 4, "endpoint": "completions",
+           "api_key_env": None}
     cfg.update(kw)
     return make_backend(BackendConfig(**cfg))
 
 
 def _req(rid, prompt, **kw):
-    base = dict(n=1, temperature=0.8, top_p=0.95, max_tokens=32, seed=11)
+    base = {"n": 1, "temperature": 0.8, "top_p": 0.95, "max_tokens": 32, "seed": 11}
     base.update(kw)
     return GenerationRequest(rid, prompt, **base)
 
@@ -127,9 +130,11 @@ def test_completions_n_seed_order_and_usage(server):
     assert res.error is None
     assert [c.index for c in res.completions] == [0, 1, 2]
     assert res.completions[2].text.endswith("return 2  # seed=1234\n```")
-    assert all(c.prompt_tokens == 5 and c.completion_tokens == 10 and c.finish_reason == "stop" for c in res.completions)
+    assert all(c.prompt_tokens == 5 and c.completion_tokens == 10 and c.finish_reason == "stop"
+               for c in res.completions)
     body = server.bodies[0]
-    assert body["n"] == 3 and body["seed"] == 1234 and body["stop"] == ["\n\n"] and body["model"] == "fake-model"
+    assert body["n"] == 3 and body["seed"] == 1234 and body["stop"] == ["\n\n"]
+    assert body["model"] == "fake-model"
     assert body["temperature"] == 0.8 and body["top_p"] == 0.95 and body["max_tokens"] == 32
 
 
@@ -196,10 +201,11 @@ def test_concurrency_limit(server):
 
 def test_chat_endpoint_sends_messages(server, monkeypatch):
     monkeypatch.setenv("PLUMLINE_TEST_KEY", "sekret")
-    with _backend(server, endpoint="auto", system_prompt="Be terse.", api_key_env="PLUMLINE_TEST_KEY") as b:
+    with _backend(server, endpoint="auto", api_key_env="PLUMLINE_TEST_KEY") as b:
         assert b.endpoint == "chat" and b.chat  # no local tokenizer: the server applies its template
-        prompt = b.build_prompt("Write f.", instruction=None)
-        assert json.loads(prompt) == [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Write f."}]
+        prompt = b.build_prompt("Write f.", prompt=PromptConfig(system_prompt="Be terse.", instruction=""))
+        assert json.loads(prompt) == [{"role": "system", "content": "Be terse."},
+                                      {"role": "user", "content": "Write f."}]
         (res,) = b.generate([_req("a", prompt, n=2)])
     assert res.error is None and "return 1" in res.completions[1].text
     assert server.bodies[0]["messages"][0] == {"role": "system", "content": "Be terse."}
@@ -228,9 +234,11 @@ def test_invalid_requests_reported_not_raised(server):
 
 def test_chat_endpoint_with_local_tokenizer_counts_template_tokens(server, tiny_llama):
     with _backend(server, endpoint="chat", tokenizer=str(tiny_llama), max_model_len=64) as b:
-        prompt = b.build_prompt("def f():", instruction=None)
+        bare = PromptConfig(instruction="")
+        prompt = b.build_prompt("def f():", prompt=bare)
         assert json.loads(prompt)[-1]["content"] == "def f():"
         assert b.count_tokens(prompt) > b.count_tokens(json.dumps([{"role": "user", "content": ""}])) - 5
-        res = b.generate([_req("long", b.build_prompt("x " * 200, instruction=None)), _req("ok", prompt, max_tokens=8)])
+        long_prompt = b.build_prompt("x " * 200, prompt=bare)
+        res = b.generate([_req("long", long_prompt), _req("ok", prompt, max_tokens=8)])
     assert res[0].error.startswith("prompt too long")
     assert res[1].error is None and len(server.bodies) == 1

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from plumline.llm import BackendConfig, GenerationRequest, build_prompt, make_messages
+from plumline.llm import (
+    DEFAULT_INSTRUCTION,
+    BackendConfig,
+    GenerationRequest,
+    PromptConfig,
+    make_messages,
+    prompt_messages,
+    render_prompt,
+)
 from plumline.llm.base import truncate_at_stop
 from plumline.llm.openai_backend import backoff_delay, messages_from_prompt
 from plumline.llm.vllm_backend import cpu_kv_cache_gib
@@ -15,34 +23,37 @@ from pydantic import ValidationError
 def test_greedy_twin():
     req = GenerationRequest("p1", "prompt", n=8, temperature=0.8, top_p=0.95, max_tokens=64, seed=7)
     g = req.greedy()
-    assert (g.request_id, g.n, g.temperature, g.top_p, g.max_tokens, g.prompt) == ("p1:greedy", 1, 0.0, 1.0, 64, "prompt")
+    assert (g.request_id, g.n, g.temperature, g.top_p, g.max_tokens, g.prompt) == \
+        ("p1:greedy", 1, 0.0, 1.0, 64, "prompt")
     assert g.is_greedy and not req.is_greedy
     assert req.greedy("x").request_id == "x"
 
 
 @pytest.mark.parametrize("kwargs, needle", [
-    (dict(request_id=""), "request_id"),
-    (dict(prompt=""), "prompt is empty"),
-    (dict(prompt=b"bytes"), "prompt must be a string"),
-    (dict(n=0), "n must be"),
-    (dict(n=True), "n must be"),
-    (dict(temperature=-1), "temperature"),
-    (dict(top_p=0), "top_p"),
-    (dict(max_tokens=0), "max_tokens"),
-    (dict(seed=-3), "seed"),
-    (dict(seed=2**64), "seed"),
-    (dict(stop=["x"]), "stop"),
-    (dict(stop=("",)), "stop"),
+    ({"request_id": ""}, "request_id"),
+    ({"prompt": ""}, "prompt is empty"),
+    ({"prompt": b"bytes"}, "prompt must be a string"),
+    ({"n": 0}, "n must be"),
+    ({"n": True}, "n must be"),
+    ({"temperature": -1}, "temperature"),
+    ({"top_p": 0}, "top_p"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"seed": -3}, "seed"),
+    ({"seed": 2**64}, "seed"),
+    ({"stop": ["x"]}, "stop"),
+    ({"stop": ("",)}, "stop"),
 ])
 def test_request_problems(kwargs, needle):
-    base = dict(request_id="r", prompt="p", n=1, temperature=1.0, top_p=1.0, max_tokens=8, seed=1)
+    base = {"request_id": "r", "prompt": "p", "n": 1, "temperature": 1.0, "top_p": 1.0, "max_tokens": 8,
+            "seed": 1}
     base.update(kwargs)
     problems = GenerationRequest(**base).problems()
     assert any(needle in p for p in problems), problems
 
 
 def test_valid_request_has_no_problems():
-    assert GenerationRequest("r", "p", n=2, temperature=0, top_p=0.5, max_tokens=1, seed=0, stop=("\n\n",)).problems() == []
+    req = GenerationRequest("r", "p", n=2, temperature=0, top_p=0.5, max_tokens=1, seed=0, stop=("\n\n",))
+    assert req.problems() == []
 
 
 def test_config_defaults_and_descriptions():
@@ -58,22 +69,57 @@ def test_config_defaults_and_descriptions():
     assert BackendConfig.model_validate(json.loads(cfg.model_dump_json())) == cfg
 
 
-def test_build_prompt_chat_and_plain():
+def test_render_prompt_chat_and_plain():
     seen = []
 
     def render(messages):
         seen.append(messages)
         return "|".join(f"{m['role']}:{m['content']}" for m in messages)
 
-    out = build_prompt("def f():", chat=True, render_chat=render, system_prompt="SYS", instruction="Solve it.")
+    cfg = PromptConfig(system_prompt="SYS", instruction="Solve it.")
+    out = render_prompt(cfg, "def f():", chat=True, render_chat=render)
     assert out == "system:SYS|user:Solve it.\n\ndef f():"
-    assert seen[-1] == make_messages("Solve it.\n\ndef f():", "SYS")
-    assert build_prompt("def f():", chat=True, render_chat=render, system_prompt=None,
-                        instruction=None) == "user:def f():"
-    plain = build_prompt("def f():", chat=False, render_chat=render, system_prompt="SYS", instruction="Do.")
-    assert plain == "SYS\n\nDo.\n\ndef f():" and plain.endswith("def f():")
-    with pytest.raises(ValueError, match="empty"):
-        build_prompt("  ", chat=False, render_chat=render)
+    assert seen[-1] == make_messages("Solve it.\n\ndef f():", "SYS") == prompt_messages(cfg, "def f():")
+    # a function to complete is fenced as code for chat models
+    assert render_prompt(cfg, "def f():\n", "f", chat=True, render_chat=render) == \
+        "system:SYS|user:Solve it.\n\n```python\ndef f():\n```"
+    bare = PromptConfig(instruction="")
+    assert render_prompt(bare, "def f():", chat=True, render_chat=render) == "user:def f():"
+    # base models: system prompt and instruction are used (plain text), the problem comes last, unchanged
+    plain = render_prompt(PromptConfig(system_prompt="SYS", instruction="Do."), "def f():\n", "f", chat=False,
+                          render_chat=render)
+    assert plain == "SYS\n\nDo.\n\ndef f():\n" and plain.endswith("def f():\n")
+    assert render_prompt(bare, "def f():", chat=False, render_chat=render) == "def f():"
+    for chat in (True, False):
+        with pytest.raises(ValueError, match="empty"):
+            render_prompt(cfg, "  ", chat=chat, render_chat=render)
+
+
+def test_prompt_config_is_the_one_default():
+    assert PromptConfig().instruction == DEFAULT_INSTRUCTION and PromptConfig().system_prompt is None
+    for name, field in PromptConfig.model_fields.items():
+        assert field.description, name
+    assert "system_prompt" not in BackendConfig.model_fields  # it lives in the prompt section
+    with pytest.raises(ValidationError):
+        PromptConfig(bogus=1)
+
+
+def test_backend_build_prompt_is_render_prompt():
+    from plumline.llm.base import GenerationBackend
+
+    class Plain(GenerationBackend):
+        def count_tokens(self, text):
+            return len(text)
+
+        def _generate_batch(self, items):
+            return []
+
+    b = Plain(BackendConfig(kind="openai", model="m"))
+    cfg = PromptConfig(system_prompt="S", instruction="I")
+    assert b.build_prompt("def g():", "g", cfg) == render_prompt(cfg, "def g():", "g", chat=False,
+                                                                 render_chat=b.render_chat)
+    assert b.build_prompt("def g():") == render_prompt(PromptConfig(), "def g():", chat=False,
+                                                       render_chat=b.render_chat)
 
 
 def test_truncate_at_stop():

@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 
 def _req(rid, prompt, **kw):
-    base = dict(n=3, temperature=1.0, top_p=1.0, max_tokens=16, seed=3)
+    base = {"n": 3, "temperature": 1.0, "top_p": 1.0, "max_tokens": 16, "seed": 3}
     base.update(kw)
     return GenerationRequest(rid, prompt, **base)
 

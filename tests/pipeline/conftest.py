@@ -1,7 +1,7 @@
-"""Fixtures of the pipeline tests. A test double for a remote model: an OpenAI-compatible HTTP server on 127.0.0.1 whose replies
-are canned from the bundled easy problems (reference solutions, wrong programs, prose without code,
-the dataset's tests plus one wrong test). It lets the whole round run through the real openai
-backend, real Beam, the real sandbox and real Parquet with known right answers."""
+"""Fixtures of the pipeline tests. A test double for a remote model: an OpenAI-compatible HTTP server on
+127.0.0.1 whose replies are canned from the bundled easy problems (reference solutions, wrong programs,
+prose without code, the dataset's tests plus one wrong test). It lets the whole round run through the
+real openai backend, real Beam, the real sandbox and real Parquet with known right answers."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ class CannedModel:
             return ["```python\n" + "\n".join(tests + [wrong_test(tests[0])]) + "\n```"] * n
         good = f"Sure:\n```python\n{row['reference_solution']}```\n"
         bad = f"```python\ndef {name}(*args, **kwargs):\n    return None\n```"
-        cycle = [good, bad, "I would rather explain the idea in words.", good.replace("Sure:", "Here you go:")]
+        prose = "I would rather explain the idea in words."
+        cycle = [good, bad, prose, good.replace("Sure:", "Here you go:")]
         if body.get("temperature", 1.0) == 0.0:
             return [good]
         return [cycle[i % len(cycle)] for i in range(n)]
@@ -67,7 +68,8 @@ def serve(model: CannedModel) -> tuple[ThreadingHTTPServer, str]:
             texts = model.reply(body)
             chat = self.path.endswith("/chat/completions")
             choices = [({"index": i, "message": {"role": "assistant", "content": t}} if chat
-                        else {"index": i, "text": t}) | {"finish_reason": "stop"} for i, t in enumerate(texts)]
+                        else {"index": i, "text": t}) | {"finish_reason": "stop"}
+                       for i, t in enumerate(texts)]
             self._send(200, {"choices": choices, "usage": {"prompt_tokens": 10,
                                                            "completion_tokens": 20 * len(texts)}})
 

@@ -78,7 +78,7 @@ def test_one_round_end_to_end(tmp_path, canned):
     assert _rows(rd / "critic.parquet")
 
     errors = [json.loads(line) for line in (rd / "errors.jsonl").read_text().splitlines()]
-    assert sum(e["reason"] == "completion contains no code" for e in errors) == 6
+    assert sum(e["kind"] == "no_code" and e["stage"] == "sample" for e in errors) == 6
     assert m["counts"]["dpo"] == len(dpo) and m["samples"]["without_code"] == 6
     assert m["tests"]["dropped_by_reason"] and m["executions"]["by_outcome"]["passed"] > 0
 
@@ -98,9 +98,18 @@ def test_one_round_end_to_end(tmp_path, canned):
 
     # A rerun resumes: every stage is already done, nothing is recomputed.
     n_requests = len(model.requests)
-    marker = (rd / ".stages" / "sample.done").read_text()
+    markers = {p.name: p.read_text() for p in (rd / ".stages").glob("*.done")}
     run_rounds(cfg, Path(cfg.out_dir) / cfg.name)
-    assert len(model.requests) == n_requests and (rd / ".stages" / "sample.done").read_text() == marker
+    assert len(model.requests) == n_requests
+    assert {p.name: p.read_text() for p in (rd / ".stages").glob("*.done")} == markers
+
+    # A test-writer knob reruns tests, execute and export -- never the policy's sampling.
+    cfg2 = load_config(_config(tmp_path, url), ["tests.tests_per_problem=3"])
+    run_rounds(cfg2, Path(cfg2.out_dir) / cfg2.name)
+    now = {p.name: p.read_text() for p in (rd / ".stages").glob("*.done")}
+    assert [n for n in sorted(now) if now[n] != markers[n]] == ["execute.done", "export.done", "tests.done"]
+    new_requests = model.requests[n_requests:]  # the test writer's only: no sampling request went out
+    assert new_requests and all("unit tests" in json.dumps(r) for r in new_requests)
 
 
 @pytest.mark.slow
@@ -117,7 +126,8 @@ def test_bad_input_becomes_error_lines_and_the_run_goes_on(tmp_path, canned):
         easy[1],
     ]).encode() + b"\n\xff\xfe broken bytes\n")
     (tmp_path / "empty.jsonl").write_text("")
-    cfg = load_config(_config(tmp_path, url, sources=f"- {{path: {bad}}}\n  - {{path: {tmp_path / 'empty.jsonl'}}}"))
+    sources = f"- {{path: {bad}}}\n  - {{path: {tmp_path / 'empty.jsonl'}}}"
+    cfg = load_config(_config(tmp_path, url, sources=sources))
     m = run_rounds(cfg, Path(cfg.out_dir) / cfg.name)[0]
     rd = Path(cfg.out_dir) / "e2e" / "round-000"
     errors = [json.loads(line) for line in (rd / "errors.jsonl").read_text().splitlines()]
@@ -160,7 +170,7 @@ def test_online_loop_trains_between_rounds_and_samples_from_the_new_policy(tmp_p
     _, url = canned
     tiny = build_tiny_llama(tmp_path / "tiny")
     cfg = load_config(_config(tmp_path, url, sources="- {path: bundled:easy, limit: 3}"),
-                      ["rounds=2", "training.method=dpo", "training.dpo.max_steps=1", f"policy.model={tiny}"])
+                      ["rounds=2", "training.method=dpo", "dpo.train.max_steps=1", f"policy.model={tiny}"])
     manifests = run_rounds(cfg, Path(cfg.out_dir) / cfg.name)
     run = Path(cfg.out_dir) / "e2e"
     assert [m["round"] for m in manifests] == [0, 1]

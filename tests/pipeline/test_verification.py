@@ -5,8 +5,8 @@ logic); the real sandbox runs in the end-to-end tests."""
 
 from dataclasses import dataclass
 
-from plumline.data_schemas import Problem, Sample, TestCase, TestResult
-from plumline.transforms.logic.test_validation import TestValidationConfig
+from plumline.data_schemas import ErrorKind, Problem, Sample, TestCase, TestResult
+from plumline.transforms.logic.validation import TestValidationConfig
 from plumline.transforms.logic.verification import verify_problem
 
 
@@ -58,8 +58,9 @@ def test_oracle_drops_wrong_tests_then_samples_are_scored_on_kept_tests_only():
              "RIGHT": {GOOD_T: "passed", BAD_T: "failed", GIVEN_T: "passed"},
              "WRONG": {GOOD_T: "failed", BAD_T: "passed", GIVEN_T: "failed"}}
     calls = []
-    out = verify_problem(problem, tests, [_sample(pid, 0, "RIGHT"), _sample(pid, 1, "WRONG"), _sample(pid, 2, None)],
-                         run_many=table_sandbox(table, calls), cfg=TestValidationConfig(), round=0)
+    samples = [_sample(pid, 0, "RIGHT"), _sample(pid, 1, "WRONG"), _sample(pid, 2, None)]
+    out = verify_problem(problem, tests, samples, run_many=table_sandbox(table, calls),
+                         cfg=TestValidationConfig(), round=0)
     by_code = {t.code: t for t in out.tests}
     assert not by_code[BAD_T].kept and by_code[BAD_T].drop_reason.startswith("oracle")
     assert by_code[GOOD_T].kept and by_code[GIVEN_T].kept
@@ -90,25 +91,28 @@ def test_agreement_without_reference_drops_the_test_the_majority_fails():
 
 def test_problem_with_too_few_tests_is_skipped_with_reason():
     pid = "r"
-    problem = Problem(problem_id=pid, source="t", prompt="def f(x):", entry_point="f", reference_solution="REF")
+    problem = Problem(problem_id=pid, source="t", prompt="def f(x):", entry_point="f",
+                      reference_solution="REF")
     tests = [_test(pid, BAD_T)]
     out = verify_problem(problem, tests, [_sample(pid, 0, "X")], run_many=table_sandbox({}, []),
                          cfg=TestValidationConfig(min_kept_tests=1), round=0)
     assert out.skipped and out.executions == []
-    assert "problem skipped" in out.errors[0].reason and out.errors[0].problem_id == pid
+    assert out.errors[0].kind == ErrorKind.PROBLEM_SKIPPED.value and out.errors[0].problem_id == pid
+    assert "min_kept_tests" in out.errors[0].reason
 
 
 def test_broken_reference_is_reported_and_not_used_as_oracle():
     pid = "s"
-    problem = Problem(problem_id=pid, source="t", prompt="def f(x):", entry_point="f", reference_solution="REF")
+    problem = Problem(problem_id=pid, source="t", prompt="def f(x):", entry_point="f",
+                      reference_solution="REF")
     tests = [_test(pid, GOOD_T)]
 
     def run_many(jobs):
         code, specs, entry_point = jobs[0]
         assert entry_point == "f"  # the problem's function, exempt from builtin shadowing in tests
         if code == "REF":
-            return [FakeResult("compile_error", tuple(TestResult(test_id=s.test_id, status="not_run") for s in specs),
-                               error_type="SyntaxError")]
+            not_run = tuple(TestResult(test_id=s.test_id, status="not_run") for s in specs)
+            return [FakeResult("compile_error", not_run, error_type="SyntaxError")]
         return [FakeResult("passed", tuple(TestResult(test_id=s.test_id, status="passed") for s in specs))
                 for _ in jobs]
 

@@ -4,12 +4,12 @@ import json
 import subprocess
 import sys
 
-from plumline.sandbox.cli import exec_command
+from plumline.sandbox.cli import ExecExit, exec_command
 
 
 def _cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "plumline.sandbox", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "plumline.sandbox", *args], check=False, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def test_single_json(tmp_path):
@@ -29,9 +29,35 @@ def test_single_human_and_usage(tmp_path, capsys):
     (tmp_path / "t.py").write_text("assert f() == 1\n")
     assert exec_command(tmp_path / "sol.py", tmp_path / "t.py", False, None, None, None, None, None) == 0
     assert "outcome: passed" in capsys.readouterr().out
-    assert exec_command(None, None, False, None, None, None, None, None) == 2
-    assert exec_command(tmp_path / "missing.py", tmp_path / "t.py", False, None, None, None, None, None) == 2
-    assert exec_command(tmp_path / "sol.py", tmp_path / "t.py", False, None, None, None, -1, None) == 2
+    usage = ExecExit.USAGE
+    sol, tests = tmp_path / "sol.py", tmp_path / "t.py"
+    assert exec_command(None, None, False, None, None, None, None, None) == usage
+    assert exec_command(tmp_path / "missing.py", tests, False, None, None, None, None, None) == usage
+    assert exec_command(sol, tests, False, None, None, None, -1, None) == usage
+    assert exec_command(None, None, False, tmp_path / "jobs.jsonl", None, None, None, None) == usage  # no out
+
+
+def test_exit_codes_and_help():
+    assert [(c.name, int(c)) for c in ExecExit] == [("PASSED", 0), ("NOT_PASSED", 1), ("USAGE", 2)]
+    p = _cli("--help")
+    assert p.returncode == 0
+    text = " ".join(p.stdout.split())
+    for opt in ("--code", "--tests", "--json", "--batch", "--out", "--workers", "--timeout", "--memory-mb",
+                "--entry-point"):
+        assert opt in text
+    assert "Exit codes: 0 passed every test" in text and "2 bad arguments" in text
+    assert _cli("--no-such-option").returncode == ExecExit.USAGE
+
+
+def test_mounted_on_plumline(tmp_path):
+    from plumline.pipeline.cli import app
+    from typer.testing import CliRunner
+
+    (tmp_path / "s.py").write_text("def f():\n    return 2\n")
+    (tmp_path / "t.py").write_text("assert f() == 1\n")
+    r = CliRunner().invoke(app, ["exec", "--code", str(tmp_path / "s.py"), "--tests", str(tmp_path / "t.py")])
+    assert r.exit_code == ExecExit.NOT_PASSED, r.output
+    assert "outcome: failed" in r.output
 
 
 def test_batch_streams_and_survives_bad_lines(tmp_path):
@@ -41,14 +67,15 @@ def test_batch_streams_and_survives_bad_lines(tmp_path):
         "not json",
         json.dumps({"id": "b", "code": "while True: pass", "tests": ["assert True"]}),
         json.dumps({"id": "c", "code": 5, "tests": []}),
-        json.dumps({"id": "d", "code": "print(input())", "tests": [{"kind": "io", "stdin": "hi", "expected_stdout": "hi"}]}),
+        json.dumps({"id": "d", "code": "print(input())",
+                    "tests": [{"kind": "io", "stdin": "hi", "expected_stdout": "hi"}]}),
         json.dumps({"id": "e", "code": "x=1", "tests": [{"kind": "bogus"}]}),
         "",
     ]
     jobs.write_text("\n".join(lines) + "\n")
     out = tmp_path / "res.jsonl"
     p = _cli("--batch", str(jobs), "--out", str(out), "--workers", "2", "--timeout", "2")
-    assert p.returncode == 1  # malformed lines were reported
+    assert p.returncode == ExecExit.NOT_PASSED  # malformed lines were reported
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     by_line = {r["line"]: r for r in rows}
     assert set(by_line) == {1, 2, 3, 4, 5, 6}
@@ -87,10 +114,10 @@ def test_entry_point_that_shadows_a_builtin(tmp_path):
     assert _cli(*args).returncode == 1  # the test sees the builtin max: 2 != -1
     assert _cli(*args, "--entry-point", "max").returncode == 0
     bad = _cli(*args, "--entry-point", "not-a-name")
-    assert bad.returncode == 2 and "identifier" in bad.stderr
+    assert bad.returncode == ExecExit.USAGE and "identifier" in bad.stderr
     jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text(json.dumps({"id": "a", "code": "def max(xs):\n    return -1\n", "tests": ["assert max([3]) == -1"],
-                               "entry_point": "max"}) + "\n"
+    jobs.write_text(json.dumps({"id": "a", "code": "def max(xs):\n    return -1\n",
+                                "tests": ["assert max([3]) == -1"], "entry_point": "max"}) + "\n"
                     + json.dumps({"id": "b", "code": "x = 1\n", "tests": [], "entry_point": 5}) + "\n")
     out = tmp_path / "res.jsonl"
     _cli("--batch", str(jobs), "--out", str(out), "--workers", "1")

@@ -363,8 +363,8 @@ left = sorted(os.listdir('/tmp')) + sorted(os.listdir('/dev/shm'))
 procs = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
 n = len(procs)
 """
-    # visible: init (1), supervisor (2), ourselves
-    r2 = run(sb1, probe, "assert left == []", "assert n == 3")
+    # visible: init (1), supervisor (2), the test process, ourselves
+    r2 = run(sb1, probe, "assert left == []", "assert n == 4")
     assert r2.outcome == "passed", r2
 
 

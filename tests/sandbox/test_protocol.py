@@ -157,8 +157,12 @@ def test_judge_test_rejects_forged_reports():
 
 
 def test_split_tests():
-    src = "import math\nassert f(1) == 1\nx = 3\nassert f(x) == 3\n"
-    parts = split_tests(src)
+    src = "import math\nassert f(1) == 1\nx = 3\nassert f(x) == 3\nfor k in range(3):\n    assert f(k) == k\n"
+    parts = split_tests(src)  # pieces of one file, run in order in one namespace: nothing repeated or dropped
+    assert "".join(parts) == src and len(parts) == 2
+    assert parts[0] == "import math\nassert f(1) == 1\n"
+    assert parts[1].startswith("x = 3") and parts[1].rstrip().endswith("assert f(k) == k")
+    parts = split_tests(src, shared=False)  # each with the preamble so far (the earlier design)
     assert len(parts) == 2
     assert parts[0].startswith("import math") and "x = 3" not in parts[0]
     assert "x = 3" in parts[1] and parts[1].rstrip().endswith("assert f(x) == 3")

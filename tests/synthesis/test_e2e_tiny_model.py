@@ -10,9 +10,9 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
-from plumline.data_schemas import TestCase
+from plumline.data_schemas import TestCase, TestDropReason
 from plumline.llm import BackendConfig
-from plumline.transforms.logic.test_synthesis import PARSE_REASONS, TestSynthesisConfig
+from plumline.transforms.logic.synthesis import TestSynthesisConfig
 from plumline.transforms.synthesize_tests import SynthesizeTests
 
 pytestmark = pytest.mark.slow
@@ -46,29 +46,34 @@ def test_tiny_model_tests_flow_through_the_stage(tiny_model, humaneval):
             assert {"given", "example"} <= origins, pid
             for t in ts:
                 if not t.kept:
-                    assert t.drop_reason and t.drop_reason.split(":")[0] in PARSE_REASONS | {"generation_failed"}
+                    assert TestDropReason(t.drop_reason) not in _VALIDATION_DROPS
         assert all(t.writer for t in rows if t.origin == "synthesized")
 
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(problems) | SynthesizeTests(_make, cfg, writer)
-        assert_that(out["tests"] | "AllTests" >> beam.combiners.ToList(), lambda lists: check(lists[0]), label="rows")
+        assert_that(out["tests"] | "AllTests" >> beam.combiners.ToList(), lambda lists: check(lists[0]),
+                    label="rows")
         assert_that(out["stats"] | "AllStats" >> beam.combiners.ToList(),
                     lambda lists: _assert_stats(lists[0], len(problems)), label="stats")
 
 
-def _assert_stats(stats: list[dict], n: int) -> None:
+_VALIDATION_DROPS = {TestDropReason.ORACLE_FAILED, TestDropReason.ORACLE_TIMEOUT, TestDropReason.ORACLE_ERROR,
+                     TestDropReason.ORACLE_NOT_RUN, TestDropReason.AGREEMENT_FAILED}
+
+
+def _assert_stats(stats: list, n: int) -> None:
     assert len(stats) == n
     for s in stats:
-        assert s["replies"] == 2
-        assert s["by_origin"]["given"]["kept"] >= 1
+        assert s.replies == 2
+        assert s.given_kept >= 1
 
 
 def test_oracle_with_the_real_sandbox_keeps_right_example_tests_and_drops_a_wrong_one(humaneval):
     sandbox_mod = pytest.importorskip("plumline.sandbox")
     if not hasattr(sandbox_mod, "Sandbox"):
         pytest.skip("plumline.sandbox.Sandbox does not exist yet (built in parallel)")
-    from plumline.transforms.logic.test_synthesis import TestSynthesisConfig, assemble_problem_tests
-    from plumline.transforms.logic.test_validation import apply_oracle
+    from plumline.transforms.logic.synthesis import TestSynthesisConfig, assemble_problem_tests
+    from plumline.transforms.logic.validation import apply_oracle
 
     p = humaneval[0]
     reply = ("```python\nassert has_close_elements([1.0, 2.0], 1.5) == True\n"
@@ -91,7 +96,8 @@ def test_oracle_with_the_real_sandbox_keeps_right_example_tests_and_drops_a_wron
 
 
 def _short_timeout(mod) -> dict:
-    fields = getattr(mod.SandboxLimits, "model_fields", None) or getattr(mod.SandboxLimits, "__dataclass_fields__", {})
+    fields = (getattr(mod.SandboxLimits, "model_fields", None)
+              or getattr(mod.SandboxLimits, "__dataclass_fields__", {}))
     for name in ("test_timeout_s", "timeout_s"):
         if name in fields:
             return {name: 2.0}

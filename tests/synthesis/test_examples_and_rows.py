@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 
 import pytest
-from plumline.data_schemas import Problem, TestCase, TestSpec, to_table
-from plumline.transforms.logic.test_synthesis import (
+from plumline.data_schemas import Problem, TestCase, TestSpec, TestSynthesisStats, to_table
+from plumline.transforms.logic.synthesis import (
     TestSynthesisConfig,
     assemble_problem_tests,
     build_test_prompt,
@@ -82,10 +82,11 @@ def test_given_tests_are_reserved_for_evaluation_by_default(humaneval):
 
 
 def test_rows_keep_dropped_tests_with_reasons_and_never_repeat_an_id():
-    p = Problem(problem_id="p1", source="s", prompt="def add(a, b):\n    '''Add.\n    >>> add(1, 2)\n    3\n    '''\n",
+    p = Problem(problem_id="p1", source="s",
+                prompt="def add(a, b):\n    '''Add.\n    >>> add(1, 2)\n    3\n    '''\n",
                 entry_point="add", given_tests=(TestSpec(code="assert add(5, 5) == 10"),))
-    replies = ["```python\nassert add(1, 2) == 3\nassert add(2, 2) == 4\nassert add(2,2) == 4\n"
-               "assert add(5, 5) == 10\nassert sub(1) == 0\n```", "no tests here"]
+    replies = [("```python\nassert add(1, 2) == 3\nassert add(2, 2) == 4\nassert add(2,2) == 4\n"
+                "assert add(5, 5) == 10\nassert sub(1) == 0\n```"), "no tests here"]
     out = assemble_problem_tests(p, replies, TestSynthesisConfig(), writer="m")
     by_origin = {}
     for t in out.tests:
@@ -94,16 +95,19 @@ def test_rows_keep_dropped_tests_with_reasons_and_never_repeat_an_id():
     assert [t.code for t in by_origin["example"]] == ["assert add(1, 2) == 3"]
     synth = by_origin["synthesized"]
     assert [(t.code, t.kept) for t in synth if t.kept] == [("assert add(2, 2) == 4", True)]
-    drops = sorted(t.drop_reason.split(":")[0] for t in synth if not t.kept)
-    assert drops == ["no_entry_point_call", "no_tests_in_reply"]
+    drops = sorted((t.drop_reason, t.drop_detail) for t in synth if not t.kept)
+    assert drops == [("no_entry_point_call", "no call of add()"),
+                     ("no_tests_in_reply", "no assert statement found")]
     ids = [t.test_id for t in out.tests]
     assert len(ids) == len(set(ids))
     s = out.stats
     # written: 4 asserts that mention add or sub + the duplicate of the example/given ones collapse
-    assert s["written"] == 5 and s["parsed"] == 4 and s["duplicates"] == 3
-    assert s["dropped_by_reason"] == {"duplicate": 3, "no_entry_point_call": 1, "no_tests_in_reply": 1}
-    assert s["by_origin"]["synthesized"] == {"total": 2, "kept": 1}
-    assert s["kept_training"] == 2  # the example and one synthesized test; the given one is eval-only
+    assert (s.written, s.parsed, s.duplicates, s.replies) == (5, 4, 3, 2)
+    assert s.dropped_by_reason == {"duplicate": 3, "no_entry_point_call": 1, "no_tests_in_reply": 1}
+    assert (s.synthesized_total, s.synthesized_kept) == (2, 1)
+    assert (s.given_total, s.given_kept, s.example_total, s.example_kept) == (1, 1, 1, 1)
+    assert s.kept_training == 2  # the example and one synthesized test; the given one is eval-only
+    assert TestSynthesisStats.from_dict(s.to_dict()) == s  # a valid record, Json field included
     # rows are valid records with the Arrow schema
     table = to_table(out.tests, TestCase)
     assert table.num_rows == len(out.tests)
@@ -118,7 +122,7 @@ def test_generation_failure_and_no_entry_point_still_give_example_and_given_rows
     assert [t.origin for t in out.tests] == ["given"] and out.tests[0].for_training
     q = Problem(problem_id="p3", source="s", prompt="def f(x):\n    pass\n", entry_point="f")
     out = assemble_problem_tests(q, ["x"], TestSynthesisConfig(), generation_error="engine died")
-    assert out.tests == [] and out.stats["dropped_by_reason"] == {"generation_failed": 1}
+    assert out.tests == [] and out.stats.dropped_by_reason == {"generation_failed": 1}
 
 
 def test_problem_stats_count_written_kept_and_duplicates():
@@ -126,4 +130,4 @@ def test_problem_stats_count_written_kept_and_duplicates():
     parsed = parse_test_reply("assert add(1, 2) == 3\nassert add(1, 1) == 3\nassert add(1,1)==3", "add")
     rows = make_test_cases(p, parsed, writer="w")
     s1 = problem_test_stats("p", rows, duplicates=1, replies=1)
-    assert s1["written"] == 3 and s1["kept"] == 2 and s1["dropped_by_reason"]["duplicate"] == 1
+    assert s1.written == 3 and s1.kept == 2 and s1.dropped_by_reason == {"duplicate": 1}

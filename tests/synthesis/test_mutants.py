@@ -11,7 +11,8 @@ def test_small_function_mutants_are_the_expected_ones_and_are_caught():
     code = "def f(a, b):\n    if a < b:\n        return a + 1\n    return b\n"
     muts = generate_mutants(code, max_mutants=50, only_function="f")
     names = [m.name.split(" @")[0] for m in muts]
-    assert names == ["early return None", "negate condition", "cmp Lt->LtE", "bin Add->Sub", "int -1", "int +1"]
+    assert names == ["early return None", "negate condition", "cmp Lt->LtE", "bin Add->Sub", "int -1",
+                     "int +1"]
     caught = 0
     for m in muts:
         ns: dict = {}

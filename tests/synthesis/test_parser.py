@@ -7,10 +7,8 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plumline.transforms.logic.test_synthesis import (
-    DUPLICATE,
-    EMPTY_REPLY,
-    NO_TESTS,
+from plumline.data_schemas import TestDropReason
+from plumline.transforms.logic.synthesis import (
     check_test,
     normalize_test,
     parse_replies,
@@ -18,6 +16,8 @@ from plumline.transforms.logic.test_synthesis import (
 )
 
 EP = "add"
+DUPLICATE, EMPTY_REPLY, NO_TESTS = (TestDropReason.DUPLICATE, TestDropReason.EMPTY_REPLY,
+                                   TestDropReason.NO_TESTS)
 
 
 def reasons(parsed):
@@ -42,7 +42,8 @@ def test_json_list_of_strings_and_objects():
 
 
 def test_check_function_is_unrolled_with_candidate_renamed():
-    reply = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(2, 2) == 4\n\ncheck(add)\n"
+    reply = ("def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(2, 2) == 4\n\n"
+             "check(add)\n")
     assert parse_test_reply(reply, EP).kept == ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]
     # the check parameter may have any name
     reply = "def check(fn):\n    assert fn(5, 5) == 10\n"
@@ -70,8 +71,8 @@ def test_comparison_without_assert_becomes_an_assert_but_bare_calls_do_not():
 
 
 def test_setup_statements_travel_with_the_asserts_that_need_them():
-    reply = "```python\nimport math\nxs = [1, 2]\nys = xs + [3]\nassert add(*xs) == 3\nassert add(1, 1) == 2\n" \
-            "assert add(math.floor(2.5), ys[2]) == 5\n```"
+    reply = ("```python\nimport math\nxs = [1, 2]\nys = xs + [3]\nassert add(*xs) == 3\n"
+             "assert add(1, 1) == 2\nassert add(math.floor(2.5), ys[2]) == 5\n```")
     p = parse_test_reply(reply, EP)
     assert p.kept == ["xs = [1, 2]\nassert add(*xs) == 3", "assert add(1, 1) == 2",
                       "import math\nxs = [1, 2]\nys = xs + [3]\nassert add(math.floor(2.5), ys[2]) == 5"]
@@ -117,14 +118,15 @@ def test_empty_and_testless_replies():
     assert reasons(parse_test_reply("   \n", EP)) == [EMPTY_REPLY]
     assert reasons(parse_test_reply("I cannot write tests for this.", EP)) == [NO_TESTS]
     p = parse_test_reply("x" * 6000, EP)
-    assert reasons(p) == [NO_TESTS] and p.written == 0
+    assert reasons(p) == [NO_TESTS] and p.kept == []
 
 
 def test_normalize_collapses_formatting_quotes_and_messages():
     a = normalize_test("assert add( 1,2 )==3, 'first'")
     b = normalize_test('assert add(1, 2) == 3  # comment')
     assert a == b == "assert add(1, 2) == 3"
-    assert normalize_test("assert add('a', \"b\") == 'ab'") == normalize_test('assert add("a", \'b\') == "ab"')
+    assert (normalize_test("assert add('a', \"b\") == 'ab'")
+            == normalize_test('assert add("a", \'b\') == "ab"'))
     assert normalize_test("assert add(1, 2) == 3") != normalize_test("assert add(2, 1) == 3")
 
 
@@ -134,13 +136,13 @@ def test_duplicates_collapse_across_replies_and_cap_is_deterministic():
     p = parse_replies([r1, r2], EP, 1000, max_tests=3)
     assert p.kept == ["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(3, 3) == 6"]
     assert reasons(p) == [DUPLICATE, "over_limit"]
-    assert p.written == 5
+    assert all(d.detail for d in p.dropped)  # every drop says why in words
 
 
 def test_huge_hostile_replies_are_bounded():
     import time
-    for reply in ["(((\n" * 50000, "assert add(1) == 1\n" * 20000, "assert add(" + "[" * 5000 + "]" * 5000 + ") == 1",
-                  "def f(:\n  " * 10000, "\x00" * 1000]:
+    for reply in ["(((\n" * 50000, "assert add(1) == 1\n" * 20000,
+                  "assert add(" + "[" * 5000 + "]" * 5000 + ") == 1", "def f(:\n  " * 10000, "\x00" * 1000]:
         t = time.perf_counter()
         p = parse_test_reply(reply, EP)
         assert time.perf_counter() - t < 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from plumline.data_schemas import Execution, TestCase, TestResult
-from plumline.transforms.logic.test_validation import (
+from plumline.transforms.logic.validation import (
     TestValidationConfig,
     apply_agreement_to_tests,
     apply_oracle,
@@ -35,6 +35,7 @@ def test_oracle_drops_failed_timed_out_erroring_and_unrun_tests_only():
     tests = [tc("a"), tc("b"), tc("c"), tc("d"), tc("e"), tc("g", origin="given"), tc("x", kept=False)]
     out = apply_oracle(tests, res(a="passed", b="failed", c="timeout", d="error", g="failed"))
     got = {t.test_id: (t.kept, t.drop_reason) for t in out}
+    assert all(t.drop_detail for t in out if t.drop_reason)  # the reason in words too
     assert got == {"a": (True, None), "b": (False, "oracle_failed"), "c": (False, "oracle_timeout"),
                    "d": (False, "oracle_error"), "e": (False, "oracle_not_run"),
                    "g": (True, None),  # given tests are the dataset's: never judged by the oracle
@@ -58,9 +59,8 @@ def test_codet_drops_a_wrong_test_that_few_samples_pass():
         "s5": {"t1": False, "t2": False, "t3": True},
     }
     r = codet_agreement(["t1", "t2", "t3"], m)
-    assert r.decided and r.kept_test_ids == ["t1", "t2"] and r.dropped == {"t3": "codet_disagreement"}
+    assert r.decided and r.kept_test_ids == ["t1", "t2"] and r.dropped_test_ids == ["t3"]
     assert r.best_group_sample_ids == ["s1", "s2", "s3"]
-    assert r.scores[("t1", "t2")] == 6 and r.scores[("t3",)] == 2
 
 
 def test_codet_score_is_samples_times_tests_not_just_group_size():
@@ -68,7 +68,7 @@ def test_codet_score_is_samples_times_tests_not_just_group_size():
     m = {"a": {"t1": True}, "b": {"t1": True}, "c": {"t1": True},
          "d": {"t1": True, "t2": True, "t3": True}, "e": {"t1": True, "t2": True, "t3": True}}
     r = codet_agreement(["t1", "t2", "t3"], m)
-    assert r.kept_test_ids == ["t1", "t2", "t3"] and r.dropped == {}
+    assert r.kept_test_ids == ["t1", "t2", "t3"] and r.dropped_test_ids == []
 
 
 def test_codet_ties_are_deterministic_and_independent_of_order():
@@ -87,12 +87,12 @@ def test_codet_edge_cases():
     zero = codet_agreement(["t1", "t2"], {"a": {}, "b": {"t1": False}})
     assert not zero.decided and zero.kept_test_ids == ["t1", "t2"]
     dropped = codet_agreement(["t1", "t2"], {"a": {}}, drop_when_no_consensus=True)
-    assert dropped.kept_test_ids == [] and set(dropped.dropped) == {"t1", "t2"}
+    assert dropped.kept_test_ids == [] and set(dropped.dropped_test_ids) == {"t1", "t2"}
     weak = codet_agreement(["t1"], {"a": {"t1": True}, "b": {}}, min_agreeing_samples=2)
     assert not weak.decided and weak.kept_test_ids == ["t1"]
     # results for tests outside the judged set are ignored; a missing entry means "not passed"
     r = codet_agreement(["t1", "t2"], {"a": {"t1": True, "zz": True}, "b": {"t1": True}})
-    assert r.kept_test_ids == ["t1"] and r.dropped == {"t2": "codet_disagreement"}
+    assert r.kept_test_ids == ["t1"] and r.dropped_test_ids == ["t2"]
 
 
 def ex(sid: str, outcome: str, **statuses: str) -> Execution:
@@ -113,7 +113,8 @@ def test_recompute_counts_kept_tests_only_and_rederives_the_outcome():
     e = ex("s", "runtime_error", t1="passed", t2="error", t3="failed")
     assert recompute_execution(e, ["t1"]).outcome == "passed"
     assert recompute_execution(e, ["t1", "t3"]).outcome == "failed"
-    assert recompute_execution(ex("s", "timeout", t1="timeout", t2="passed"), ["t1", "t2"]).outcome == "timeout"
+    timed_out = ex("s", "timeout", t1="timeout", t2="passed")
+    assert recompute_execution(timed_out, ["t1", "t2"]).outcome == "timeout"
     # program-level failures stay
     ce = ex("s", "compile_error", t1="not_run")
     assert recompute_execution(ce, ["t1"]).outcome == "compile_error"
@@ -127,7 +128,7 @@ def test_recompute_counts_kept_tests_only_and_rederives_the_outcome():
 def test_min_tests_counts_kept_training_tests_only():
     tests = [tc("a"), tc("b", kept=False), tc("g", origin="given", for_training=False)]
     assert enforce_min_tests(tests, 1) is None
-    assert enforce_min_tests(tests, 2).startswith("too_few_tests: 1 kept training tests < min_kept_tests 2")
+    assert enforce_min_tests(tests, 2) == "1 kept training tests, fewer than min_kept_tests 2"
     assert enforce_min_tests([], 0) is None
 
 
@@ -138,4 +139,5 @@ def test_agreement_on_rows_leaves_given_and_dropped_tests_alone():
              ex("s3", "failed", t1="failed", t2="passed", g="passed")]
     out, r = apply_agreement_to_tests(tests, execs, TestValidationConfig())
     assert {t.test_id: t.kept for t in out} == {"t1": True, "t2": False, "g": True, "x": False}
+    assert {t.test_id: t.drop_reason for t in out if t.test_id == "t2"} == {"t2": "codet_disagreement"}
     assert r.best_group_sample_ids == ["s1", "s2"]

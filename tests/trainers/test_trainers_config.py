@@ -12,7 +12,7 @@ from plumline.trainers import (
     TrainingConfigError,
     load_config,
 )
-from plumline.trainers.base import BaseTrainingConfig, parse_override
+from plumline.trainers.config import BaseTrainingConfig, find_section, parse_override
 
 
 @pytest.mark.parametrize("cls", [DpoTrainingConfig, KtoTrainingConfig, LoraSettings])
@@ -29,9 +29,26 @@ def test_unknown_fields_are_rejected(cls):
         cls.model_validate({"betta": 0.2})
 
 
+@pytest.mark.parametrize("cls", [DpoTrainingConfig, KtoTrainingConfig])
+def test_the_seed_is_not_a_config_field(cls):
+    """One run seed: the train functions and `plumline train --seed` take it, never the config."""
+    with pytest.raises(ValueError, match="seed"):
+        cls.model_validate({"seed": 1})
+    with pytest.raises(TrainingConfigError, match="seed"):
+        cls(extra_args={"seed": 1}).trl_config(Path("/tmp/x"))
+
+
+def test_save_is_the_field_a_run_config_checks():
+    from plumline.trainers import SAVE_FIELD
+
+    assert SAVE_FIELD in DpoTrainingConfig.model_fields and SAVE_FIELD in KtoTrainingConfig.model_fields
+    assert DpoTrainingConfig().save is True
+
+
 def test_dpo_loss_type_accepts_one_or_many_and_rejects_unknown():
     assert DpoTrainingConfig(loss_type="ipo").loss_type == ["ipo"]
-    assert DpoTrainingConfig(loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5]).loss_type == ["sigmoid", "sft"]
+    both = DpoTrainingConfig(loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5])
+    assert both.loss_type == ["sigmoid", "sft"]
     with pytest.raises(ValueError, match="unknown loss_type"):
         DpoTrainingConfig(loss_type="dpo_but_better")
     with pytest.raises(ValueError):
@@ -57,7 +74,8 @@ def test_out_of_range_values_are_rejected(bad):
 
 def test_parse_override_reads_yaml_values():
     assert parse_override("beta=0.25") == ("beta", 0.25)
-    assert parse_override("lora.target_modules=[q_proj, v_proj]") == ("lora.target_modules", ["q_proj", "v_proj"])
+    assert parse_override("lora.target_modules=[q_proj, v_proj]") == ("lora.target_modules",
+                                                                      ["q_proj", "v_proj"])
     assert parse_override("lora=null") == ("lora", None)
     assert parse_override("lr_scheduler_type=cosine") == ("lr_scheduler_type", "cosine")
     for bad in ["beta", "=1", "a..b=1", "beta=[unclosed"]:
@@ -68,13 +86,20 @@ def test_parse_override_reads_yaml_values():
 @pytest.mark.parametrize("text", [
     "beta: 0.3\nepochs: 2\n",  # the section itself
     "dpo:\n  beta: 0.3\n  epochs: 2\nkto:\n  beta: 9\n",  # a file with one section per method
-    "run: x\ntrain:\n  dpo:\n    beta: 0.3\n    epochs: 2\n",  # the pipeline's full config
+    "run: x\ntrain:\n  dpo:\n    beta: 0.3\n    epochs: 2\n",  # an older full config
+    "name: x\ndpo:\n  pairs:\n    strategy: plum\n  train:\n    beta: 0.3\n    epochs: 2\n",  # a run config
 ])
 def test_load_config_finds_the_section(tmp_path: Path, text: str):
     p = tmp_path / "c.yaml"
     p.write_text(text)
     cfg = load_config(DpoTrainingConfig, "dpo", p)
     assert (cfg.beta, cfg.epochs) == (0.3, 2.0)
+
+
+def test_find_section_takes_the_run_configs_train_block():
+    run = {"dpo": {"pairs": {"max_pairs_per_problem": 3}, "train": {"beta": 0.4}}, "kto": {"train": {}}}
+    assert find_section(run, "dpo") == {"beta": 0.4}
+    assert find_section({"beta": 0.2}, "dpo") == {"beta": 0.2}
 
 
 def test_overrides_win_and_build_nested_sections(tmp_path: Path):
@@ -131,12 +156,12 @@ def test_trl_configs_carry_the_knobs(tmp_path: Path):
     from trl import DPOConfig, KTOConfig
 
     d = DpoTrainingConfig(beta=0.3, learning_rate=2e-5, epochs=2, per_device_train_batch_size=3,
-                          gradient_accumulation_steps=5, max_length=321, loss_type="ipo", seed=7,
-                          warmup_steps=3, extra_args={"weight_decay": 0.01}).trl_config(tmp_path)
+                          gradient_accumulation_steps=5, max_length=321, loss_type="ipo",
+                          warmup_steps=3, extra_args={"weight_decay": 0.01}).trl_config(tmp_path, seed=7)
     assert isinstance(d, DPOConfig)
     assert (d.beta, d.learning_rate, d.num_train_epochs, d.per_device_train_batch_size,
-            d.gradient_accumulation_steps, d.max_length, d.loss_type, d.seed, d.warmup_steps,
-            d.weight_decay) == (0.3, 2e-5, 2.0, 3, 5, 321, ["ipo"], 7, 3, 0.01)
+            d.gradient_accumulation_steps, d.max_length, d.loss_type, d.seed, d.data_seed, d.warmup_steps,
+            d.weight_decay) == (0.3, 2e-5, 2.0, 3, 5, 321, ["ipo"], 7, 7, 3, 0.01)
     assert d.save_strategy == "no"
     if not torch.cuda.is_available():
         assert d.use_cpu is True and d.bf16 is False and d.gradient_checkpointing is False
@@ -160,6 +185,7 @@ def test_importing_configs_does_not_load_torch():
     import sys
 
     code = ("import sys; from plumline.trainers import DpoTrainingConfig, KtoTrainingConfig, train_command; "
+            "import plumline.trainers.cli; "
             "DpoTrainingConfig(); print(sorted(m for m in ('torch', 'trl', 'transformers', 'datasets') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
@@ -167,13 +193,61 @@ def test_importing_configs_does_not_load_torch():
 
 
 def test_train_command_returns_exit_codes_for_bad_input(tmp_path: Path, caplog):
-    from plumline.trainers import train_command
-    from plumline.trainers.cli import EXIT_BAD_INPUT, EXIT_NO_DATA
+    from plumline.trainers import TrainExit, train_command
 
-    assert train_command("ppo", [], "m", tmp_path / "o") == EXIT_BAD_INPUT  # type: ignore[arg-type]
-    assert train_command("dpo", [tmp_path / "x.parquet"], "m", tmp_path / "o", None, ["beta=-1"]) == EXIT_BAD_INPUT
+    assert train_command("ppo", [], "m", tmp_path / "o") == TrainExit.BAD_INPUT
+    assert train_command("dpo", [tmp_path / "x.parquet"], "m", tmp_path / "o", None, ["beta=-1"]) == 2
     assert "beta" in caplog.text
-    assert train_command("kto", [tmp_path / "missing.parquet"], "m", tmp_path / "o") == EXIT_BAD_INPUT
+    assert train_command("kto", [tmp_path / "missing.parquet"], "m", tmp_path / "o") == TrainExit.BAD_INPUT
     assert "does not exist" in caplog.text
-    assert train_command("kto", [], "m", tmp_path / "o") == EXIT_NO_DATA
+    assert train_command("kto", [], "m", tmp_path / "o") == TrainExit.NO_DATA == 3
     assert not (tmp_path / "o").exists()
+
+
+def test_exit_codes_are_the_documented_numbers():
+    from plumline.trainers import TrainExit
+
+    assert [(c.name, int(c)) for c in TrainExit] == [("OK", 0), ("FAILED", 1), ("BAD_INPUT", 2),
+                                                     ("NO_DATA", 3)]
+
+
+def _typer(*args: str):
+    from plumline.pipeline.cli import app
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_train_help_describes_every_option_and_the_exit_codes(method: str):
+    r = _typer("train", method, "--help")
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    for opt in ("--data", "--model", "--out", "--config", "--set", "--seed", "--overwrite", "--log-level"):
+        assert opt in text
+    assert "Exit codes: 0 trained" in text and "3 no training rows" in text
+    top = _typer("train", "--help")
+    assert "dpo" in top.output and "kto" in top.output
+
+
+def test_train_cli_exit_codes(tmp_path: Path):
+    """Through the typer app: usage errors and bad input are 2, no data is 3 (nothing trains here)."""
+    r = _typer("train", "ppo", "--data", "x", "--model", "m", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2  # no such command
+    r = _typer("train", "dpo", "--model", "m", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2  # --data missing
+    r = _typer("train", "kto", "--data", str(tmp_path / "nope.parquet"), "--model", "m",
+               "--out", str(tmp_path / "o"), "--seed", "5")
+    assert r.exit_code == 2
+    r = _typer("train", "dpo", "--data", str(tmp_path / "x.parquet"), "--model", "m",
+               "--out", str(tmp_path / "o"), "--set", "seed=3")
+    assert r.exit_code == 2  # seed is not a config field: --seed is the only way in
+
+
+def test_python_m_trainers_runs_the_same_app():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "plumline.trainers", "--help"], check=False,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "dpo" in out.stdout and "kto" in out.stdout and "Exit codes" in out.stdout

@@ -17,9 +17,11 @@ from plumline.trainers import (
     train_dpo,
     train_kto,
 )
-from plumline.trainers.base import check_rows, load_parquet, resolve_model, staging_dir
+from plumline.trainers.data import check_rows, load_parquet
 from plumline.trainers.dpo import DPO_COLUMNS
 from plumline.trainers.kto import KTO_COLUMNS
+from plumline.trainers.model import resolve_model
+from plumline.trainers.output import NO_WEIGHTS_MARKER, holds_policy, mark_no_weights, staging_dir
 from trainers_data import dpo_chat_rows, dpo_rows, kto_chat_rows, kto_rows, write_parquet
 
 
@@ -143,6 +145,18 @@ def test_resolve_model(tmp_path: Path, tiny_model: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no config.json"):
         resolve_model(tmp_path / "empty")
+
+
+def test_a_save_false_folder_cannot_pass_for_a_policy(tmp_path: Path, tiny_model: Path):
+    """A dry run (save: false) leaves a report and a NO_WEIGHTS marker; even with a config.json
+    beside them, neither the trainer nor ``holds_policy`` takes the folder for a model."""
+    assert holds_policy(tiny_model) and not holds_policy(tmp_path)
+    dry = tmp_path / "dry"
+    shutil.copytree(tiny_model, dry)
+    mark_no_weights(dry)
+    assert (dry / NO_WEIGHTS_MARKER).is_file() and not holds_policy(dry)
+    with pytest.raises(FileNotFoundError, match="save: false"):
+        resolve_model(dry)
 
 
 def test_conversational_data_needs_a_chat_template(data_dir: Path, tiny_model: Path, tmp_path: Path):

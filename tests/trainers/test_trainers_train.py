@@ -16,11 +16,12 @@ from plumline.trainers import (
     DpoTrainingConfig,
     KtoTrainingConfig,
     NoTrainingData,
+    TrainExit,
     TrainingReport,
     train_dpo,
     train_kto,
 )
-from plumline.trainers.base import REPORT_NAME, staging_dir
+from plumline.trainers.output import NO_WEIGHTS_MARKER, REPORT_NAME, holds_policy, staging_dir
 from trainers_data import dpo_chat_rows, dpo_rows, file_sha, kto_chat_rows, kto_rows, write_parquet
 
 pytestmark = pytest.mark.slow
@@ -129,12 +130,16 @@ def test_kto_with_a_single_row_is_no_training_data(tiny_model: Path, data_dir: P
         train_kto([data], tiny_model, tmp_path / "model", KtoTrainingConfig(**FAST))
 
 
-def test_save_false_keeps_only_the_report(tiny_model: Path, data_dir: Path, tmp_path: Path):
+def test_save_false_keeps_only_the_report_marked_no_policy(tiny_model: Path, data_dir: Path, tmp_path: Path):
     data = write_parquet(data_dir / "dpo.parquet", dpo_rows(2), DpoRow)
     out = tmp_path / "model"
     report = train_dpo([data], tiny_model, out, DpoTrainingConfig(**{**FAST, "max_steps": 1, "save": False}))
     assert report.saved is False
-    assert sorted(p.name for p in out.iterdir()) == [REPORT_NAME]
+    assert sorted(p.name for p in out.iterdir()) == [NO_WEIGHTS_MARKER, REPORT_NAME]
+    assert not holds_policy(out)
+    # The next round cannot start from it: the message names the cause.
+    with pytest.raises(FileNotFoundError, match="save: false"):
+        train_dpo([data], out, tmp_path / "next", DpoTrainingConfig(**FAST))
 
 
 def test_lora_without_peft_is_a_config_error(tiny_model: Path, data_dir: Path, tmp_path: Path):
@@ -177,19 +182,33 @@ def test_cli_process_trains_and_reports_exit_codes(tiny_model: Path, data_dir: P
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads(p.stdout.strip().splitlines()[-1])
     assert p.stdout.strip().count("\n") == 0  # metrics go to the log (stderr), not stdout
-    assert summary["steps"] == 2 and summary["output_dir"] == str(out.resolve())
-    assert TrainingReport.read(out).config["learning_rate"] == 0.001
+    assert summary["steps"] == 2 and summary["output_dir"] == str(out.resolve()) and summary["saved"] is True
+    report = TrainingReport.read(out)
+    assert report.config["learning_rate"] == 0.001 and report.seed == 0 and "seed" not in report.config
+    assert holds_policy(out)
+
+    # The run config layout (dpo/kto blocks with a train section) and --seed.
+    run_cfg = tmp_path / "run.yaml"
+    run_cfg.write_text("name: r\nkto:\n  rows:\n    enabled: true\n  train:\n    learning_rate: 0.002\n")
+    p = _cli("kto", "--data", str(data), "--model", str(tiny_model), "--out", str(tmp_path / "m1"),
+             "--config", str(run_cfg), "--set", "max_steps=1", "--set", "per_device_train_batch_size=2",
+             "--seed", "11", cwd=tmp_path)
+    assert p.returncode == TrainExit.OK, p.stderr[-3000:]
+    report = TrainingReport.read(tmp_path / "m1")
+    assert report.seed == 11 and report.config["learning_rate"] == 0.002
 
     empty = write_parquet(data_dir / "empty.parquet", [], KtoRow)
-    p = _cli("kto", "--data", str(empty), "--model", str(tiny_model), "--out", str(tmp_path / "m2"), cwd=tmp_path)
-    assert p.returncode == 3 and "no rows" in p.stderr
+    p = _cli("kto", "--data", str(empty), "--model", str(tiny_model), "--out", str(tmp_path / "m2"),
+             cwd=tmp_path)
+    assert p.returncode == TrainExit.NO_DATA and "no rows" in p.stderr
 
-    p = _cli("dpo", "--data", str(data), "--model", str(tiny_model), "--out", str(tmp_path / "m3"), cwd=tmp_path)
-    assert p.returncode == 2 and "missing column" in p.stderr
+    p = _cli("dpo", "--data", str(data), "--model", str(tiny_model), "--out", str(tmp_path / "m3"),
+             cwd=tmp_path)
+    assert p.returncode == TrainExit.BAD_INPUT and "missing column" in p.stderr
 
     p = _cli("dpo", "--data", str(data), "--model", str(tiny_model), "--out", str(tmp_path / "m4"),
              "--set", "beta=-1", cwd=tmp_path)
-    assert p.returncode == 2 and "beta" in p.stderr
+    assert p.returncode == TrainExit.BAD_INPUT and "beta" in p.stderr
 
 
 def test_huge_and_unicode_rows_are_truncated_or_dropped(tiny_model: Path, data_dir: Path, tmp_path: Path):

@@ -91,7 +91,8 @@ def generate_mutants(code: str, max_mutants: int = 20, *,
         return []
     scope: ast.AST = tree
     if only_function:
-        fn = next((n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == only_function), None)
+        fn = next((n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == only_function),
+                  None)
         if fn is None:
             return []
         scope = fn

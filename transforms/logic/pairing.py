@@ -1,8 +1,10 @@
-"""Chosen/rejected pairs (DPO), unpaired rows (KTO) and critic rows from executed samples of one problem.
+"""Chosen/rejected pairs (DPO), unpaired rows (KTO) and critic rows from executed samples of one problem,
+and the config sections that shape them: ``dpo.pairs`` (``PairingConfig``), ``kto.rows``
+(``KtoRowsConfig``), ``critic.rows`` (``CriticRowsConfig``) and ``export`` (``ExportConfig``).
 
-Pure functions, no Beam. Everything is deterministic given ``PairingConfig.seed``: inputs are sorted
-by ids first and every "random" choice is a content hash of (seed, problem id, sample id), so the
-output does not depend on the order samples arrive in (Beam gives no order).
+Pure functions, no Beam. Everything is deterministic given the run's seed: inputs are sorted by ids
+first and every "random" choice is a content hash of (``derive_seed(seed, "pairs", problem id)``,
+sample id), so the output does not depend on the order samples arrive in (Beam gives no order).
 
 Choices (documented because they shape the data):
 
@@ -19,6 +21,12 @@ Choices (documented because they shape the data):
   docstrings and formatting; whitespace-collapsed text when it does not parse) collapse into one
   candidate represented by its smallest sample id. A program whose copies disagree on the pass ratio
   is flaky and is left out of pairs and KTO rows (counted in the stats).
+- KTO rows are drawn from the same candidates as the pairs: ``dpo.pairs``' dedupe, completion_text,
+  include_greedy, no_code and allow_truncated_chosen apply to them too.
+- The prompt column is exactly what the policy saw: in the standard format each row's prompt is its
+  sample's stored prompt (``Sample.prompt``, rendered by ``plumline.llm.render_prompt``); in the
+  conversational format it is the same messages (``plumline.llm.prompt_messages``) the chat template
+  rendered.
 """
 
 from __future__ import annotations
@@ -34,56 +42,88 @@ from plumline.data_schemas import (
     CriticRow,
     DpoChatRow,
     DpoRow,
+    ErrorKind,
     ErrorRecord,
     Execution,
     KtoChatRow,
     KtoRow,
     Message,
     Outcome,
+    PairingStats,
+    Problem,
     Sample,
+    Stage,
     content_id,
+    derive_seed,
 )
+from plumline.llm import PromptConfig, prompt_messages
 from pydantic import BaseModel, ConfigDict, Field
 
-STAGE = "pair"
 Scored = Sequence[tuple[Sample, Execution]]
 PromptArg = str | Sequence[Message] | None
+ExportFormat = Literal["standard", "conversational"]
 
 
-class PairingConfig(BaseModel):
-    """How executed samples become DPO pairs, KTO rows and critic rows."""
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    model_config = ConfigDict(extra="forbid")
+
+class PairingConfig(_Section):
+    """How executed samples become candidates and DPO pairs (the ``dpo.pairs`` section)."""
 
     strategy: Literal["plum", "margin"] = Field(
-        default="plum",
-        description="plum: chosen passes every kept test, rejected fails one; margin: pass-ratio gap >= min_margin.",
-    )
+        default="plum", description="plum: chosen passes every kept test, rejected fails one; margin: "
+                                    "pass-ratio gap >= min_margin.")
     min_margin: float = Field(default=0.4, ge=0.0, le=1.0,
                               description="margin strategy: smallest chosen-minus-rejected pass-ratio gap.")
     min_chosen_pass_ratio: float = Field(default=0.0, ge=0.0, le=1.0,
-                                         description="margin strategy: a chosen program passes at least this share.")
-    max_pairs_per_problem: int | None = Field(default=8, ge=1,
-                                              description="Cap on DPO pairs per problem (None: every valid pair).")
-    dedupe: bool = Field(default=True, description="Collapse samples whose programs normalize to the same code.")
+                                         description="margin strategy: a chosen program passes at least "
+                                                     "this share.")
+    max_pairs_per_problem: int | None = Field(
+        default=8, ge=1, description="Cap on DPO pairs per problem (None: every valid pair).")
+    dedupe: bool = Field(default=True, description="Collapse samples whose programs normalize to the same "
+                                                   "code (for pairs and KTO rows).")
     completion_text: Literal["raw", "code"] = Field(
-        default="raw", description="Export the raw completion (on-policy) or the extracted code in a ```python fence.")
+        default="raw", description="Export the raw completion (on-policy) or the extracted code in a "
+                                   "```python fence.")
     include_greedy: bool = Field(default=True, description="Use the greedy sample as a candidate too.")
     no_code: Literal["reject", "skip"] = Field(
-        default="reject", description="Samples with no extractable code: rejected candidates (pass 0) or skipped.")
+        default="reject", description="Samples with no extractable code: rejected candidates (pass 0) or "
+                                      "skipped.")
     allow_truncated_chosen: bool = Field(
         default=False, description="Allow a passing completion cut by max_tokens as chosen/desirable.")
-    format: Literal["standard", "conversational"] = Field(
-        default="standard", description="TRL dataset format: plain strings or lists of role/content messages.")
-    seed: int = Field(default=0, description="Seed of the deterministic pair choice.")
-    kto_desirable_min_pass_ratio: float = Field(
-        default=1.0, ge=0.0, le=1.0, description="KTO: a completion is desirable when its pass ratio reaches this.")
-    kto_max_undesirable_ratio: float | None = Field(
+
+
+class KtoRowsConfig(_Section):
+    """Which candidates become KTO rows and with which label (the ``kto.rows`` section)."""
+
+    enabled: bool = Field(True, description="Write kto.parquet (unpaired rows for trl.KTOTrainer).")
+    desirable_min_pass_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="A completion is desirable when its pass ratio reaches this.")
+    max_undesirable_ratio: float | None = Field(
         default=None, gt=0.0,
-        description="KTO: keep at most this many undesirable rows per desirable one, per problem (None: all).")
-    kto_max_rows_per_problem: int | None = Field(default=None, ge=1,
-                                                 description="KTO: cap on rows per problem (None: no cap).")
-    critic_dedupe: bool = Field(default=True, description="Critic: one row per distinct program (with dedupe).")
+        description="Keep at most this many undesirable rows per desirable one, per problem (None: all).")
+    max_rows_per_problem: int | None = Field(default=None, ge=1,
+                                             description="Cap on KTO rows per problem (None: no cap).")
+
+
+class CriticRowsConfig(_Section):
+    """CodeRL critic rows: program -> outcome class (the ``critic.rows`` section)."""
+
+    enabled: bool = Field(True, description="Write critic.parquet (CodeRL outcome-class rows).")
+    dedupe: bool = Field(True, description="One row per distinct program (normalized as for pairs); "
+                                           "false: one row per sample.")
+
+
+class ExportConfig(_Section):
+    """How the round's files are written (the ``export`` section)."""
+
+    jsonl: bool = Field(False, description="Also write .jsonl copies of every Parquet file.")
+    format: ExportFormat = Field(
+        default="standard",
+        description="TRL dataset format of dpo/kto rows: standard (prompt as the exact text the policy saw) "
+                    "or conversational (role/content messages; needs a chat policy).")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -144,13 +184,15 @@ class Prepared:
     greedy_skipped: int
 
 
-def _err(problem_id: str, sample_id: str | None, reason: str, detail: str = "") -> ErrorRecord:
-    return ErrorRecord(stage=STAGE, reason=reason, input=sample_id or problem_id, problem_id=problem_id,
-                       sample_id=sample_id, detail=detail[:300])
+def _err(problem_id: str, sample_id: str | None, kind: ErrorKind, reason: str,
+         detail: str = "") -> ErrorRecord:
+    return ErrorRecord(stage=Stage.EXPORT, kind=kind, reason=reason, input=sample_id or problem_id,
+                       problem_id=problem_id, sample_id=sample_id, detail=detail[:300])
 
 
-def prepare_candidates(problem_id: str, scored: Scored, cfg: PairingConfig) -> Prepared:
-    """Validate, filter and (optionally) collapse the scored samples of one problem."""
+def prepare_candidates(problem_id: str, scored: Scored, cfg: PairingConfig, seed: int = 0) -> Prepared:
+    """Validate, filter and (optionally) collapse the scored samples of one problem. ``seed`` is the
+    run's seed: the candidates' order (which pairs a cap keeps) derives from it and the problem id."""
     errors: list[ErrorRecord] = []
     ok: list[tuple[Sample, Execution]] = []
     seen: set[str] = set()
@@ -159,26 +201,30 @@ def prepare_candidates(problem_id: str, scored: Scored, cfg: PairingConfig) -> P
     for i, entry in enumerate(scored):
         if (not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[0], Sample)
                 or not isinstance(entry[1], Execution)):
-            errors.append(_err(problem_id, None, f"scored entry {i} is not a (Sample, Execution) pair",
-                               repr(entry)[:200]))
+            errors.append(_err(problem_id, None, ErrorKind.INTERNAL,
+                               f"scored entry {i} is not a (Sample, Execution) pair", repr(entry)[:200]))
             continue
         entries.append(entry)
     entries.sort(key=lambda se: (se[0].sample_id, se[1].sample_id))
     for s, e in entries:
         counts["samples"] += 1
         if s.problem_id != problem_id or e.problem_id != problem_id:
-            errors.append(_err(problem_id, s.sample_id,
+            errors.append(_err(problem_id, s.sample_id, ErrorKind.CORRUPT_RECORD,
                                f"belongs to problem {s.problem_id!r}/{e.problem_id!r}, not {problem_id!r}"))
             continue
         if e.sample_id != s.sample_id:
-            errors.append(_err(problem_id, s.sample_id, f"execution is of sample {e.sample_id!r}"))
+            errors.append(_err(problem_id, s.sample_id, ErrorKind.CORRUPT_RECORD,
+                               f"execution is of sample {e.sample_id!r}"))
             continue
         if s.sample_id in seen:
-            errors.append(_err(problem_id, s.sample_id, "duplicate sample id; the first is used"))
+            errors.append(_err(problem_id, s.sample_id, ErrorKind.DUPLICATE_ID,
+                               "duplicate sample id; the first is used"))
             continue
         seen.add(s.sample_id)
-        if not (isinstance(e.pass_ratio, float) and math.isfinite(e.pass_ratio) and 0.0 <= e.pass_ratio <= 1.0):
-            errors.append(_err(problem_id, s.sample_id, f"pass_ratio {e.pass_ratio!r} is not in [0, 1]"))
+        ratio_ok = isinstance(e.pass_ratio, float) and math.isfinite(e.pass_ratio)
+        if not (ratio_ok and 0.0 <= e.pass_ratio <= 1.0):
+            errors.append(_err(problem_id, s.sample_id, ErrorKind.CORRUPT_RECORD,
+                               f"pass_ratio {e.pass_ratio!r} is not in [0, 1]"))
             continue
         if e.outcome == Outcome.SANDBOX_ERROR.value:
             counts["sandbox_errors"] += 1
@@ -203,17 +249,20 @@ def prepare_candidates(problem_id: str, scored: Scored, cfg: PairingConfig) -> P
             key = normalize_program(s.code)
         groups.setdefault(key if cfg.dedupe else s.sample_id, []).append((s, e))
 
+    pair_seed = derive_seed(seed, "pairs", problem_id)
     cands: list[Candidate] = []
     for key, members in groups.items():
         s, e = members[0]  # smallest sample id (entries were sorted)
         ratios = {0.0 if m.code is None else x.pass_ratio for m, x in members}
         flaky = len(ratios) > 1
         ratio = 0.0 if s.code is None else e.pass_ratio
+        if not cfg.dedupe:
+            key = normalize_program(s.code) if s.code is not None else "nocode:" + s.sample_id
         cands.append(Candidate(
-            key=key if cfg.dedupe else normalize_program(s.code) if s.code is not None else "nocode:" + s.sample_id,
+            key=key,
             sample=s, execution=e, pass_ratio=ratio, count=len(members), flaky=flaky,
             has_code=s.code is not None, truncated=s.finish_reason == "length",
-            rank=content_id("pair", cfg.seed, problem_id, s.sample_id)))
+            rank=content_id("pair", pair_seed, s.sample_id)))
     cands.sort(key=lambda c: (c.rank, c.sample.sample_id))
     return Prepared(cands, errors, counts["samples"], counts["sandbox_errors"], counts["no_tests"],
                     counts["no_code"], counts["greedy_skipped"])
@@ -296,23 +345,23 @@ def _prompt_text(prompt: PromptArg, sample: Sample) -> str:
 # Rows
 
 
-def make_dpo_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: PairingConfig,
-                  round: int) -> list[DpoRow | DpoChatRow]:
-    """DPO rows of one problem. ``prompt``: the exported prompt (standard: a string, default the
-    chosen sample's rendered prompt; conversational: Messages built from the problem text)."""
-    prep = prepare_candidates(problem_id, scored, cfg)
-    return _dpo_rows(problem_id, prompt, select_pairs(prep.candidates, cfg), cfg, round)
+def make_dpo_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: PairingConfig, round: int, *,
+                  seed: int = 0, format: ExportFormat = "standard") -> list[DpoRow | DpoChatRow]:
+    """DPO rows of one problem. ``prompt``: the exported prompt (see ``export_prompt``; None: each row
+    takes its chosen sample's stored prompt); ``seed``: the run's seed."""
+    prep = prepare_candidates(problem_id, scored, cfg, seed)
+    return _dpo_rows(problem_id, prompt, select_pairs(prep.candidates, cfg), cfg, round, format)
 
 
 def _dpo_rows(problem_id: str, prompt: PromptArg, pairs: Sequence[tuple[Candidate, Candidate]],
-              cfg: PairingConfig, round: int) -> list[DpoRow | DpoChatRow]:
+              cfg: PairingConfig, round: int, format: ExportFormat) -> list[DpoRow | DpoChatRow]:
     rows: list[DpoRow | DpoChatRow] = []
     for a, b in pairs:
         common = {"problem_id": problem_id, "chosen_sample_id": a.sample.sample_id,
                   "rejected_sample_id": b.sample.sample_id, "chosen_pass_ratio": a.pass_ratio,
                   "rejected_pass_ratio": b.pass_ratio, "margin": a.pass_ratio - b.pass_ratio,
                   "strategy": cfg.strategy, "round": round}
-        if cfg.format == "conversational":
+        if format == "conversational":
             rows.append(DpoChatRow(
                 prompt=_prompt_messages(prompt, a.sample),
                 chosen=(Message(role="assistant", content=completion_text(a.sample, cfg)),),
@@ -324,18 +373,19 @@ def _dpo_rows(problem_id: str, prompt: PromptArg, pairs: Sequence[tuple[Candidat
     return rows
 
 
-def _kto_candidates(cands: Sequence[Candidate], cfg: PairingConfig) -> list[tuple[Candidate, bool]]:
+def _kto_candidates(cands: Sequence[Candidate], cfg: KtoRowsConfig,
+                    pairs: PairingConfig) -> list[tuple[Candidate, bool]]:
     rows: list[tuple[Candidate, bool]] = []
     for c in cands:
-        if c.flaky or _excluded_truncated_pass(c, cfg):
+        if c.flaky or _excluded_truncated_pass(c, pairs):
             continue
-        desirable = c.has_code and c.pass_ratio >= cfg.kto_desirable_min_pass_ratio
-        if desirable and c.truncated and not cfg.allow_truncated_chosen:
+        desirable = c.has_code and c.pass_ratio >= cfg.desirable_min_pass_ratio
+        if desirable and c.truncated and not pairs.allow_truncated_chosen:
             continue
         rows.append((c, desirable))
-    if cfg.kto_max_undesirable_ratio is not None:
+    if cfg.max_undesirable_ratio is not None:
         n_good = sum(1 for _, d in rows if d)
-        allowed = math.ceil(cfg.kto_max_undesirable_ratio * n_good)
+        allowed = math.ceil(cfg.max_undesirable_ratio * n_good)
         kept_bad = 0
         balanced = []
         for c, d in rows:  # rows follow the seeded order, so the kept undesirable ones are a seeded choice
@@ -345,47 +395,49 @@ def _kto_candidates(cands: Sequence[Candidate], cfg: PairingConfig) -> list[tupl
                 kept_bad += 1
             balanced.append((c, d))
         rows = balanced
-    if cfg.kto_max_rows_per_problem is not None and len(rows) > cfg.kto_max_rows_per_problem:
+    if cfg.max_rows_per_problem is not None and len(rows) > cfg.max_rows_per_problem:
         # alternate desirable and undesirable so a cap keeps both kinds
         good = [r for r in rows if r[1]]
         bad = [r for r in rows if not r[1]]
         mixed: list[tuple[Candidate, bool]] = []
         for i in range(max(len(good), len(bad))):
             mixed.extend(x[i] for x in (good, bad) if i < len(x))
-        rows = mixed[: cfg.kto_max_rows_per_problem]
+        rows = mixed[: cfg.max_rows_per_problem]
     return rows
 
 
-def make_kto_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: PairingConfig,
-                  round: int) -> list[KtoRow | KtoChatRow]:
-    """KTO rows of one problem: one per distinct program, label = passes (kto_desirable_min_pass_ratio)."""
-    prep = prepare_candidates(problem_id, scored, cfg)
-    return _kto_rows(problem_id, prompt, prep, cfg, round)
+def make_kto_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: KtoRowsConfig, round: int, *,
+                  pairs: PairingConfig | None = None, seed: int = 0,
+                  format: ExportFormat = "standard") -> list[KtoRow | KtoChatRow]:
+    """KTO rows of one problem: one per candidate (``pairs`` decides the candidates), label = its pass
+    ratio reaches ``cfg.desirable_min_pass_ratio``."""
+    pairs = pairs or PairingConfig()
+    prep = prepare_candidates(problem_id, scored, pairs, seed)
+    return _kto_rows(problem_id, prompt, prep, cfg, pairs, round, format)
 
 
-def _kto_rows(problem_id: str, prompt: PromptArg, prep: Prepared, cfg: PairingConfig,
-              round: int) -> list[KtoRow | KtoChatRow]:
+def _kto_rows(problem_id: str, prompt: PromptArg, prep: Prepared, cfg: KtoRowsConfig, pairs: PairingConfig,
+              round: int, format: ExportFormat) -> list[KtoRow | KtoChatRow]:
     out: list[KtoRow | KtoChatRow] = []
-    for c, label in _kto_candidates(prep.candidates, cfg):
+    for c, label in _kto_candidates(prep.candidates, cfg, pairs):
         common = {"label": label, "problem_id": problem_id, "sample_id": c.sample.sample_id,
                   "pass_ratio": c.pass_ratio, "round": round}
-        if cfg.format == "conversational":
+        if format == "conversational":
+            text = completion_text(c.sample, pairs)
             out.append(KtoChatRow(prompt=_prompt_messages(prompt, c.sample),
-                                  completion=(Message(role="assistant", content=completion_text(c.sample, cfg)),),
-                                  **common))
+                                  completion=(Message(role="assistant", content=text),), **common))
         else:
-            out.append(KtoRow(prompt=_prompt_text(prompt, c.sample), completion=completion_text(c.sample, cfg),
-                              **common))
+            out.append(KtoRow(prompt=_prompt_text(prompt, c.sample),
+                              completion=completion_text(c.sample, pairs), **common))
     return out
 
 
-def make_critic_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: PairingConfig,
-                     round: int) -> list[CriticRow]:
+def make_critic_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: CriticRowsConfig, round: int, *,
+                     seed: int = 0) -> list[CriticRow]:
     """CodeRL critic rows: program -> outcome class. Samples without code are skipped; sandbox errors
-    are dropped; flaky programs are kept (each copy's own verdict) when not deduping for the critic."""
-    crit_cfg = cfg.model_copy(update={"dedupe": cfg.dedupe and cfg.critic_dedupe, "no_code": "skip",
-                                      "include_greedy": True})
-    prep = prepare_candidates(problem_id, scored, crit_cfg)
+    are dropped; flaky programs are kept (each copy's own verdict) when not deduping."""
+    candidates = PairingConfig(dedupe=cfg.dedupe, no_code="skip", include_greedy=True)
+    prep = prepare_candidates(problem_id, scored, candidates, seed)
     rows = []
     for c in sorted(prep.candidates, key=lambda c: c.sample.sample_id):
         if not c.has_code or c.flaky:
@@ -400,32 +452,37 @@ def make_critic_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: Pa
     return rows
 
 
-def problem_pair_stats(problem_id: str, scored: Scored, cfg: PairingConfig | None = None) -> dict[str, int]:
-    """Counts for the manifest (sum them over problems): samples, dropped ones, distinct programs,
-    passing/failing programs, flaky ones, whether all pass / all fail (0 or 1), and pairs made."""
+def problem_pair_stats(problem_id: str, scored: Scored, cfg: PairingConfig | None = None,
+                       seed: int = 0) -> PairingStats:
+    """Counts for the manifest (summed over problems): samples, dropped ones, distinct programs,
+    passing/failing programs, flaky ones, whether all pass / all fail, and pairs made."""
     cfg = cfg or PairingConfig()
-    prep = prepare_candidates(problem_id, scored, cfg)
-    return _stats(prep, len(select_pairs(prep.candidates, cfg)))
+    prep = prepare_candidates(problem_id, scored, cfg, seed)
+    return _stats(problem_id, prep, len(select_pairs(prep.candidates, cfg)))
 
 
-def _stats(prep: Prepared, n_pairs: int) -> dict[str, int]:
+def _stats(problem_id: str, prep: Prepared, n_pairs: int) -> PairingStats:
     usable = [c for c in prep.candidates if not c.flaky]
     passing = sum(1 for c in usable if c.pass_ratio >= 1.0)
     failing = sum(1 for c in usable if c.pass_ratio < 1.0)
-    return {
-        "samples": prep.samples,
-        "sandbox_errors": prep.sandbox_errors,
-        "no_tests": prep.no_tests,
-        "no_code": prep.no_code,
-        "invalid": len(prep.errors),
-        "distinct_programs": len(prep.candidates),
-        "passing": passing,
-        "failing": failing,
-        "flaky": len(prep.candidates) - len(usable),
-        "all_pass": int(passing > 0 and failing == 0),
-        "all_fail": int(failing > 0 and passing == 0),
-        "pairs": n_pairs,
-    }
+    return PairingStats(
+        problem_id=problem_id, samples=prep.samples, sandbox_errors=prep.sandbox_errors,
+        no_tests=prep.no_tests, no_code=prep.no_code, invalid=len(prep.errors),
+        distinct_programs=len(prep.candidates), passing=passing, failing=failing,
+        flaky=len(prep.candidates) - len(usable), all_pass=passing > 0 and failing == 0,
+        all_fail=failing > 0 and passing == 0, pairs=n_pairs)
+
+
+def export_prompt(problem: Problem, format: ExportFormat, prompt: PromptConfig) -> PromptArg:
+    """The prompt column of a problem's rows: exactly what the policy saw.
+
+    standard: None, so each row takes its sample's stored prompt (the text ``render_prompt`` made for
+    the policy). conversational: the messages the policy's chat template rendered (``prompt_messages``
+    with the same ``prompt`` section)."""
+    if format == "conversational":
+        return tuple(Message(role=m["role"], content=m["content"])
+                     for m in prompt_messages(prompt, problem.prompt, problem.entry_point))
+    return None
 
 
 @dataclasses.dataclass
@@ -433,30 +490,38 @@ class PairingResult:
     dpo: list[DpoRow | DpoChatRow]
     kto: list[KtoRow | KtoChatRow]
     critic: list[CriticRow]
-    stats: dict[str, int]
+    stats: PairingStats
     errors: list[ErrorRecord]
 
 
-def pair_problem(problem_id: str, prompt: PromptArg, scored: Scored, cfg: PairingConfig,
+def pair_problem(problem_id: str, prompt: PromptArg, scored: Scored, *, pairs: PairingConfig,
+                 kto: KtoRowsConfig, critic: CriticRowsConfig, format: ExportFormat, seed: int,
                  round: int) -> PairingResult:
     """Everything for one problem in one call (what the Beam stage maps over grouped samples).
-    Invalid entries come back as ErrorRecords (stage 'pair') instead of raising."""
-    prep = prepare_candidates(problem_id, scored, cfg)
-    pairs = select_pairs(prep.candidates, cfg)
+    Invalid entries come back as ErrorRecords (stage export) instead of raising. KTO and critic rows
+    are empty when their section is disabled."""
+    prep = prepare_candidates(problem_id, scored, pairs, seed)
+    selected = select_pairs(prep.candidates, pairs)
     return PairingResult(
-        dpo=_dpo_rows(problem_id, prompt, pairs, cfg, round),
-        kto=_kto_rows(problem_id, prompt, prep, cfg, round),
-        critic=make_critic_rows(problem_id, prompt, scored, cfg, round),
-        stats=_stats(prep, len(pairs)),
+        dpo=_dpo_rows(problem_id, prompt, selected, pairs, round, format),
+        kto=_kto_rows(problem_id, prompt, prep, kto, pairs, round, format) if kto.enabled else [],
+        critic=(make_critic_rows(problem_id, prompt, scored, critic, round, seed=seed)
+                if critic.enabled else []),
+        stats=_stats(problem_id, prep, len(selected)),
         errors=prep.errors,
     )
 
 
 __all__ = [
     "Candidate",
+    "CriticRowsConfig",
+    "ExportConfig",
+    "ExportFormat",
+    "KtoRowsConfig",
     "PairingConfig",
     "PairingResult",
     "completion_text",
+    "export_prompt",
     "make_critic_rows",
     "make_dpo_rows",
     "make_kto_rows",

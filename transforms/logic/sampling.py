@@ -1,19 +1,38 @@
-"""Sampling the policy: prompts, seeds, requests, and completions turned into ``Sample`` records.
+"""Sampling the policy: the ``sampling`` config section, requests, seeds, and completions turned into
+``Sample`` records.
 
 Pure functions; the Beam stage (``transforms/sample.py``) only batches problems and calls the engine.
+The prompt itself is rendered by ``plumline.llm.render_prompt`` (the ``prompt`` section).
 """
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from plumline.data_schemas import ErrorRecord, Problem, Sample, content_id
+from plumline.data_schemas import ErrorKind, ErrorRecord, Problem, Sample, Stage, derive_seed
 from plumline.llm import GREEDY_SUFFIX, Completion, GenerationRequest, GenerationResult, extract_code
+from plumline.llm.extract import defines
+from pydantic import BaseModel, ConfigDict, Field
 
 NO_CODE_REASON = "completion contains no code"
+
+
+class SamplingConfig(BaseModel):
+    """How the policy is sampled (the run config's ``sampling`` section). The prompt is the ``prompt``
+    section; each request's seed derives from the run's ``seed``, the problem id and the round."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    n: int = Field(8, ge=1, description="Samples drawn from the policy per problem and round.")
+    temperature: float = Field(0.8, ge=0.0, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling threshold.")
+    max_tokens: int = Field(512, ge=1, description="Maximum new tokens per completion.")
+    greedy: bool = Field(True, description="Also draw one greedy (temperature 0) sample per problem, "
+                                           "marked is_greedy (CodeRL's baseline).")
+    batch_size: int = Field(256, ge=1, description="Problems sent to the engine in one generate call.")
+    stop: list[str] = Field(default_factory=list, description="Extra stop strings.")
 
 
 @dataclass(frozen=True)
@@ -25,42 +44,18 @@ class SamplingPlan:
     requests: tuple[GenerationRequest, ...]
 
 
-def derive_seed(base_seed: int, *parts: object) -> int:
-    """A 31-bit seed from the base seed and ids: reruns draw the same samples."""
-    return int(content_id("seed", base_seed, *parts), 16) % (2**31 - 1)
-
-
-def user_message(problem: Problem, instruction: str) -> str:
-    body = problem.prompt.rstrip()
-    if problem.entry_point and "```" not in body:
-        body = f"```python\n{body}\n```"
-    return f"{instruction.strip()}\n\n{body}" if instruction.strip() else body
-
-
-def plan_requests(problem: Problem, prompt: str, *, n: int, temperature: float, top_p: float,
-                  max_tokens: int, greedy: bool, round: int, base_seed: int,
-                  stop: Sequence[str] = ()) -> SamplingPlan:
+def plan_requests(problem: Problem, prompt: str, cfg: SamplingConfig, *, round: int,
+                  base_seed: int) -> SamplingPlan:
     """n sampled completions (one request with n) plus, when asked, one greedy completion."""
     sampled = GenerationRequest(
-        request_id=f"{problem.problem_id}|sampled", prompt=prompt, n=n, temperature=temperature,
-        top_p=top_p, max_tokens=max_tokens, seed=derive_seed(base_seed, problem.problem_id, round),
-        stop=tuple(stop))
-    reqs = [sampled, sampled.greedy()] if greedy else [sampled]
+        request_id=f"{problem.problem_id}|sampled", prompt=prompt, n=cfg.n, temperature=cfg.temperature,
+        top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=derive_seed(base_seed, problem.problem_id, round),
+        stop=tuple(cfg.stop))
+    reqs = [sampled, sampled.greedy()] if cfg.greedy else [sampled]
     return SamplingPlan(problem=problem, prompt=prompt, requests=tuple(reqs))
 
 
 _IMPORT_RE = re.compile(r"^(?:from\s+\S+\s+import\s+.+|import\s+.+)$")
-
-
-def _defines(code: str, name: str) -> bool:
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
-    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign))
-               and (getattr(node, "name", None) == name
-                    or any(getattr(t, "id", None) == name for t in getattr(node, "targets", [])))
-               for node in ast.walk(tree))
 
 
 def prompt_imports(prompt: str) -> list[str]:
@@ -82,13 +77,13 @@ def assemble_program(problem: Problem, completion: str, *, chat: bool) -> str | 
         if "```" in completion:
             extracted = extract_code(completion, entry)
             code = extracted if extracted is not None else completion.split("```")[0]
-        if entry and not _defines(code, entry):
+        if entry and not defines(code, entry):
             code = problem.prompt + code
         return code if code.strip() else None
     code = extract_code(completion, entry)
     if code is None:
         return None
-    if entry and not _defines(code, entry) and _defines(problem.prompt, entry):
+    if entry and not defines(code, entry) and defines(problem.prompt, entry):
         body = code if code.startswith((" ", "\t")) else "\n".join(
             "    " + line if line.strip() else line for line in code.splitlines())
         code = problem.prompt.rstrip("\n") + "\n" + body
@@ -99,8 +94,8 @@ def assemble_program(problem: Problem, completion: str, *, chat: bool) -> str | 
 
 
 def results_to_samples(plan: SamplingPlan, results: Sequence[GenerationResult], *, round: int,
-                       policy: str, policy_revision: str, backend: str, chat: bool,
-                       stage: str = "sample") -> tuple[list[Sample], list[ErrorRecord]]:
+                       policy: str, policy_revision: str, backend: str,
+                       chat: bool) -> tuple[list[Sample], list[ErrorRecord]]:
     """Turn the engine's results for one problem into Sample records and error lines.
 
     A completion with no code still becomes a Sample (code=None): it is a real failure of the
@@ -114,7 +109,8 @@ def results_to_samples(plan: SamplingPlan, results: Sequence[GenerationResult], 
         res = by_id.get(req.request_id)
         greedy = req.request_id.endswith(GREEDY_SUFFIX)
         if res is None or res.error:
-            errors.append(ErrorRecord(stage=stage, reason=(res.error if res else "no result from engine"),
+            errors.append(ErrorRecord(stage=Stage.SAMPLE, kind=ErrorKind.ENGINE_FAILED,
+                                      reason=(res.error if res else "no result from engine"),
                                       input=pid, problem_id=pid))
             continue
         for comp in res.completions:
@@ -122,7 +118,7 @@ def results_to_samples(plan: SamplingPlan, results: Sequence[GenerationResult], 
                                    revision=policy_revision, backend=backend, chat=chat))
             index += 1
             if samples[-1].code is None:
-                errors.append(ErrorRecord(stage="extract", reason=NO_CODE_REASON,
+                errors.append(ErrorRecord(stage=Stage.SAMPLE, kind=ErrorKind.NO_CODE, reason=NO_CODE_REASON,
                                           input=samples[-1].sample_id, problem_id=pid,
                                           sample_id=samples[-1].sample_id, detail=comp.text[:500]))
     return samples, errors
@@ -143,28 +139,27 @@ def _sample(plan: SamplingPlan, req: GenerationRequest, comp: Completion, *, ind
 
 def sample_batch(problems: Sequence[Problem], *, render: Callable[[Problem], str],
                  generate: Callable[[Sequence[GenerationRequest]], list[GenerationResult]],
-                 n: int, temperature: float, top_p: float, max_tokens: int, greedy: bool, round: int,
-                 base_seed: int, stop: Sequence[str], policy: str, policy_revision: str, backend: str,
-                 chat: bool) -> tuple[list[Sample], list[ErrorRecord]]:
+                 cfg: SamplingConfig, round: int, base_seed: int, policy: str, policy_revision: str,
+                 backend: str, chat: bool) -> tuple[list[Sample], list[ErrorRecord]]:
     """Sample a whole batch of problems with ONE engine call."""
     plans = []
     errors: list[ErrorRecord] = []
     for p in problems:
         try:
             prompt = render(p)
-        except Exception as exc:  # a template that fails on one problem must not stop the batch
-            errors.append(ErrorRecord(stage="sample", reason=f"prompt rendering failed: {exc}",
+        except Exception as exc:  # noqa: BLE001 - a template that fails on one problem must not stop the batch
+            errors.append(ErrorRecord(stage=Stage.SAMPLE, kind=ErrorKind.PROMPT_FAILED,
+                                      reason=f"prompt rendering failed: {exc}",
                                       input=p.problem_id, problem_id=p.problem_id))
             continue
-        plans.append(plan_requests(p, prompt, n=n, temperature=temperature, top_p=top_p,
-                                   max_tokens=max_tokens, greedy=greedy, round=round,
-                                   base_seed=base_seed, stop=stop))
+        plans.append(plan_requests(p, prompt, cfg, round=round, base_seed=base_seed))
     requests = [r for plan in plans for r in plan.requests]
     results = generate(requests) if requests else []
     by_req = {r.request_id: r for r in results}
     samples: list[Sample] = []
     for plan in plans:
-        s, e = results_to_samples(plan, [by_req[r.request_id] for r in plan.requests if r.request_id in by_req],
+        results_of = [by_req[r.request_id] for r in plan.requests if r.request_id in by_req]
+        s, e = results_to_samples(plan, results_of,
                                   round=round, policy=policy, policy_revision=policy_revision,
                                   backend=backend, chat=chat)
         samples.extend(s)

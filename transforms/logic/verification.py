@@ -20,15 +20,17 @@ from typing import Any
 
 from plumline.data_schemas import (
     CODERL_CLASS,
+    ErrorKind,
     ErrorRecord,
     Execution,
     Outcome,
     Problem,
     Sample,
+    Stage,
     TestCase,
     TestSpec,
 )
-from plumline.transforms.logic.test_validation import (
+from plumline.transforms.logic.validation import (
     TestValidationConfig,
     apply_agreement_to_tests,
     apply_oracle,
@@ -96,7 +98,8 @@ def verify_problem(problem: Problem, tests: Sequence[TestCase], samples: Sequenc
         unusable = oracle_unusable(oracle_result)
         if unusable:
             errors.append(ErrorRecord(
-                stage="validate_tests", reason=f"{unusable}; oracle not applied", input=pid, problem_id=pid,
+                stage=Stage.EXECUTE, kind=ErrorKind.ORACLE_NOT_APPLIED,
+                reason=f"{unusable}; oracle not applied", input=pid, problem_id=pid,
                 detail=f"{oracle_result.error_type or ''} {(oracle_result.stderr_tail or '')[-500:]}"))
         else:
             validated = {t.test_id: t for t in apply_oracle(training, oracle_result,
@@ -130,8 +133,8 @@ def verify_problem(problem: Problem, tests: Sequence[TestCase], samples: Sequenc
     # 5. minimum number of kept tests
     skip_reason = enforce_min_tests(tests, cfg.min_kept_tests)
     if skip_reason:
-        errors.append(ErrorRecord(stage="validate_tests", reason=f"problem skipped: {skip_reason}",
-                                  input=pid, problem_id=pid))
+        errors.append(ErrorRecord(stage=Stage.EXECUTE, kind=ErrorKind.PROBLEM_SKIPPED,
+                                  reason=f"too few tests: {skip_reason}", input=pid, problem_id=pid))
         return VerifiedProblem(tests=list(tests), executions=[], errors=errors, skipped=True)
     return VerifiedProblem(tests=list(tests), executions=sorted(final, key=lambda e: e.sample_id),
                            errors=errors)

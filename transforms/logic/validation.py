@@ -15,17 +15,27 @@ Pure functions: the sandbox result is passed in (anything with ``test_results`` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from plumline.data_schemas import CODERL_CLASS, Execution, Outcome, TestCase, TestOrigin, TestStatus
+from plumline.data_schemas import (
+    CODERL_CLASS,
+    Execution,
+    Outcome,
+    TestCase,
+    TestDropReason,
+    TestOrigin,
+    TestStatus,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
-ORACLE_FAILED = "oracle_failed"
-ORACLE_TIMEOUT = "oracle_timeout"
-ORACLE_ERROR = "oracle_error"
-ORACLE_NOT_RUN = "oracle_not_run"
-AGREEMENT_FAILED = "codet_disagreement"
+# The reference solution's verdict on a test -> why the test is dropped (None: kept), with words.
+_ORACLE_DROPS: dict[str, tuple[TestDropReason, str]] = {
+    TestStatus.FAILED.value: (TestDropReason.ORACLE_FAILED, "the reference solution fails it"),
+    TestStatus.TIMEOUT.value: (TestDropReason.ORACLE_TIMEOUT, "the reference solution times out on it"),
+    TestStatus.ERROR.value: (TestDropReason.ORACLE_ERROR, "it raises an error on the reference solution"),
+}
+_NOT_RUN = (TestDropReason.ORACLE_NOT_RUN, "the reference solution never reached it")
 
 
 class TestValidationConfig(BaseModel):
@@ -70,13 +80,11 @@ def apply_oracle(tests: Sequence[TestCase], oracle: Any, *, drop_not_run: bool =
             out.append(t)
             continue
         st = statuses.get(t.test_id, TestStatus.NOT_RUN.value)
-        reason = {
-            TestStatus.PASSED.value: None,
-            TestStatus.FAILED.value: ORACLE_FAILED,
-            TestStatus.TIMEOUT.value: ORACLE_TIMEOUT,
-            TestStatus.ERROR.value: ORACLE_ERROR,
-        }.get(st, ORACLE_NOT_RUN if drop_not_run else None)
-        out.append(t if reason is None else replace(t, kept=False, drop_reason=reason))
+        if st == TestStatus.PASSED.value:
+            drop = None
+        else:
+            drop = _ORACLE_DROPS.get(st, _NOT_RUN if drop_not_run else None)
+        out.append(t if drop is None else replace(t, kept=False, drop_reason=drop[0], drop_detail=drop[1]))
     return out
 
 
@@ -98,9 +106,8 @@ class AgreementResult:
     best group smaller than the minimum): then nothing is dropped unless configured."""
 
     kept_test_ids: list[str]
-    dropped: dict[str, str]
+    dropped_test_ids: list[str]
     best_group_sample_ids: list[str]
-    scores: dict[tuple[str, ...], int] = field(default_factory=dict)  # passed-test set -> score
     decided: bool = True
     reason: str = ""
 
@@ -131,20 +138,17 @@ def codet_agreement(test_ids: Sequence[str], matrix: Mapping[str, Mapping[str, b
         groups.setdefault(passed, []).append(sid)
     scores = {g: len(s) * len(g) for g, s in groups.items()}
     if not groups:
-        return AgreementResult(ids, {}, [], scores, decided=False, reason="no samples")
+        return AgreementResult(ids, [], [], decided=False, reason="no samples")
     best = min(groups, key=lambda g: (-scores[g], -len(groups[g]), -len(g), g))
     if scores[best] == 0:
         if drop_when_no_consensus:
-            return AgreementResult([], {t: AGREEMENT_FAILED for t in ids}, groups[best], scores, decided=False,
-                                   reason="no sample passes any test")
-        return AgreementResult(ids, {}, groups[best], scores, decided=False, reason="no sample passes any test")
+            return AgreementResult([], ids, groups[best], decided=False, reason="no sample passes any test")
+        return AgreementResult(ids, [], groups[best], decided=False, reason="no sample passes any test")
     if len(groups[best]) < min_agreeing_samples:
-        return AgreementResult(ids, {}, groups[best], scores, decided=False,
+        return AgreementResult(ids, [], groups[best], decided=False,
                                reason=f"best group has {len(groups[best])} < {min_agreeing_samples} samples")
     passed = set(best)
-    kept = [t for t in ids if t in passed]
-    dropped = {t: AGREEMENT_FAILED for t in ids if t not in passed}
-    return AgreementResult(kept, dropped, groups[best], scores)
+    return AgreementResult([t for t in ids if t in passed], [t for t in ids if t not in passed], groups[best])
 
 
 def execution_matrix(executions: Iterable[Execution]) -> dict[str, dict[str, bool]]:
@@ -154,7 +158,8 @@ def execution_matrix(executions: Iterable[Execution]) -> dict[str, dict[str, boo
             for e in executions}
 
 
-_RECOMPUTABLE = {Outcome.PASSED.value, Outcome.FAILED.value, Outcome.RUNTIME_ERROR.value, Outcome.TIMEOUT.value}
+_RECOMPUTABLE = {Outcome.PASSED.value, Outcome.FAILED.value, Outcome.RUNTIME_ERROR.value,
+                 Outcome.TIMEOUT.value}
 
 
 def recompute_execution(execution: Execution, kept_test_ids: Iterable[str]) -> Execution:
@@ -195,7 +200,7 @@ def enforce_min_tests(tests: Sequence[TestCase], min_kept_tests: int) -> str | N
     Evaluation-only tests do not count: they never give training signal."""
     n = sum(t.kept and t.for_training for t in tests)
     if n < min_kept_tests:
-        return f"too_few_tests: {n} kept training tests < min_kept_tests {min_kept_tests}"
+        return f"{n} kept training tests, fewer than min_kept_tests {min_kept_tests}"
     return None
 
 
@@ -206,6 +211,9 @@ def apply_agreement_to_tests(tests: Sequence[TestCase], executions: Sequence[Exe
     result = codet_agreement(judged, execution_matrix(executions),
                              min_agreeing_samples=cfg.min_agreeing_samples,
                              drop_when_no_consensus=cfg.drop_when_no_consensus)
-    out = [replace(t, kept=False, drop_reason=result.dropped[t.test_id]) if t.test_id in result.dropped else t
-           for t in tests]
+    dropped = set(result.dropped_test_ids)
+    detail = (f"the best agreeing group of samples ({len(result.best_group_sample_ids)}) fails this test"
+              if result.decided else f"agreement undecided: {result.reason}")
+    out = [replace(t, kept=False, drop_reason=TestDropReason.AGREEMENT_FAILED, drop_detail=detail)
+           if t.test_id in dropped else t for t in tests]
     return out, result

@@ -1,0 +1,278 @@
+"""The round's stages as data: one table, run by one loop (``pipeline/round.py``).
+
+Each ``StageSpec`` says what a stage reads and writes (artifacts with their record types), which
+config sections its output depends on, whether it holds a generation engine, and how it builds its
+Beam graph (or, for training, how it runs outside Beam). The loop derives everything else from the
+table: the order, which stages a changed section or a rerun stage makes stale, where every file
+goes, the record type of every file, the error files to merge.
+
+A stage reruns when its own config sections changed, or when a stage it reads from ran again (its
+key includes each input's run token, see ``stage_key``). Nothing follows list order: changing
+``tests.*`` reruns tests, execute, export and train, never sampling.
+
+Adding a stage: one ``StageSpec`` in ``STAGES`` (plus its artifacts in ``ARTIFACTS``) and its
+transform; a new ``Stage`` member in ``plumline.data_schemas``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from plumline.data_schemas import Stage, content_id
+from plumline.pipeline.artifacts import ARTIFACTS
+
+if TYPE_CHECKING:  # the table is data; Beam and the transforms load only when a stage builds
+    import apache_beam as beam
+    from plumline.pipeline.config import RunConfig
+    from plumline.pipeline.layout import RoundLayout
+
+
+# Not written by any stage of the round: the policy the round samples from (round r+1 reads the
+# model round r trained). Its run token comes from the loop, so a retrained model reruns its readers.
+POLICY = "policy"
+
+
+# --- stages ---------------------------------------------------------------------------------------
+
+
+Sections = Callable[["RunConfig"], tuple[str, ...]]
+
+
+def _static(*names: str) -> Sections:
+    return lambda cfg: names
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One row of the stage table.
+
+    inputs/sections are functions of the config because some depend on it (the test writer is the
+    policy unless ``tests.writer`` is set; training reads ``dpo`` or ``kto``). ``engine`` stages hold
+    one generation engine and run in-process; the others get multi-process Beam workers. A stage
+    has either ``build`` (adds its Beam graph) or ``run`` (runs outside Beam, e.g. training in its
+    own process); ``enabled`` turns a stage off for a config (then it neither runs nor invalidates).
+    """
+
+    name: Stage
+    inputs: Callable[[RunConfig], tuple[str, ...]]
+    outputs: tuple[str, ...]
+    sections: Sections
+    engine: bool = False
+    build: Callable[[StageContext], None] | None = None
+    run: Callable[[StageContext], dict[str, Any]] | None = None
+    enabled: Callable[[RunConfig], bool] = lambda cfg: True
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.build is None) == (self.run is None):
+            raise ValueError(f"stage {self.name.value}: give exactly one of build and run")
+
+
+@dataclass
+class StageContext:
+    """What a stage's build/run function gets: the config, the round, where files go, and helpers
+    that read and write artifacts with their record types."""
+
+    cfg: RunConfig
+    round: int
+    layout: RoundLayout
+    stage: Stage
+    pipeline: beam.Pipeline | None = None
+    policy_model: str = ""
+    _error_pcolls: list[Any] = field(default_factory=list)
+
+    def read(self, name: str) -> beam.PCollection:
+        """Records of an artifact an earlier stage wrote; corrupt rows go to this stage's errors."""
+        from plumline.transforms.io import ReadRecords
+
+        out = self.pipeline | f"Read_{name}" >> ReadRecords(
+            str(self.layout.artifact_path(name)), ARTIFACTS[name].record_type(self.cfg), self.stage)
+        self._error_pcolls.append(out.errors)
+        return out.records
+
+    def write(self, name: str, pcoll: beam.PCollection) -> None:
+        from plumline.transforms.io import WriteRecords
+
+        art = ARTIFACTS[name]
+        pcoll | f"Write_{name}" >> WriteRecords(
+            str(self.layout.artifact_path(name).with_suffix("")), art.record_type(self.cfg),
+            jsonl=self.cfg.export.jsonl and not art.internal)
+
+    def errors(self, pcoll: beam.PCollection) -> None:
+        self._error_pcolls.append(pcoll)
+
+    def write_errors(self) -> None:
+        from plumline.transforms.io import WriteErrors
+
+        if self._error_pcolls:
+            tuple(self._error_pcolls) | "WriteErrors" >> WriteErrors(
+                str(self.layout.stage_errors(self.stage)).removesuffix(".jsonl"))
+
+
+# --- the build functions: thin, each hands its inputs to one transform ---------------------------
+
+def build_read(ctx: StageContext) -> None:
+    from plumline.transforms.read import ReadProblems
+
+    out = ctx.pipeline | "ReadProblems" >> ReadProblems(ctx.cfg.sources)
+    ctx.write("problems", out["problems"])
+    ctx.errors(out["errors"])
+
+
+def build_tests(ctx: StageContext) -> None:
+    from plumline.transforms.synthesize_tests import SynthesizeTests
+
+    cfg = ctx.cfg
+    out = ctx.read("problems") | "SynthesizeTests" >> SynthesizeTests(
+        None, cfg.tests, cfg.policy, seed=cfg.seed)
+    ctx.write("tests_candidates", out["tests"])
+    ctx.write("tests_stats", out["stats"])
+    ctx.errors(out["errors"])
+
+
+def build_sample(ctx: StageContext) -> None:
+    from plumline.transforms.sample import SampleSolutions
+
+    cfg = ctx.cfg
+    out = ctx.read("problems") | "SampleSolutions" >> SampleSolutions(
+        cfg.policy, cfg.sampling, cfg.prompt, ctx.round, cfg.seed,
+        accelerator=cfg.beam.sampling_accelerator)
+    ctx.write("samples", out.samples)
+    ctx.errors(out.errors)
+
+
+def build_execute(ctx: StageContext) -> None:
+    from plumline.transforms.execute import VerifyAndExecute, default_sandbox_workers
+
+    cfg = ctx.cfg
+    inputs = (ctx.read("problems"), ctx.read("tests_candidates"), ctx.read("samples"))
+    workers = cfg.sandbox.workers or default_sandbox_workers(cpu_workers(cfg))
+    out = inputs | "VerifyAndExecute" >> VerifyAndExecute(
+        cfg.sandbox.limits, workers, cfg.validation, ctx.round)
+    ctx.write("executions", out.executions)
+    ctx.write("tests", out.tests)
+    ctx.errors(out.errors)
+
+
+def build_export(ctx: StageContext) -> None:
+    from plumline.transforms.export import BuildTrainingRows
+
+    cfg = ctx.cfg
+    inputs = (ctx.read("problems"), ctx.read("samples"), ctx.read("executions"))
+    out = inputs | "BuildTrainingRows" >> BuildTrainingRows(cfg, ctx.round)
+    for name in ("dpo", "kto", "critic", "pair_stats"):
+        ctx.write(name, out[name])
+    ctx.errors(out.errors)
+
+
+def run_train(ctx: StageContext) -> dict[str, Any]:
+    from plumline.pipeline.training import train_round
+
+    return train_round(ctx.cfg, ctx.layout, ctx.policy_model)
+
+
+def _tests_inputs(cfg: RunConfig) -> tuple[str, ...]:
+    # The policy writes its own tests unless tests.writer names another model.
+    return ("problems",) if cfg.tests.writer is not None else ("problems", POLICY)
+
+
+def _tests_sections(cfg: RunConfig) -> tuple[str, ...]:
+    return ("tests", "seed") if cfg.tests.writer is not None else ("tests", "seed", "policy")
+
+
+def _train_inputs(cfg: RunConfig) -> tuple[str, ...]:
+    method = cfg.training.method  # the stage is off when it is "none"
+    return (POLICY,) if method == "none" else (method, POLICY)
+
+
+def _train_sections(cfg: RunConfig) -> tuple[str, ...]:
+    method = cfg.training.method
+    return ("training",) if method == "none" else ("training", f"{method}.train", "seed")
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec(Stage.READ, inputs=lambda cfg: (), outputs=("problems",), sections=_static("sources"),
+              build=build_read, description="read every source into Problem records"),
+    StageSpec(Stage.TESTS, inputs=_tests_inputs, outputs=("tests_candidates", "tests_stats"),
+              sections=_tests_sections, engine=True, build=build_tests,
+              description="the test writer proposes tests; example and given tests join them"),
+    StageSpec(Stage.SAMPLE, inputs=lambda cfg: ("problems", POLICY), outputs=("samples",),
+              sections=_static("policy", "prompt", "sampling", "seed"), engine=True, build=build_sample,
+              description="sample n solutions (and a greedy one) per problem from the policy"),
+    StageSpec(Stage.EXECUTE, inputs=lambda cfg: ("problems", "tests_candidates", "samples"),
+              outputs=("executions", "tests"), sections=_static("validation", "sandbox.limits"),
+              build=build_execute,
+              description="validate the tests (oracle, agreement) and run every sample in the sandbox"),
+    StageSpec(Stage.EXPORT, inputs=lambda cfg: ("problems", "samples", "executions"),
+              outputs=("dpo", "kto", "critic", "pair_stats"),
+              sections=_static("dpo.pairs", "kto.rows", "critic.rows", "export", "seed"),
+              build=build_export, description="chosen/rejected pairs, KTO rows, critic rows"),
+    StageSpec(Stage.TRAIN, inputs=_train_inputs, outputs=("model",), sections=_train_sections,
+              run=run_train, enabled=lambda cfg: cfg.training.method != "none",
+              description="train the policy on this round's data (TRL), in its own process"),
+)
+STAGE_BY_NAME: dict[Stage, StageSpec] = {s.name: s for s in STAGES}
+
+
+def check_table(cfg: RunConfig, stages: Sequence[StageSpec] = STAGES) -> None:
+    """The table is well formed for this config: every input is written by an earlier stage (or is
+    the policy), every artifact is known and has one producer. Raises ValueError naming the stage."""
+    produced: dict[str, Stage] = {}
+    for spec in stages:
+        for name in spec.outputs:
+            if name not in ARTIFACTS:
+                raise ValueError(f"stage {spec.name.value}: unknown artifact {name!r}")
+            if name in produced:
+                raise ValueError(f"artifact {name!r} written by {produced[name].value} and {spec.name.value}")
+            produced[name] = spec.name
+    for i, spec in enumerate(stages):
+        if not spec.enabled(cfg):
+            continue
+        earlier = {n for s in stages[:i] if s.enabled(cfg) for n in s.outputs}
+        for name in spec.inputs(cfg):
+            if name != POLICY and name not in earlier:
+                raise ValueError(f"stage {spec.name.value} reads {name!r} before any stage writes it")
+
+
+def producer_of(name: str) -> StageSpec:
+    for spec in STAGES:
+        if name in spec.outputs:
+            return spec
+    raise KeyError(name)
+
+
+def stage_key(spec: StageSpec, cfg: RunConfig, input_tokens: dict[str, str]) -> str:
+    """What a stage's output is a function of: its own config sections and the run tokens of its
+    inputs (a token changes whenever the producing stage runs again)."""
+    values = {s: section_value(cfg, s) for s in spec.sections(cfg)}
+    return content_id("stage", spec.name.value, values, sorted(input_tokens.items()))
+
+
+def section_value(cfg: RunConfig, dotted: str) -> Any:
+    """The resolved value of a config section by dotted path (``dpo.pairs``), as plain data."""
+    value: Any = cfg.resolved_dict()
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(f"stage table names config section {dotted!r}, which the config does not have")
+        value = value[part]
+    return value
+
+
+def cpu_workers(cfg: RunConfig) -> int:
+    return cfg.beam.cpu_workers or os.cpu_count() or 1
+
+
+def describe_stages(cfg: RunConfig) -> list[dict[str, str]]:
+    """The table as rows for people (``plumline config stages``, the README)."""
+    rows = []
+    for spec in STAGES:
+        runs_as = ("engine, in-process" if spec.engine
+                   else "own process" if spec.run else "CPU, multi-process")
+        rows.append({"stage": spec.name.value, "reads": ", ".join(spec.inputs(cfg)) or "-",
+                     "writes": ", ".join(spec.outputs), "sections": ", ".join(spec.sections(cfg)),
+                     "runs as": runs_as if spec.enabled(cfg) else f"{runs_as} (off in this config)",
+                     "does": spec.description})
+    return rows

@@ -1,0 +1,165 @@
+"""The stage table and the loop that runs it: which stages a config change reruns.
+
+The real table (inputs, outputs, sections, engine flags) runs through the real loop
+(``RoundRunner``); only each stage's work is replaced by a test double that writes empty, typed
+outputs, so the test checks the bookkeeping in a second, not the engines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from plumline.data_schemas import Stage
+from plumline.pipeline.artifacts import ARTIFACTS
+from plumline.pipeline.config import load_config
+from plumline.pipeline.round import RoundRunner
+from plumline.pipeline.stages import (
+    POLICY,
+    STAGES,
+    StageContext,
+    StageSpec,
+    check_table,
+    section_value,
+)
+
+ALL = {s.name for s in STAGES}
+READ, TESTS, SAMPLE, EXECUTE, EXPORT, TRAIN = (Stage.READ, Stage.TESTS, Stage.SAMPLE, Stage.EXECUTE,
+                                               Stage.EXPORT, Stage.TRAIN)
+
+# For each config section: one change in it, and the stages that must rerun (written out by hand
+# from what each stage computes, not derived from the table under test).
+CHANGES = [
+    ("sources", "sources.0.limit=3", ALL),
+    ("policy", "policy.model=another-model", {TESTS, SAMPLE, EXECUTE, EXPORT, TRAIN}),
+    ("prompt", "prompt.instruction=Solve it.", {SAMPLE, EXECUTE, EXPORT, TRAIN}),
+    ("sampling", "sampling.n=3", {SAMPLE, EXECUTE, EXPORT, TRAIN}),
+    ("seed", "seed=7", {TESTS, SAMPLE, EXECUTE, EXPORT, TRAIN}),
+    ("tests", "tests.tests_per_problem=2", {TESTS, EXECUTE, EXPORT, TRAIN}),
+    ("validation", "validation.min_kept_tests=2", {EXECUTE, EXPORT, TRAIN}),
+    ("sandbox.limits", "sandbox.limits.timeout_s=9", {EXECUTE, EXPORT, TRAIN}),
+    ("sandbox.workers", "sandbox.workers=3", set()),  # how fast, not what
+    ("dpo.pairs", "dpo.pairs.max_pairs_per_problem=2", {EXPORT, TRAIN}),
+    ("kto.rows", "kto.rows.desirable_min_pass_ratio=0.5", {EXPORT, TRAIN}),
+    ("critic.rows", "critic.rows.enabled=false", {EXPORT, TRAIN}),
+    ("export", "export.jsonl=true", {EXPORT, TRAIN}),
+    ("dpo.train", "dpo.train.max_steps=3", {TRAIN}),
+    ("kto.train", "kto.train.max_steps=3", set()),  # training.method is dpo
+    ("training", "training.method=dpo", set()),  # unchanged value: nothing reruns
+    ("beam", "beam.cpu_workers=1", set()),
+    ("name", "name=other", set()),
+]
+
+
+def _fake_work(spec: StageSpec):
+    """A stand-in for a stage's work: empty, typed outputs (a folder for the model)."""
+
+    def work(ctx: StageContext):
+        for name in spec.outputs:
+            path = ctx.layout.artifact_path(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if ARTIFACTS[name].is_folder:
+                path.mkdir()
+                (path / "config.json").write_text("{}")
+            else:
+                schema = ARTIFACTS[name].record_type(ctx.cfg).arrow_schema()
+                pq.write_table(pa.Table.from_pylist([], schema=schema), path)
+        return {}
+
+    return work
+
+
+FAKE_STAGES = tuple(dataclasses.replace(s, build=None, run=_fake_work(s)) for s in STAGES)
+
+
+def _config(tmp_path: Path, overrides: list[str] = ()):
+    path = tmp_path / "run.yaml"
+    path.write_text("sources: [{path: bundled:easy, limit: 5}]\ntraining: {method: dpo}\n")
+    return load_config(path, ["policy.model=some-model", *overrides])
+
+
+def _run(cfg, run_dir: Path) -> list[Stage]:
+    runner = RoundRunner(cfg, run_dir, 0, stages=FAKE_STAGES)
+    runner.run()
+    return runner.ran
+
+
+@pytest.mark.parametrize(("section", "override", "expected"), CHANGES, ids=[c[0] for c in CHANGES])
+def test_a_change_reruns_exactly_the_stages_that_depend_on_it(tmp_path, section, override, expected):
+    run_dir = tmp_path / "run"
+    assert set(_run(_config(tmp_path), run_dir)) == ALL
+    assert _run(_config(tmp_path), run_dir) == []  # nothing changed: everything resumes
+    markers = {s: (run_dir / "round-000" / ".stages" / f"{s.value}.done").read_text() for s in ALL}
+
+    ran = _run(_config(tmp_path, [override]), run_dir)
+    assert set(ran) == expected, section
+    assert ran == [s.name for s in STAGES if s.name in expected]  # in table order
+    for stage in ALL:
+        now = (run_dir / "round-000" / ".stages" / f"{stage.value}.done").read_text()
+        assert (now != markers[stage]) == (stage in expected), stage
+
+
+def test_a_separate_test_writer_does_not_follow_the_policy(tmp_path):
+    run_dir = tmp_path / "run"
+    writer = ["tests.writer.model=writer-model"]
+    _run(_config(tmp_path, writer), run_dir)
+    ran = _run(_config(tmp_path, [*writer, "policy.model=another"]), run_dir)
+    assert TESTS not in ran and SAMPLE in ran
+
+
+def test_a_retrained_policy_reruns_the_stages_that_read_it(tmp_path):
+    cfg = _config(tmp_path)
+    run_dir = tmp_path / "run"
+    RoundRunner(cfg, run_dir, 1, stages=FAKE_STAGES, policy_run_token="model-of-round-0").run()
+    again = RoundRunner(cfg, run_dir, 1, stages=FAKE_STAGES, policy_run_token="model-of-round-0")
+    again.run()
+    assert again.ran == []
+    retrained = RoundRunner(cfg, run_dir, 1, stages=FAKE_STAGES, policy_run_token="retrained")
+    retrained.run()
+    assert set(retrained.ran) == {TESTS, SAMPLE, EXECUTE, EXPORT, TRAIN}
+
+
+def test_a_missing_output_reruns_its_stage_and_the_readers(tmp_path):
+    run_dir = tmp_path / "run"
+    _run(_config(tmp_path), run_dir)
+    (run_dir / "round-000" / "samples.parquet").unlink()
+    assert _run(_config(tmp_path), run_dir) == [SAMPLE, EXECUTE, EXPORT, TRAIN]
+
+
+def test_an_unreadable_marker_means_not_done(tmp_path):
+    run_dir = tmp_path / "run"
+    _run(_config(tmp_path), run_dir)
+    (run_dir / "round-000" / ".stages" / "execute.done").write_text("{half a marker")
+    assert _run(_config(tmp_path), run_dir) == [EXECUTE, EXPORT, TRAIN]
+
+
+def test_training_off_skips_the_train_stage(tmp_path):
+    run_dir = tmp_path / "run"
+    ran = _run(_config(tmp_path, ["training.method=none"]), run_dir)
+    assert TRAIN not in ran and EXPORT in ran
+    manifest = json.loads((run_dir / "round-000" / "manifest.json").read_text())
+    assert set(manifest["stages"]) == {s.value for s in ALL - {TRAIN}}
+
+
+def test_the_table_is_well_formed(tmp_path):
+    cfg = _config(tmp_path)
+    check_table(cfg)
+    names = [s.name for s in STAGES]
+    assert len(set(names)) == len(names) and set(names) == set(Stage)
+    produced = [n for s in STAGES for n in s.outputs]
+    assert sorted(produced) == sorted(ARTIFACTS)  # every artifact has exactly one producer
+    for spec in STAGES:
+        for section in spec.sections(cfg):
+            section_value(cfg, section)  # every named section exists
+
+
+def test_a_table_that_reads_before_writing_is_rejected(tmp_path):
+    cfg = _config(tmp_path)
+    broken = (STAGES[0], dataclasses.replace(STAGES[3], inputs=lambda c: ("problems", "nowhere")))
+    with pytest.raises(ValueError, match="execute reads 'nowhere'"):
+        check_table(cfg, broken)
+    assert POLICY in STAGES[2].inputs(cfg)

@@ -1,0 +1,42 @@
+"""The ``tests`` section of a run config: how the test-writer model is asked for tests and which
+tests are considered."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from plumline.llm.config import BackendConfig  # the light module: no engine import
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TestSynthesisConfig(BaseModel):
+    """How tests are written by the test-writer model and which ones are considered. Sampling is
+    seeded per problem from the run's seed (``derive_seed(seed, "tests", problem_id)``)."""
+
+    __test__ = False  # not a pytest class
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    enabled: bool = Field(True, description="Ask the test-writer model for tests (off: only example and "
+                                            "given tests are used).")
+    writer: BackendConfig | None = Field(None, description="Backend of the test-writer model; null uses the "
+                                                           "policy's backend.")
+    tests_per_problem: int = Field(10, ge=1, le=100, description="Tests (K) asked for in each reply.")
+    num_replies: int = Field(1, ge=1, le=32, description="Replies sampled per problem; their tests are "
+                                                         "merged and deduplicated.")
+    temperature: float = Field(0.2, ge=0.0, description="Sampling temperature of the test writer "
+                                                        "(0 with one reply = greedy).")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling threshold of the test writer.")
+    max_tokens: int = Field(768, ge=16, description="Maximum new tokens per reply.")
+    max_test_chars: int = Field(1000, ge=16, description="Longest test snippet kept (characters); longer "
+                                                         "ones are dropped as too_long.")
+    max_tests_per_problem: int = Field(30, ge=1, description="Most synthesized tests kept per problem "
+                                                             "after deduplication; the rest are over_limit.")
+    use_examples: bool = Field(True, description="Turn examples in the problem text (docstring >>> lines, "
+                                                 "'f(x) -> y' lines) into tests of origin 'example'.")
+    given_tests_role: Literal["train", "eval", "both"] = Field(
+        "eval", description="How a dataset's own tests are used: eval = reserved for evaluation only "
+                            "(never training signal); train/both = also used as training tests.")
+    chat: bool | None = Field(None, description="Prompt through the chat template; false: a plain-text "
+                                                "prompt for base models; null: the writer backend's own "
+                                                "choice.")
+    batch_size: int = Field(64, ge=1, description="Problems sent to the test writer in one generate call.")
