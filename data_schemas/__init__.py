@@ -15,7 +15,6 @@ from .records import (
     Message,
     Outcome,
     PairingStats,
-    PrmRow,
     Problem,
     Sample,
     Stage,
@@ -27,14 +26,13 @@ from .records import (
     TestSpec,
     TestStatus,
     TestSynthesisStats,
-    records_by_name,
     replace,
 )
 
 __all__ = [
     "CODERL_CLASS", "CODERL_RETURN", "CriticRow", "DpoChatRow", "DpoRow", "ErrorKind", "ErrorRecord",
-    "Execution", "Json", "KtoChatRow", "KtoRow", "Message", "Outcome", "PairingStats", "PrmRow", "Problem",
+    "Execution", "Json", "KtoChatRow", "KtoRow", "Message", "Outcome", "PairingStats", "Problem",
     "Record", "RecordError", "Sample", "Stage", "TestCase", "TestDropReason", "TestKind", "TestOrigin",
     "TestResult", "TestSpec", "TestStatus", "TestSynthesisStats",
-    "content_id", "derive_seed", "from_table", "records_by_name", "replace", "to_table",
+    "content_id", "derive_seed", "from_table", "replace", "to_table",
 ]

@@ -394,24 +394,6 @@ class CriticRow(Record):
 
 
 @dataclass(frozen=True)
-class PrmRow(Record):
-    """Process reward row, TRL's stepwise-supervision format (arXiv 2410.17621 labels)."""
-
-    prompt: str
-    completions: tuple[str, ...]  # the program's steps (lines)
-    labels: tuple[bool, ...]  # one per step: can this prefix still be completed into a pass?
-    first_bad_step: int | None  # None when every step is good
-    k: int  # completions sampled per probe
-    problem_id: str
-    sample_id: str
-    round: int
-
-    def validate(self) -> None:
-        if len(self.completions) != len(self.labels):
-            raise RecordError("PrmRow", "labels", "must have one label per step")
-
-
-@dataclass(frozen=True)
 class PairingStats(Record):
     """Per-problem counts of the export stage (summed into the manifest's ``pairs`` section)."""
 
@@ -446,12 +428,6 @@ class ErrorRecord(Record):
         super().validate()
         _check_enum("ErrorRecord", "stage", self.stage, Stage)
         _check_enum("ErrorRecord", "kind", self.kind, ErrorKind)
-
-
-def records_by_name() -> dict[str, type[Record]]:
-    """Every record type of this module by class name."""
-    return {name: obj for name, obj in globals().items()
-            if isinstance(obj, type) and issubclass(obj, Record) and obj is not Record}
 
 
 def replace(record: Any, **changes: Any) -> Any:

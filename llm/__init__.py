@@ -14,7 +14,7 @@ Typical use (what the sampling stage does)::
     code = extract_code(results[0].completions[0].text, entry_point=problem.entry_point)
 """
 
-from .base import GenerationBackend, PromptTooLong
+from .base import GenerationBackend
 from .config import BackendConfig
 from .extract import extract_code, strip_main_guards
 from .prompting import DEFAULT_INSTRUCTION, PromptConfig, make_messages, prompt_messages, render_prompt
@@ -30,7 +30,6 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "PromptConfig",
-    "PromptTooLong",
     "close_shared_backend",
     "close_shared_backends",
     "extract_code",

@@ -20,10 +20,6 @@ from .types import GenerationRequest, GenerationResult
 logger = logging.getLogger(__name__)
 
 
-class PromptTooLong(ValueError):
-    """The prompt plus ``max_tokens`` does not fit the model's context."""
-
-
 class GenerationBackend(abc.ABC):
     """Abstract generation engine. Subclasses set the attributes and implement ``_generate_batch``."""
 

@@ -25,7 +25,6 @@ show`` prints a complete config and ``plumline config fields`` documents every f
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import types
 import typing
@@ -134,17 +133,6 @@ class RunConfig(_Section):
 
     def resolved_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
-
-    def section_hash(self, *sections: str) -> str:
-        """Hash of the named sections (dotted paths such as ``dpo.pairs`` allowed)."""
-        data = self.resolved_dict()
-        picked = {}
-        for dotted in sections:
-            value: Any = data
-            for part in dotted.split("."):
-                value = value[part]
-            picked[dotted] = value
-        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------------------------------

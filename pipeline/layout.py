@@ -71,9 +71,6 @@ class RoundLayout:
     def artifact_path(self, name: str) -> Path:
         return artifact_path(self.dir, name)
 
-    def parquet(self, name: str) -> Path:
-        return self.artifact_path(name)
-
     def stage_errors(self, stage: Stage) -> Path:
         return self.stages_dir / f"{Stage(stage).value}.errors.jsonl"
 

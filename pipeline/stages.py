@@ -214,7 +214,6 @@ STAGES: tuple[StageSpec, ...] = (
               run=run_train, enabled=lambda cfg: cfg.training.method != "none",
               description="train the policy on this round's data (TRL), in its own process"),
 )
-STAGE_BY_NAME: dict[Stage, StageSpec] = {s.name: s for s in STAGES}
 
 
 def check_table(cfg: RunConfig, stages: Sequence[StageSpec] = STAGES) -> None:
@@ -235,13 +234,6 @@ def check_table(cfg: RunConfig, stages: Sequence[StageSpec] = STAGES) -> None:
         for name in spec.inputs(cfg):
             if name != POLICY and name not in earlier:
                 raise ValueError(f"stage {spec.name.value} reads {name!r} before any stage writes it")
-
-
-def producer_of(name: str) -> StageSpec:
-    for spec in STAGES:
-        if name in spec.outputs:
-            return spec
-    raise KeyError(name)
 
 
 def stage_key(spec: StageSpec, cfg: RunConfig, input_tokens: dict[str, str]) -> str:

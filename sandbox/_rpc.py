@@ -632,7 +632,7 @@ class RpcEndpoint:
             return _R_BFUNCS[body]
         if tag == "r" and tb is list and len(body) == 3 and all(type(x) is int for x in body) and body[2]:
             return range(*body)
-        if tag == "q" and tb is list and len(body) == 2 and all(type(x) is str and len(x) <= 4096 for x in body):
+        if tag == "q" and tb is list and len(body) == 2 and all(type(x) is str and len(x) <= 1_000_000 for x in body):
             from fractions import Fraction
 
             try:
@@ -640,16 +640,13 @@ class RpcEndpoint:
                 return Fraction(num, den)
             except (ValueError, ZeroDivisionError):
                 raise RpcProtocolError("malformed fraction")
-        if tag == "D" and tb is str and len(body) <= 4096:
+        if tag == "D" and tb is str and len(body) <= 1_000_000:
             import decimal
 
             try:
-                d = decimal.Decimal(body)
+                return decimal.Decimal(body)
             except decimal.InvalidOperation:
                 raise RpcProtocolError("malformed decimal")
-            if d.is_finite() and abs(d.adjusted()) > 100_000:
-                raise RpcProtocolError("decimal exponent out of range")
-            return d
         if tag == "X" and tb is list and len(body) == 2 and all(type(x) is str for x in body):
             return self.mirror(body[0], body[1])
         if tag == "M" and tb is str and len(body) < 200 and _r_importable(body):

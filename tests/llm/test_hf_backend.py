@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from backend_contract import assert_results_well_formed, assert_stop_strings_truncate
 from plumline.llm import GenerationRequest, PromptConfig
 
 
@@ -19,14 +20,9 @@ def test_batch_shapes_order_and_counts(hf_backend):
     res = b.generate(reqs)
     assert [r.request_id for r in res] == ["a", "b", "c", "d"]
     assert [len(r.completions) for r in res] == [3, 3, 1, 1]
+    assert_results_well_formed(b, reqs, res)
     for r, req in zip(res, reqs):
-        assert r.error is None
-        assert [c.index for c in r.completions] == list(range(req.n))
-        for c in r.completions:
-            assert c.prompt_tokens == b.count_tokens(req.prompt)
-            assert 1 <= c.completion_tokens <= req.max_tokens
-            assert c.finish_reason in ("stop", "length")
-            assert c.finish_reason == "stop" or c.completion_tokens == req.max_tokens
+        assert all(c.finish_reason == "stop" or c.completion_tokens == req.max_tokens for c in r.completions)
 
 
 def test_left_padding_does_not_change_greedy_output(hf_backend):
@@ -66,14 +62,7 @@ def test_greedy_with_n_repeats_the_single_greedy_decode(hf_backend):
 
 
 def test_stop_strings_truncate(hf_backend):
-    b = hf_backend
-    p = b.build_prompt("def h():")
-    # Same seed and batch: the same random stream, so the stopped text is a prefix of the free one.
-    free = b.generate([_req("a", p, n=1, seed=5, max_tokens=30)])[0].completions[0].text
-    stop = next((ch for ch in free[3:] if ch.isalnum()), None)
-    assert stop is not None, free
-    cut = b.generate([_req("a", p, n=1, seed=5, max_tokens=30, stop=(stop,))])[0].completions[0]
-    assert stop not in cut.text and free.startswith(cut.text) and cut.finish_reason == "stop"
+    assert_stop_strings_truncate(hf_backend, seed=5)
 
 
 def test_too_long_prompt_is_an_error_and_rest_proceeds(hf_backend):

@@ -6,6 +6,7 @@ import os
 import time
 
 import pytest
+from backend_contract import assert_results_well_formed, assert_stop_strings_truncate
 from plumline.llm import GenerationRequest, get_shared_backend
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -56,13 +57,7 @@ def test_batch_n_seeds_order(vllm_backend):
     assert res[0].completions == res[3].completions  # same prompt and seed: same samples
     assert [c.text for c in res[0].completions] != [c.text for c in res[2].completions]
     assert len({c.text for c in res[0].completions}) > 1
-    for r, req in zip(res, reqs):
-        assert r.error is None
-        assert [c.index for c in r.completions] == list(range(req.n))
-        for c in r.completions:
-            assert c.prompt_tokens == b.count_tokens(req.prompt)
-            assert 1 <= c.completion_tokens <= req.max_tokens
-            assert c.finish_reason in ("stop", "length")
+    assert_results_well_formed(b, reqs, res)
     again = b.generate(reqs)
     assert again == res  # seeded requests reproduce across calls, greedy too
 
@@ -79,13 +74,7 @@ def test_too_long_prompt_is_error_rest_proceeds(vllm_backend):
 
 
 def test_stop_strings(vllm_backend):
-    b = vllm_backend
-    p = b.build_prompt("def h():")
-    free = b.generate([_req("a", p, n=1, seed=9, max_tokens=30)])[0].completions[0].text
-    stop = next((ch for ch in free[3:] if ch.isalnum()), None)
-    assert stop is not None, free
-    cut = b.generate([_req("a", p, n=1, seed=9, max_tokens=30, stop=(stop,))])[0].completions[0]
-    assert stop not in cut.text and free.startswith(cut.text) and cut.finish_reason == "stop"
+    assert_stop_strings_truncate(vllm_backend, seed=9)
 
 
 def test_large_seeded_batch_survives(vllm_backend):

@@ -82,14 +82,6 @@ def test_relative_source_paths_resolve_against_config_folder(tmp_path):
     assert Path(cfg.sources[0].path) == tmp_path / "data" / "p.jsonl"
 
 
-def test_section_hash_tracks_only_named_sections():
-    a = load_config(CONFIGS / "demo.yaml")
-    b = load_config(CONFIGS / "demo.yaml", ["dpo.pairs.max_pairs_per_problem=2"])
-    assert a.section_hash("sampling") == b.section_hash("sampling")
-    assert a.section_hash("dpo.train") == b.section_hash("dpo.train")
-    assert a.section_hash("dpo.pairs") != b.section_hash("dpo.pairs")
-
-
 def test_layout_has_one_home_per_knob():
     """The sections of the target layout; no seed but the run's, no knob in two sections."""
     assert list(RunConfig.model_fields) == [
