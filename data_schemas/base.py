@@ -220,3 +220,34 @@ def to_table(records: typing.Iterable[Record], cls: type[Record]) -> pa.Table:
 
 def from_table(table: pa.Table, cls: type[R]) -> list[R]:
     return [cls.from_dict(row) for row in table.to_pylist()]
+
+
+def canonical_order(table: pa.Table, cls: type[Record]) -> pa.Table:
+    """The rows of a round file in one order, whatever order the workers wrote them in: by the
+    record's id columns first, then by its other scalar columns (a total order for distinct rows).
+    Two runs of one config, with any number of workers, then write identical files."""
+    schema = cls.arrow_schema()
+    scalar = [f.name for f in schema
+              if pa.types.is_string(f.type) or pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+              or pa.types.is_boolean(f.type)]
+    ids = [n for n in scalar if n.endswith("_id")]
+    keys = ids + [n for n in scalar if n not in ids]
+    return table.sort_by([(k, "ascending") for k in keys]) if keys and table.num_rows else table
+
+
+# Measurements of time: they differ between two runs of the same config by nature.
+VOLATILE_FIELDS = frozenset({"duration_s"})
+
+
+def comparable_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows of a round file without their time measurements (at any depth): what two runs of
+    one config must agree on exactly."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in VOLATILE_FIELDS}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return [strip(row) for row in table.to_pylist()]

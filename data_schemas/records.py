@@ -62,6 +62,7 @@ class Stage(str, Enum):
     EXECUTE = "execute"
     EXPORT = "export"
     TRAIN = "train"
+    EVAL = "eval"  # held-out evaluation of the round's policy (pass@k on the eval sources' own tests)
 
 
 class ErrorKind(str, Enum):
@@ -77,6 +78,9 @@ class ErrorKind(str, Enum):
     UNKNOWN_PROBLEM = "unknown_problem"  # samples or tests refer to a problem that was not read
     ORACLE_NOT_APPLIED = "oracle_not_applied"  # the reference solution could not judge the tests
     PROBLEM_SKIPPED = "problem_skipped"  # too few tests survived validation: no executions, no pairs
+    CONTAMINATED = "contaminated"  # a training problem that overlaps an eval source (id or prompt text)
+    NO_EVAL_TESTS = "no_eval_tests"  # an eval problem without tests of its own: not scored
+    INVALID_RECORD = "invalid_record"  # a record a stage produced cannot be stored (e.g. a NUL byte)
     INTERNAL = "internal"  # an unexpected exception in plumline for this element (a bug: report it)
 
 
@@ -200,8 +204,16 @@ class TestCase(Record):
             _check_enum("TestCase", "drop_reason", self.drop_reason, TestDropReason)
 
     @staticmethod
-    def make_id(problem_id: str, kind: str, code: str, stdin: str = "", expected_stdout: str = "") -> str:
-        return content_id("test", problem_id, kind, code, stdin, expected_stdout)
+    def make_id(problem_id: str, origin: str, kind: str, code: str, stdin: str = "",
+                expected_stdout: str = "") -> str:
+        """The id of a test of one origin: a dataset's hidden test and a docstring example with the
+        same code are two tests (one for evaluation, one for training), so the origin is part of it."""
+        return content_id("test", problem_id, TestOrigin(origin).value, kind, code, stdin, expected_stdout)
+
+    @staticmethod
+    def content_key(problem_id: str, kind: str, code: str, stdin: str = "", expected_stdout: str = "") -> str:
+        """What a test checks, whatever its origin (to skip a synthesized copy of an example test)."""
+        return content_id("test-content", problem_id, kind, code, stdin, expected_stdout)
 
     @property
     def spec(self) -> TestSpec:
@@ -413,6 +425,37 @@ class PairingStats(Record):
 
 
 @dataclass(frozen=True)
+class EvalSample(Record):
+    """One completion of the evaluated policy for one held-out problem, run against the problem's own
+    (given) tests: a row of ``eval_samples.parquet`` (``plumline eval`` and the round's eval stage)."""
+
+    REQUIRED_TEXT: ClassVar[tuple[str, ...]] = ("sample_id", "problem_id")
+
+    sample_id: str
+    problem_id: str
+    source: str  # Problem.source: pass@k is reported per source
+    round: int
+    policy: str  # model path or name
+    policy_revision: str
+    is_greedy: bool
+    sample_index: int
+    code: str | None  # the extracted program; None when the completion holds no code
+    passed: bool  # every given test passed
+    outcome: str  # an Outcome value
+    tests_passed: int
+    tests_total: int
+    completion: str = ""
+    finish_reason: str = ""
+    completion_tokens: int = 0
+    error_type: str | None = None
+    duration_s: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        _check_enum("EvalSample", "outcome", self.outcome, Outcome)
+
+
+@dataclass(frozen=True)
 class ErrorRecord(Record):
     """One line of errors.jsonl: an input or element that could not be processed."""
 
@@ -424,10 +467,28 @@ class ErrorRecord(Record):
     sample_id: str | None = None
     detail: str = ""  # e.g. the offending text, truncated
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # An error line quotes bad input for a person: NUL bytes and lone surrogates are escaped so
+        # that the line itself can always be written and read back.
+        for name in ("reason", "input", "detail"):
+            value = getattr(self, name)
+            if isinstance(value, str) and ("\x00" in value or _has_surrogate(value)):
+                safe = value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+                object.__setattr__(self, name, safe)
+
     def validate(self) -> None:
         super().validate()
         _check_enum("ErrorRecord", "stage", self.stage, Stage)
         _check_enum("ErrorRecord", "kind", self.kind, ErrorKind)
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def replace(record: Any, **changes: Any) -> Any:

@@ -15,16 +15,14 @@ import hashlib
 import logging
 from typing import Any
 
+from . import progress
 from .assets import model_revision
 from .base import GenerationBackend, HFTokenizerMixin, load_tokenizer, truncate_at_stop
 from .config import BackendConfig
+from .hardware import choose_dtype, warn_once
 from .types import Completion, GenerationRequest, GenerationResult
 
 logger = logging.getLogger(__name__)
-
-_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-           "float16": "float16", "fp16": "float16", "half": "float16"}
-
 
 def chunk_seed(items: list[tuple[GenerationRequest, Any, int | None]]) -> int | None:
     """One RNG seed for a chunk, from its requests' seeds and prompts; None when no request is seeded."""
@@ -53,12 +51,11 @@ class TransformersBackend(HFTokenizerMixin, GenerationBackend):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        if cfg.dtype == "auto":
-            dtype: Any = torch.float32 if device == "cpu" else "auto"
-        elif cfg.dtype in _DTYPES:
-            dtype = getattr(torch, _DTYPES[cfg.dtype])
-        else:
-            raise ValueError(f"unknown dtype {cfg.dtype!r}; use one of auto, {', '.join(sorted(_DTYPES))}")
+        # The same rule as vLLM: bfloat16 only where the hardware has it, float32 on other CPUs.
+        self.dtype_choice = choose_dtype(cfg.dtype, "cuda" if self.device.type == "cuda" else "cpu")
+        if self.dtype_choice.warning:
+            warn_once(self.dtype_choice.warning)
+        dtype: Any = getattr(torch, self.dtype_choice.dtype)
         self.model_name = cfg.model
         self.revision = model_revision(cfg.model)
         self._setup_tokenizer(load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code), cfg.chat)
@@ -89,6 +86,7 @@ class TransformersBackend(HFTokenizerMixin, GenerationBackend):
             key = (req.n, req.temperature > 0, req.temperature, req.top_p, req.max_tokens, req.stop)
             groups.setdefault(key, []).append(pos)
         results: list[GenerationResult | None] = [None] * len(items)
+        progress.add("completions_total", sum(req.n for req, _, _ in items))
         bs = self.cfg.batch_size
         for positions in groups.values():
             for k in range(0, len(positions), bs):
@@ -101,6 +99,8 @@ class TransformersBackend(HFTokenizerMixin, GenerationBackend):
                     outs = [GenerationResult(items[p][0].request_id, (), reason) for p in chunk]
                 for p, out in zip(chunk, outs):
                     results[p] = out
+                progress.add("completions", sum(len(o.completions) for o in outs))
+                progress.add("tokens", sum(c.completion_tokens for o in outs for c in o.completions))
         return [r for r in results if r is not None]
 
     def _run_chunk(self, chunk: list[tuple[GenerationRequest, Any, int | None]]) -> list[GenerationResult]:

@@ -18,9 +18,11 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from . import progress
 from .assets import model_revision
 from .base import GenerationBackend, HFTokenizerMixin, load_tokenizer
 from .config import BackendConfig
+from .hardware import choose_dtype, warn_once
 from .types import Completion, GenerationRequest, GenerationResult
 
 logger = logging.getLogger(__name__)
@@ -113,15 +115,19 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
 
         self.model_name = cfg.model
         self.revision = model_revision(cfg.model)
+        on_cpu = _is_cpu_platform()
+        # vLLM's own "auto" is bfloat16 on CPU, emulated (several times slower) without native bf16.
+        self.dtype_choice = choose_dtype(cfg.dtype, "cpu" if on_cpu else "cuda")
+        if self.dtype_choice.warning:
+            warn_once(self.dtype_choice.warning)
         kwargs: dict[str, Any] = {
-            "model": cfg.model, "tokenizer": cfg.tokenizer or cfg.model, "dtype": cfg.dtype,
+            "model": cfg.model, "tokenizer": cfg.tokenizer or cfg.model, "dtype": self.dtype_choice.dtype,
             "tensor_parallel_size": cfg.tensor_parallel_size,
             "gpu_memory_utilization": cfg.gpu_memory_utilization,
             "enforce_eager": cfg.enforce_eager, "trust_remote_code": cfg.trust_remote_code,
         }
         if cfg.max_model_len is not None:
             kwargs["max_model_len"] = cfg.max_model_len
-        on_cpu = _is_cpu_platform()
         if on_cpu:
             os.environ.update(cpu_thread_binding())  # read by the engine process it spawns
             kwargs["kv_cache_memory_bytes"] = int(cpu_kv_cache_gib(cfg.kv_cache_gib) * GIB)
@@ -135,7 +141,8 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         elif cfg.kv_cache_gib is not None:
             kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gib * GIB)
         kwargs.update(cfg.engine_kwargs)
-        logger.info("starting vLLM engine: %s", {k: v for k, v in kwargs.items() if k != "model"})
+        logger.info("starting vLLM engine (%s: %s): %s", self.dtype_choice.dtype, self.dtype_choice.reason,
+                    {k: v for k, v in kwargs.items() if k != "model"})
         with _without_env(CPU_KV_ENV) if on_cpu else contextlib.nullcontext():
             self._llm: Any = LLM(**kwargs)
         self.max_context = int(self._llm.llm_engine.model_config.max_model_len)
@@ -163,8 +170,15 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
 
         prompts = [TokensPrompt(prompt_token_ids=ids) for _, ids, _ in items]
         params = [self.sampling_params(req) for req, _, _ in items]
+        bars: list[progress.TokenProgress] = []
+
+        def live_progress(**kwargs: Any) -> progress.TokenProgress:  # vLLM's tqdm hook, printing nothing
+            bars.append(progress.TokenProgress(**kwargs))
+            return bars[-1]
+
+        progress.add("completions_total", sum(req.n for req, _, _ in items))
         try:
-            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            outputs = self.llm.generate(prompts, params, use_tqdm=live_progress)
         except Exception as exc:
             if type(exc).__name__ == "EngineDeadError":  # nothing more can be served: tell the caller
                 raise RuntimeError(f"the vLLM engine died: {exc}") from exc
@@ -174,7 +188,12 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
             # Isolate the culprit: only on this error path do prompts go one at a time.
             logger.exception("vLLM batch of %d failed; retrying requests one by one", len(items))
             return [r for item in items for r in self._generate_batch([item])]
-        return [self._to_result(req, n_tok, out) for (req, _, n_tok), out in zip(items, outputs)]
+        results = [self._to_result(req, n_tok, out) for (req, _, n_tok), out in zip(items, outputs)]
+        # The live counts were estimates; settle them to the exact ones.
+        progress.add("tokens", sum(c.completion_tokens for r in results for c in r.completions)
+                     - sum(b.tokens for b in bars))
+        progress.add("completions", sum(len(r.completions) for r in results) - sum(b.n for b in bars))
+        return results
 
     @staticmethod
     def _to_result(req: GenerationRequest, n_tokens: int | None, out: Any) -> GenerationResult:

@@ -12,6 +12,7 @@ from plumline.data_schemas import (
     CriticRow,
     DpoChatRow,
     DpoRow,
+    EvalSample,
     Execution,
     KtoChatRow,
     KtoRow,
@@ -74,6 +75,9 @@ ARTIFACTS: dict[str, Artifact] = {a.name: a for a in (
     Artifact("critic", CriticRow, description="CodeRL critic rows"),
     Artifact("pair_stats", PairingStats, internal=True, description="per-problem pairing counts"),
     Artifact("model", None, description="the policy trained on this round's data"),
+    Artifact("eval_problems", Problem, internal=True, description="the held-out problems evaluated"),
+    Artifact("eval_samples", EvalSample,
+             description="held-out evaluation: one row per completion, run on the problem's own tests"),
 )}
 
 

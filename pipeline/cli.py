@@ -14,7 +14,6 @@ from plumline.llm.assets import app as assets_app
 from plumline.sandbox.cli import register as register_exec
 from plumline.trainers.cli import app as train_app
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -56,14 +55,11 @@ def config_path(name_or_path: str | Path) -> Path:
     raise typer.Exit(2)
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
-                        force=True)
-    for noisy in ("apache_beam", "httpx", "urllib3", "filelock", "datasets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Beam relays every local worker's start-up warnings (semi_persistent_directory...) through this one.
-    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
+def _setup_logging(verbose: bool, log_file: Path | None = None) -> None:
+    """Console logging (everything with -v, plumline's warnings otherwise) plus the run's log file."""
+    from plumline.pipeline.console import setup_logging
+
+    setup_logging(console, verbose, log_file)
 
 
 def _load(config: Path | None, overrides: list[str], out: Path | None, beam_args: list[str]):
@@ -81,54 +77,64 @@ def _load(config: Path | None, overrides: list[str], out: Path | None, beam_args
     return cfg
 
 
-def _run(cfg, force: bool) -> None:
+def _run(cfg, force: bool, verbose: bool = False) -> None:
+    """Run the rounds: engine and library output goes to runs/<name>/plumline.log (and to the console
+    too with -v); the console shows one progress bar per stage, a line per finished stage, the summary."""
+    import contextlib
+
+    from plumline.llm.hardware import warn_once
     from plumline.pipeline.config import resolve_assets
-    from plumline.pipeline.round import StageFailed, enabled_stages, run_rounds
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from plumline.pipeline.console import LOG_NAME, RunProgress, output_to_log, slow_config_warnings
+    from plumline.pipeline.round import StageFailed, run_rounds
 
-    cfg = resolve_assets(cfg)
     run_dir = Path(cfg.out_dir) / cfg.name
-    console.print(f"[bold]plumline[/] run [cyan]{cfg.name}[/] -> {run_dir}")
-    stages = [s.value for s in enabled_stages(cfg)]
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
-        tasks: dict[int, int] = {}
-
-        def finish_rounds() -> None:
-            for r, t in tasks.items():
-                progress.update(t, completed=len(stages), description=f"round {r}: done")
-
-        def on_stage(round_: int, stage) -> None:  # one bar per round, one step per stage
-            if round_ not in tasks:
-                finish_rounds()
-                tasks[round_] = progress.add_task(f"round {round_}", total=len(stages))
-            progress.update(tasks[round_], completed=stages.index(stage.value),
-                            description=f"round {round_}: {stage.value}")
-
+    log_file = run_dir / LOG_NAME
+    _setup_logging(verbose, log_file)
+    console.print(f"[bold]plumline[/] run [cyan]{cfg.name}[/] -> {run_dir}  [dim](log: {log_file})[/]",
+                  soft_wrap=True)
+    for warning in slow_config_warnings(cfg):
+        warn_once(warning)
+    quiet = contextlib.nullcontext() if verbose else output_to_log(console, log_file)
+    with quiet:
         try:
-            manifests = run_rounds(cfg, run_dir, force=force, on_stage=on_stage)
+            cfg = resolve_assets(cfg)
+            with RunProgress(console, cfg, run_dir) as progress:
+                manifests = run_rounds(cfg, run_dir, force=force, on_stage=progress.stage_started,
+                                       on_stage_done=progress.stage_done)
         except StageFailed as exc:
-            console.print(f"[bold red]stage failed[/]: {exc}")
+            console.print(f"[bold red]stage failed[/]: {exc}\n[dim]engine and library logs: {log_file}[/]")
             raise typer.Exit(1) from exc
-        finish_rounds()
-    _summary(run_dir, manifests)
+        except Exception:
+            logging.getLogger("plumline").exception("the run failed")
+            console.print(f"[bold red]the run failed[/]; the traceback is in {log_file}")
+            raise typer.Exit(1) from None
+    _summary(run_dir, manifests, log_file)
 
 
-def _summary(run_dir: Path, manifests: list[dict]) -> None:
+def _summary(run_dir: Path, manifests: list[dict], log_file: Path | None = None) -> None:
     table = Table(title="plumline run")
-    for col in ("round", "problems", "samples", "pass rate", "tests kept", "dpo pairs", "kto rows", "errors"):
+    evaluated = any(m.get("eval") for m in manifests)
+    cols = ("round", "problems", "samples", "pass rate", "tests kept", "dpo pairs", "kto rows", "errors")
+    for col in (*cols, "eval greedy / pass@1") if evaluated else cols:
         table.add_column(col, justify="right")
     for m in manifests:
-        ex = m["executions"]
-        table.add_row(str(m["round"]), str(m["counts"]["problems"]), str(m["samples"]["total"]),
-                      "-" if ex["pass_rate"] is None else f"{ex['pass_rate']:.1%}",
-                      f"{m['tests']['kept']}/{m['tests']['total']}", str(m["counts"]["dpo"]),
-                      str(m["kto"]["rows"]), str(m["errors"]["total"]))
+        ev = m.get("eval") or {}
+        held_out = [] if not evaluated else ["-" if not ev else " / ".join(
+            "-" if ev.get(key) is None else f"{ev[key]:.1%}" for key in ("greedy_pass@1", "pass@1"))]
+        ex, tests = m.get("executions") or {}, m.get("tests") or {}
+        rate = ex.get("pass_rate")
+        table.add_row(str(m["round"]), str(m.get("counts", {}).get("problems", "-")),
+                      str(m.get("samples", {}).get("total", "-")), "-" if rate is None else f"{rate:.1%}",
+                      f"{tests.get('kept', '-')}/{tests.get('total', '-')}",
+                      str(m.get("counts", {}).get("dpo", "-")), str(m.get("kto", {}).get("rows", "-")),
+                      str(m.get("errors", {}).get("total", "-")), *held_out)
     Console().print(table)
     last = run_dir / f"round-{manifests[-1]['round']:03d}"
     print(f"dataset:  {last / 'dpo.parquet'}  (also kto.parquet, critic.parquet)")
     print(f"manifest: {last / 'manifest.json'}")
     print(f"errors:   {last / 'errors.jsonl'}")
+    if log_file is not None:
+        print(f"log:      {log_file}")
 
 
 RUN_EPILOG = "Exit codes: 0 done; 1 a stage failed (the message names it); 2 bad config or arguments."
@@ -141,7 +147,9 @@ SetOpt = Annotated[list[str] | None, typer.Option(
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Folder holding run folders (default: the "
                                                           "config's out_dir).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Redo finished stages instead of resuming.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages too.")]
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Show every log line of plumline, the engines and libraries on the console "
+                            "(they are always in runs/NAME/plumline.log).")]
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, epilog=RUN_EPILOG)
@@ -153,7 +161,7 @@ def run(ctx: typer.Context, config: ConfigArg, out: OutOpt = None, set_: SetOpt 
 
     A rerun of the same config resumes: finished stages whose config did not change are skipped."""
     _setup_logging(verbose)
-    _run(_load(config_path(config), set_ or [], out, list(ctx.args)), force)
+    _run(_load(config_path(config), set_ or [], out, list(ctx.args)), force, verbose)
 
 
 @app.command(epilog=RUN_EPILOG)
@@ -165,7 +173,25 @@ def demo(out: OutOpt = None, set_: SetOpt = None, force: ForceOpt = False,
 
     Prints where the dataset and manifest are."""
     _setup_logging(verbose)
-    _run(_load(config_path("demo"), set_ or [], out, []), force)
+    _run(_load(config_path("demo"), set_ or [], out, []), force, verbose)
+
+
+@app.command(epilog="Exit codes: 0 valid; 1 findings (listed); 2 not a run folder or bad arguments.")
+def validate(run_dir: Annotated[Path, typer.Argument(help="A run folder (OUT/NAME).")]) -> None:
+    """Check a run folder: every finished stage's files read back as their records, ids are unique,
+    every pair's chosen and rejected trace to samples and executions (chosen passing more), KTO and
+    critic rows trace to executions, counts match the manifest, no evaluation problem is in training rows."""
+    from plumline.pipeline.validate import validate_run
+    if not (run_dir / "config.yaml").is_file():
+        console.print(f"[bold red]not a run folder[/]: {run_dir} has no config.yaml")
+        raise typer.Exit(2)
+    findings = validate_run(run_dir)
+    for finding in findings:
+        print(finding)
+    if findings:
+        console.print(f"[bold red]{len(findings)} finding(s)[/] in {run_dir}")
+        raise typer.Exit(1)
+    console.print(f"[green]valid[/]: {run_dir}")
 
 
 @config_app.command("list")
@@ -228,6 +254,64 @@ def config_check(config: ConfigArg, set_: SetOpt = None) -> None:
     """Validate a config without running anything; prints {"ok", "name", "sources"} as JSON."""
     cfg = _load(config_path(config), set_ or [], None, [])
     print(json.dumps({"ok": True, "name": cfg.name, "sources": [s.path for s in cfg.sources]}))
+
+
+EVAL_EPILOG = ("Exit codes: 0 done; 1 the evaluation failed (e.g. the engine failed for every problem); "
+               "2 bad arguments, source or model path.")
+
+
+@app.command("eval", epilog=EVAL_EPILOG)
+def eval_(model: Annotated[str, typer.Option("--model", help="The model to evaluate: a folder, a hub id, "
+                                             "asset:smollm2, or the served name (--backend openai).")],
+          source: Annotated[str, typer.Option("--source", help="Held-out problems: a file or glob (JSONL, a "
+                                              "JSON list, Parquet), a saved HF dataset, bundled:humaneval.")],
+          out: Annotated[Path, typer.Option("--out", help="Folder for eval.json, eval_samples.parquet and "
+                                            "errors.jsonl.")],
+          format_: Annotated[str, typer.Option("--format", help="humaneval, mbpp, jsonl, parquet, hf_disk "
+                                               "or auto.")] = "auto",
+          limit: Annotated[int | None, typer.Option("--limit", help="Evaluate the first N problems.")] = None,
+          n: Annotated[int, typer.Option("--n", help="Sampled completions per problem.")] = 10,
+          k: Annotated[str | None, typer.Option("--k", help="pass@k for these k, comma-separated; default: "
+                                                "1,5 (those up to --n).")] = None,
+          greedy: Annotated[bool, typer.Option("--greedy/--no-greedy",
+                                               help="Also score a greedy completion.")] = True,
+          backend: Annotated[str, typer.Option("--backend", help="vllm, transformers or openai.")] = "vllm",
+          base_url: Annotated[str | None, typer.Option("--base-url", help="openai: the server URL "
+                                                       "(with /v1).")] = None,
+          temperature: Annotated[float, typer.Option("--temperature")] = 0.8,
+          max_tokens: Annotated[int, typer.Option("--max-tokens")] = 512,
+          seed: Annotated[int, typer.Option("--seed")] = 0,
+          force: ForceOpt = False, verbose: VerboseOpt = False) -> None:
+    """pass@k of MODEL on SOURCE's own tests, run in plumline's sandbox (unbiased estimator, Chen et
+    al. 2021), plus greedy pass@1. Writes OUT/eval.json and OUT/eval_samples.parquet."""
+    from plumline.pipeline.config import ConfigError
+    from plumline.pipeline.errors import BadRunInput
+    from plumline.pipeline.evaluation import eval_run_config
+    from plumline.pipeline.round import StageFailed, evaluate_model
+
+    _setup_logging(verbose)
+    try:
+        ks = [int(x) for x in k.split(",") if x.strip()] if k else [x for x in (1, 5) if x <= n]
+        cfg = eval_run_config(model, source, fmt=format_, limit=limit, n=n, k=ks, greedy=greedy,
+                              backend=backend, base_url=base_url, temperature=temperature,
+                              max_tokens=max_tokens, seed=seed)
+        summary = evaluate_model(cfg, out, force=force)
+    except (ConfigError, ValueError) as exc:
+        console.print(f"[bold red]bad arguments[/]: {exc}")
+        raise typer.Exit(2) from exc
+    except StageFailed as exc:
+        console.print(f"[bold red]evaluation failed[/]: {exc}")
+        raise typer.Exit(2 if isinstance(exc, BadRunInput) else 1) from exc
+    table = Table(title=f"plumline eval: {model} on {source}")
+    scores = [key for key in summary if key.startswith("pass@")] + ["greedy_pass@1"]
+    for col in ("source", "problems", "samples", *scores):
+        table.add_column(col, justify="right")
+    for name, s in [*summary.get("by_source", {}).items(), ("all", summary)]:
+        table.add_row(name, str(s["problems"]), str(s["samples"]),
+                      *("-" if s.get(key) is None else f"{s[key]:.1%}" for key in scores))
+    Console().print(table)
+    print(f"summary: {out / 'eval.json'}")
+    print(f"samples: {out / 'eval_samples.parquet'}")
 
 
 def main() -> None:

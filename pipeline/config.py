@@ -18,6 +18,7 @@ show`` prints a complete config and ``plumline config fields`` documents every f
     kto          rows: KtoRowsConfig (transforms.logic.pairing), train: KtoTrainingConfig (trainers)
     critic       rows: CriticRowsConfig (transforms.logic.pairing)
     export       ExportConfig           plumline.transforms.logic.pairing
+    eval         EvalConfig             plumline.transforms.logic.evaluation (held-out pass@k per round)
     training     TrainingConfig         here: which method trains the policy between rounds
     beam         BeamConfig             here: runner and options
 """
@@ -37,6 +38,7 @@ from plumline.llm import BackendConfig, PromptConfig
 from plumline.sandbox import SandboxConfig
 from plumline.trainers import DpoTrainingConfig, KtoTrainingConfig
 from plumline.trainers.config import SAVE_FIELD
+from plumline.transforms.logic.evaluation import EvalConfig, eval_problems
 from plumline.transforms.logic.pairing import CriticRowsConfig, ExportConfig, KtoRowsConfig, PairingConfig
 from plumline.transforms.logic.readers import SourceConfig
 from plumline.transforms.logic.sampling import SamplingConfig
@@ -54,6 +56,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AccumulateConfig(_Section):
+    """Which rows a round trains on: its own (fresh, on-policy: the default), or with earlier rounds'."""
+
+    enabled: bool = Field(False, description="Train each round on its own rows plus the earlier rounds' "
+                                             "(newest first); false: only this round's fresh rows.")
+    max_rows: int | None = Field(None, ge=1, description="Cap on the rows trained on per round when "
+                                                         "accumulating: this round's first, then earlier "
+                                                         "rounds' newest first; None: no cap.")
+
+
 class DpoConfig(_Section):
     """DPO: which pairs are made, and how the policy trains on them."""
 
@@ -62,6 +74,8 @@ class DpoConfig(_Section):
         description="How executed samples become chosen/rejected pairs (dpo.parquet).")
     train: DpoTrainingConfig = Field(default_factory=DpoTrainingConfig,
                                      description="trl.DPOTrainer knobs, used when training.method is dpo.")
+    accumulate: AccumulateConfig = Field(default_factory=AccumulateConfig,
+                                         description="Fresh pairs per round, or accumulated with a cap.")
 
 
 class KtoConfig(_Section):
@@ -72,6 +86,8 @@ class KtoConfig(_Section):
         description="Which candidates become KTO rows and their labels (kto.parquet).")
     train: KtoTrainingConfig = Field(default_factory=KtoTrainingConfig,
                                      description="trl.KTOTrainer knobs, used when training.method is kto.")
+    accumulate: AccumulateConfig = Field(default_factory=AccumulateConfig,
+                                         description="Fresh rows per round, or accumulated with a cap.")
 
 
 class CriticConfig(_Section):
@@ -85,6 +101,9 @@ class TrainingConfig(_Section):
     method: Literal["none", "dpo", "kto"] = Field(
         "none", description="Train the policy on each round's data: none, dpo (the dpo section) or kto "
                             "(the kto section); the next round samples from the trained model.")
+    reference: Literal["initial", "previous"] = Field(
+        "initial", description="Reference model of DPO/KTO in round r: the run's initial policy, or the "
+                               "policy round r samples from (the previous round's model).")
 
 
 class BeamConfig(_Section):
@@ -121,6 +140,8 @@ class RunConfig(_Section):
     critic: CriticConfig = Field(default_factory=CriticConfig, description="CodeRL critic rows.")
     export: ExportConfig = Field(default_factory=ExportConfig,
                                  description="How the round's files are written.")
+    eval: EvalConfig = Field(default_factory=EvalConfig,
+                             description="Held-out evaluation (pass@k) of every round's policy.")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Training between rounds.")
     beam: BeamConfig = Field(default_factory=BeamConfig, description="Beam runner settings.")
 
@@ -175,6 +196,8 @@ def config_problems(cfg: RunConfig) -> list[tuple[str, str]]:
         if cfg.sampling.temperature == 0:
             cannot("sampling.temperature", "0 with training.method: dpo: every sample is the greedy "
                                            "completion, so no two programs differ and no pair forms")
+    for field, why in eval_problems(cfg.eval):
+        cannot(f"eval.{field}", why)
     if cfg.export.format == "conversational" and cfg.policy.chat is False:
         cannot("export.format", "conversational with policy.chat: false: the policy saw plain text, not "
                                 "chat messages; use standard (the exact text it saw)")
@@ -253,16 +276,16 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
 
 
 def _resolve_relative_paths(cfg: RunConfig, base_dir: Path) -> RunConfig:
-    sources = []
-    for src in cfg.sources:
+    def resolved(src: SourceConfig) -> SourceConfig:
         p = src.path
         if ":" in p.split("/")[0] or Path(p).is_absolute() or Path(p).exists():
-            sources.append(src)  # bundled:..., gs://..., absolute, or relative to cwd and present
-        else:
-            candidate = base_dir / p
-            sources.append(src.model_copy(update={"path": str(candidate)}) if candidate.exists()
-                           or any(ch in p for ch in "*?[") else src)
-    return cfg.model_copy(update={"sources": sources})
+            return src  # bundled:..., gs://..., absolute, or relative to cwd and present
+        candidate = base_dir / p
+        return (src.model_copy(update={"path": str(candidate)}) if candidate.exists()
+                or any(ch in p for ch in "*?[") else src)
+
+    ev = cfg.eval.model_copy(update={"sources": [resolved(s) for s in cfg.eval.sources]})
+    return cfg.model_copy(update={"sources": [resolved(s) for s in cfg.sources], "eval": ev})
 
 
 def dump_config(cfg: RunConfig) -> str:

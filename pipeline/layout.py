@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from plumline.data_schemas import Stage
 from plumline.pipeline.artifacts import artifact_path
 
@@ -86,6 +89,25 @@ class RoundLayout:
     def model_dir(self) -> Path:
         return self.artifact_path("model")
 
+    def checkpoint_dir(self, stage: Stage, key: str) -> Path:
+        return self.stages_dir / f"{Stage(stage).value}.{key}.parts"
+
+    def drop_checkpoints(self, stage: Stage, keep_key: str | None = None) -> None:
+        """Remove a stage's element checkpoints (all of them, or all but the current key's)."""
+        for folder in self.stages_dir.glob(f"{Stage(stage).value}.*.parts"):
+            if keep_key is None or folder != self.checkpoint_dir(stage, keep_key):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def remove_partial_writes(self) -> None:
+        """Beam's temporary write folders and our ``.*.tmp-*`` files left by a killed run: never
+        read as data (no marker names them), removed before a stage writes again."""
+        for folder in (self.dir, self.stages_dir):
+            for leftover in [*folder.glob("beam-temp-*"), *folder.glob(".*.tmp-*")]:
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+
     def marker(self, stage: Stage) -> Path:
         return self.stages_dir / f"{Stage(stage).value}.done"
 
@@ -115,6 +137,14 @@ class RoundLayout:
     def forget(self, stage: Stage) -> None:
         """Drop a stage's marker before it runs, so a crash mid-stage never looks finished."""
         self.marker(stage).unlink(missing_ok=True)
+
+
+def atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    """Write a Parquet file via a temporary name and rename, so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -25,6 +25,7 @@ from plumline.data_schemas import (
 )
 from plumline.pipeline.artifacts import ARTIFACTS
 from plumline.pipeline.config import RunConfig
+from plumline.pipeline.evaluation import eval_summary
 from plumline.pipeline.layout import RoundLayout
 from plumline.pipeline.stages import STAGES
 
@@ -135,6 +136,18 @@ def _execution_stats(executions: list[Execution], greedy_ids: set[str]) -> dict[
     }
 
 
+def hardware_section(cfg: RunConfig) -> dict[str, Any]:
+    """The machine (CPU model, the flags that decide matrix speed, cores, GPU) and the dtype each local
+    engine runs in here, with the reason (``plumline.llm.hardware``: bf16 only where it is native)."""
+    from plumline.llm.hardware import hardware_summary, precision_record
+
+    engines = {"policy": precision_record(cfg.policy.kind, cfg.policy.dtype, cfg.policy.device)}
+    if cfg.tests.writer is not None:
+        w = cfg.tests.writer
+        engines["tests_writer"] = precision_record(w.kind, w.dtype, w.device)
+    return {**hardware_summary(), "engines": {k: v for k, v in engines.items() if v is not None}}
+
+
 def build_manifest(cfg: RunConfig, layout: RoundLayout, started_at: float) -> dict[str, Any]:
     def records(name: str) -> list[Any]:
         return _records(layout.artifact_path(name), ARTIFACTS[name].record_type(cfg))
@@ -173,6 +186,8 @@ def build_manifest(cfg: RunConfig, layout: RoundLayout, started_at: float) -> di
             "all_samples_fail": sum(1 for s in pair_stats if s.all_fail),
             "mixed": sum(1 for s in pair_stats if not s.all_pass and not s.all_fail),
             "skipped_too_few_tests": sum(1 for e in errors if e.kind == ErrorKind.PROBLEM_SKIPPED.value),
+            # removed from training: they overlap the eval sources (decontamination)
+            "contaminated": sum(1 for e in errors if e.kind == ErrorKind.CONTAMINATED.value),
         },
         "samples": {
             "total": len(samples),
@@ -182,6 +197,8 @@ def build_manifest(cfg: RunConfig, layout: RoundLayout, started_at: float) -> di
             "completion_tokens": sum(s.completion_tokens for s in samples),
         },
         "executions": _execution_stats(executions, greedy_ids),
+        # Held-out evaluation of the policy this round sampled from (eval.json holds the same).
+        "eval": eval_summary(cfg, layout, model=cfg.policy.model),
         "tests": {**_test_stats(tests), "synthesis": sum_records(records("tests_stats"))},
         "pairs": {**sum_records(pair_stats), "dpo_rows": counts["dpo"]},
         "kto": {"rows": len(kto), "desirable": sum(1 for r in kto if r.label),
@@ -192,5 +209,6 @@ def build_manifest(cfg: RunConfig, layout: RoundLayout, started_at: float) -> di
                    "by_kind": dict(Counter(e.kind for e in errors))},
         "stages": stage_info,
         "versions": package_versions(),
+        "hardware": hardware_section(cfg),
         "files": {name: str(layout.artifact_path(name)) for name in counts},
     }

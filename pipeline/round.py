@@ -16,14 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
-from plumline.data_schemas import ErrorKind, Stage, content_id
+from plumline.data_schemas import ErrorKind, Stage, canonical_order, content_id
 from plumline.llm import close_shared_backends
 from plumline.pipeline.artifacts import ARTIFACTS
 from plumline.pipeline.config import RunConfig, check_config, dump_config
-from plumline.pipeline.errors import StageFailed
-from plumline.pipeline.layout import RoundLayout, StageMarker, atomic_write_text
+from plumline.pipeline.errors import RunFolderError, StageFailed, storage_problem
+from plumline.pipeline.evaluation import check_policy_model, eval_summary, write_eval_json, write_rounds_json
+from plumline.pipeline.layout import RoundLayout, StageMarker, atomic_write_parquet, atomic_write_text
 from plumline.pipeline.manifest import build_manifest, read_errors
 from plumline.pipeline.stages import (
     POLICY,
@@ -33,6 +33,7 @@ from plumline.pipeline.stages import (
     check_table,
     cpu_workers,
     stage_key,
+    stage_spec,
 )
 
 log = logging.getLogger(__name__)
@@ -69,14 +70,18 @@ class RoundRunner:
 
     def __init__(self, cfg: RunConfig, run_dir: Path, round: int, *, force: bool = False,
                  on_stage: Callable[[int, Stage], None] | None = None, policy: str | None = None,
-                 policy_run_token: str | None = None, stages: tuple[StageSpec, ...] = STAGES):
+                 policy_run_token: str | None = None, stages: tuple[StageSpec, ...] = STAGES,
+                 reference: str | None = None, layout: RoundLayout | None = None,
+                 on_stage_done: Callable[[int, Stage, StageMarker, bool], None] | None = None):
         self.cfg = cfg
-        self.layout = RoundLayout(run_dir, round)
+        self.layout = layout or RoundLayout(run_dir, round)
         self.round = round
         self.force = force
         self.on_stage = on_stage  # progress hook: called with (round, stage) as each stage starts
+        self.on_stage_done = on_stage_done  # ... and with (round, stage, marker, ran) as each ends
         self.stages = stages
         self.policy = policy or cfg.policy.model
+        self.reference = reference  # training's reference model (None: the policy itself)
         self.tokens: dict[str, str] = {POLICY: policy_run_token or policy_token(self.policy)}
         self.ran: list[Stage] = []  # stages that ran (not skipped) in this call, in order
         check_table(cfg, stages)
@@ -90,15 +95,30 @@ class RoundRunner:
             log.info("round %d: stage %s already done, skipping", self.round, spec.name.value)
             self._record_outputs(spec, done)
             return done
+        try:
+            return self._run_stage(spec, key)
+        except Exception as exc:
+            problem = storage_problem(exc)
+            if problem is None:
+                raise
+            raise RunFolderError(
+                f"round {self.round}: stage {spec.name.value} could not write to {self.layout.dir}: "
+                f"{problem}. Nothing of this stage is marked done; free space or fix the folder, then "
+                f"rerun: finished stages are kept.") from exc
+
+    def _run_stage(self, spec: StageSpec, key: str) -> StageMarker:
         self.layout.forget(spec.name)
         self.layout.stages_dir.mkdir(parents=True, exist_ok=True)
+        self.layout.remove_partial_writes()
+        # Finished elements of an interrupted run with this key are kept; other keys' are stale.
+        self.layout.drop_checkpoints(spec.name, keep_key=None if self.force else key)
         for name in spec.outputs:
             _remove(self.layout.artifact_path(name))
         self.layout.stage_errors(spec.name).unlink(missing_ok=True)
         log.info("round %d: stage %s ...", self.round, spec.name.value)
         start = time.monotonic()
         ctx = StageContext(cfg=self.cfg, round=self.round, layout=self.layout, stage=spec.name,
-                           policy_model=self.policy)
+                           policy_model=self.policy, key=key, reference_model=self.reference)
         info: dict[str, Any] = {}
         if spec.build is not None:
             import apache_beam as beam
@@ -108,17 +128,18 @@ class RoundRunner:
                 ctx.pipeline = p
                 spec.build(ctx)
                 ctx.write_errors()
-            self._ensure_outputs(spec)
         else:
             close_shared_backends()  # free the engines (and the accelerator) before e.g. training
             info = spec.run(ctx) or {}
-        if not self.layout.stage_errors(spec.name).exists():
-            self.layout.stage_errors(spec.name).write_text("")
+        self._finish_outputs(spec)
         self._fail_if_engine_failed_everywhere(spec)
+        if spec.finish is not None:
+            info = {**info, **(spec.finish(ctx) or {})}
         outputs = tuple(n for n in spec.outputs if self.layout.artifact_path(n).exists())
         rows = {n: pq.ParquetFile(self.layout.artifact_path(n)).metadata.num_rows
                 for n in outputs if not ARTIFACTS[n].is_folder}
         marker = self.layout.mark_done(spec.name, key, outputs, time.monotonic() - start, rows, info)
+        self.layout.drop_checkpoints(spec.name)  # the stage's files are whole now
         self.ran.append(spec.name)
         self._record_outputs(spec, marker)
         log.info("round %d: stage %s done in %.1f s: %s", self.round, spec.name.value, marker.seconds, rows)
@@ -128,18 +149,32 @@ class RoundRunner:
         for name in spec.outputs:
             self.tokens[name] = marker.token
 
-    def _ensure_outputs(self, spec: StageSpec) -> None:
-        """Beam writes nothing for an empty collection on some runners: write an empty, typed file."""
+    def _finish_outputs(self, spec: StageSpec) -> None:
+        """Each Parquet output in canonical row order (workers write in any order), written whole
+        under a temporary name and renamed; an empty, typed file where Beam wrote none; the JSON-lines
+        copy when asked; the stage's error lines sorted too. Two runs of one config give equal files."""
         for name in spec.outputs:
-            path = self.layout.artifact_path(name)
-            if not ARTIFACTS[name].is_folder and not path.exists():
-                schema = ARTIFACTS[name].record_type(self.cfg).arrow_schema()
-                pq.write_table(pa.Table.from_pylist([], schema=schema), path)
+            art = ARTIFACTS[name]
+            if art.is_folder:
+                continue
+            path, cls = self.layout.artifact_path(name), art.record_type(self.cfg)
+            schema = cls.arrow_schema()
+            table = pq.read_table(path).cast(schema) if path.exists() else schema.empty_table()
+            table = canonical_order(table, cls)
+            atomic_write_parquet(path, table)
+            if self.cfg.export.jsonl and not art.internal:
+                atomic_write_text(path.with_suffix(".jsonl"), "".join(
+                    json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_pylist()))
+        errors = self.layout.stage_errors(spec.name)
+        lines = sorted(line for line in errors.read_text(encoding="utf-8").splitlines() if line.strip()) \
+            if errors.exists() else []
+        atomic_write_text(errors, "".join(line + "\n" for line in lines))
 
     def _fail_if_engine_failed_everywhere(self, spec: StageSpec) -> None:
         if not spec.engine:
             return
-        n_problems = pq.ParquetFile(self.layout.artifact_path("problems")).metadata.num_rows
+        problems = self.layout.artifact_path(spec.problems)
+        n_problems = pq.ParquetFile(problems).metadata.num_rows if problems.exists() else 0
         if n_problems == 0:
             return
         failed, first = set(), None
@@ -173,11 +208,18 @@ class RoundRunner:
                 continue
             if self.on_stage:
                 self.on_stage(self.round, spec.name)
-            self.run_stage(spec)
+            ran_before = len(self.ran)
+            marker = self.run_stage(spec)
+            if self.on_stage_done:
+                self.on_stage_done(self.round, spec.name, marker, len(self.ran) > ran_before)
             if spec.name == until:
                 break
         self.merge_errors()
         manifest = build_manifest(self.cfg, self.layout, started_at=started)
+        if manifest.get("eval"):
+            write_eval_json(self.layout, manifest["eval"])
+        if not any(s.name == Stage.READ for s in self.stages):
+            manifest["eval_only"] = True  # the final evaluation of the last round's model
         atomic_write_text(self.layout.manifest, json.dumps(manifest, indent=2, sort_keys=False))
         return manifest
 
@@ -198,22 +240,70 @@ def enabled_stages(cfg: RunConfig) -> list[Stage]:
 
 
 def run_rounds(cfg: RunConfig, run_dir: Path, *, force: bool = False,
-               on_stage: Callable[[int, Stage], None] | None = None) -> list[dict]:
-    """Every round of ``cfg``: round r+1 samples from the model round r trained (when it trained)."""
+               on_stage: Callable[[int, Stage], None] | None = None,
+               on_stage_done: Callable[[int, Stage, StageMarker, bool], None] | None = None) -> list[dict]:
+    """Every round of ``cfg``: round r+1 samples from the model round r trained (when it trained).
+
+    With eval sources, each round evaluates the policy it samples from, and when the last round
+    trained a model, one more folder (``round-<rounds>``) evaluates it with the eval stage alone.
+    ``rounds.json`` collects the eval results after every round. The reference model of training
+    is the initial policy (``training.reference: initial``) or the round's own policy (``previous``)."""
     check_config(cfg)  # a config built in code gets the checks load_config applies to a file
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    manifests = []
-    policy, token = cfg.policy.model, None
+    check_policy_model(cfg.policy.model, cfg.policy.kind, 0)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    except OSError as exc:
+        raise RunFolderError(f"cannot write the run folder {run_dir}: {storage_problem(exc) or exc}") from exc
+    manifests: list[dict] = []
+    initial = cfg.policy.model
+    policy, token = initial, None
+
+    def round_config(model: str) -> RunConfig:
+        return cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"model": model})})
+
+    sampled_from = policy
     for r in range(cfg.rounds):
-        round_cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"model": policy})})
-        runner = RoundRunner(round_cfg, run_dir, r, force=force, on_stage=on_stage, policy=policy,
-                             policy_run_token=token)
+        sampled_from = policy
+        reference = initial if cfg.training.reference == "initial" and policy != initial else None
+        runner = RoundRunner(round_config(policy), run_dir, r, force=force, on_stage=on_stage, policy=policy,
+                             policy_run_token=token, reference=reference, on_stage_done=on_stage_done)
         manifests.append(runner.run())
+        write_rounds_json(run_dir, cfg, manifests)
         if runner.trained_model is not None:
             policy, token = str(runner.trained_model), runner.model_token
+    if cfg.eval.enabled and policy != sampled_from:
+        final = RoundRunner(round_config(policy), run_dir, cfg.rounds, force=force, on_stage=on_stage,
+                            policy=policy, policy_run_token=token, stages=(stage_spec(Stage.EVAL),),
+                            on_stage_done=on_stage_done)
+        manifests.append(final.run())
+        write_rounds_json(run_dir, cfg, manifests)
     close_shared_backends()
     return manifests
+
+
+def evaluate_model(cfg: RunConfig, out_dir: Path, *, force: bool = False) -> dict:
+    """``plumline eval``: the eval stage on its own, for ``cfg.policy`` on ``cfg.eval.sources``,
+    writing ``out_dir/eval_samples.parquet``, ``out_dir/eval.json`` and ``out_dir/errors.jsonl``.
+    A rerun with the same settings reuses the finished stage. Returns the summary."""
+    check_config(cfg)
+    check_policy_model(cfg.policy.model, cfg.policy.kind, 0)
+    layout = FlatLayout(out_dir, 0)
+    runner = RoundRunner(cfg, out_dir, 0, force=force, stages=(stage_spec(Stage.EVAL),), layout=layout)
+    runner.run_stage(runner.stages[0])
+    runner.merge_errors()
+    close_shared_backends()
+    summary = eval_summary(cfg, layout, model=cfg.policy.model) or {}
+    write_eval_json(layout, summary)
+    return summary
+
+
+class FlatLayout(RoundLayout):
+    """A round's files directly in ``run_dir`` (``plumline eval --out DIR``)."""
+
+    @property
+    def dir(self) -> Path:
+        return self.run_dir
 
 
 def _remove(path: Path) -> None:

@@ -16,18 +16,31 @@ transform; a new ``Stage`` member in ``plumline.data_schemas``.
 
 from __future__ import annotations
 
+import json
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from plumline.data_schemas import Stage, content_id
+from plumline.data_schemas import (
+    ErrorKind,
+    ErrorRecord,
+    Execution,
+    Record,
+    Sample,
+    Stage,
+    TestCase,
+    content_id,
+)
 from plumline.pipeline.artifacts import ARTIFACTS
+from plumline.pipeline.errors import BadRunInput
 
 if TYPE_CHECKING:  # the table is data; Beam and the transforms load only when a stage builds
     import apache_beam as beam
     from plumline.pipeline.config import RunConfig
     from plumline.pipeline.layout import RoundLayout
+    from plumline.transforms.checkpoint import CheckpointStore
 
 
 # Not written by any stage of the round: the policy the round samples from (round r+1 reads the
@@ -54,6 +67,11 @@ class StageSpec:
     one generation engine and run in-process; the others get multi-process Beam workers. A stage
     has either ``build`` (adds its Beam graph) or ``run`` (runs outside Beam, e.g. training in its
     own process); ``enabled`` turns a stage off for a config (then it neither runs nor invalidates).
+    ``finish`` (optional) runs after ``build``, before the stage is marked done: it checks the
+    outputs (raising ``StageFailed`` or ``BadRunInput`` when the round cannot go on) and returns
+    info for the marker.
+    ``problems``: the artifact holding the problems an engine stage works on (for the loop's check
+    that the engine did not fail for every one of them).
     """
 
     name: Stage
@@ -65,6 +83,8 @@ class StageSpec:
     run: Callable[[StageContext], dict[str, Any]] | None = None
     enabled: Callable[[RunConfig], bool] = lambda cfg: True
     description: str = ""
+    finish: Callable[[StageContext], dict[str, Any]] | None = None
+    problems: str = "problems"
 
     def __post_init__(self) -> None:
         if (self.build is None) == (self.run is None):
@@ -82,7 +102,15 @@ class StageContext:
     stage: Stage
     pipeline: beam.Pipeline | None = None
     policy_model: str = ""
+    reference_model: str | None = None  # training's reference model; None: the policy itself
+    key: str = ""  # the stage key of this run (names its checkpoint folder)
     _error_pcolls: list[Any] = field(default_factory=list)
+
+    def checkpoint(self, record_types: dict[str, type[Record]]) -> CheckpointStore:
+        """Where a long stage saves finished elements, so a rerun with the same key resumes them."""
+        from plumline.transforms.checkpoint import CheckpointStore
+
+        return CheckpointStore(self.layout.checkpoint_dir(self.stage, self.key), record_types)
 
     def read(self, name: str) -> beam.PCollection:
         """Records of an artifact an earlier stage wrote; corrupt rows go to this stage's errors."""
@@ -97,9 +125,9 @@ class StageContext:
         from plumline.transforms.io import WriteRecords
 
         art = ARTIFACTS[name]
-        pcoll | f"Write_{name}" >> WriteRecords(
-            str(self.layout.artifact_path(name).with_suffix("")), art.record_type(self.cfg),
-            jsonl=self.cfg.export.jsonl and not art.internal)
+        invalid = pcoll | f"Write_{name}" >> WriteRecords(
+            str(self.layout.artifact_path(name).with_suffix("")), art.record_type(self.cfg), self.stage)
+        self._error_pcolls.append(invalid)
 
     def errors(self, pcoll: beam.PCollection) -> None:
         self._error_pcolls.append(pcoll)
@@ -118,8 +146,59 @@ def build_read(ctx: StageContext) -> None:
     from plumline.transforms.read import ReadProblems
 
     out = ctx.pipeline | "ReadProblems" >> ReadProblems(ctx.cfg.sources)
-    ctx.write("problems", out["problems"])
+    problems = out["problems"]
+    if ctx.cfg.eval.enabled:  # decontamination: no training problem overlaps a held-out one
+        from plumline.transforms.decontaminate import Decontaminate
+
+        held_out = ctx.pipeline | "ReadEvalProblems" >> ReadProblems(ctx.cfg.eval.sources, reshuffle=False)
+        clean = (problems, held_out["problems"]) | "Decontaminate" >> Decontaminate()
+        problems = clean["problems"]
+        ctx.errors(clean["errors"])  # the eval sources' own read errors are the eval stage's to report
+    ctx.write("problems", problems)
     ctx.errors(out["errors"])
+
+
+def _error_kinds(path) -> Counter:
+    kinds: Counter = Counter()
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                kinds[json.loads(line)["kind"]] += 1
+            except (ValueError, KeyError, TypeError):
+                continue
+    return kinds
+
+
+def _rows(ctx: StageContext, name: str) -> int:
+    import pyarrow.parquet as pq
+
+    path = ctx.layout.artifact_path(name)
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+
+
+def finish_read(ctx: StageContext) -> dict[str, Any]:
+    """A round without problems cannot run: say why (everything overlapped the eval sources, or
+    nothing readable). Counts the decontaminated problems for the manifest."""
+    import logging
+
+    kinds = _error_kinds(ctx.layout.stage_errors(Stage.READ))
+    removed = kinds.get(ErrorKind.CONTAMINATED.value, 0)
+    sources = ", ".join(s.path for s in ctx.cfg.sources)
+    held_out = ", ".join(s.path for s in ctx.cfg.eval.sources)
+    if removed:
+        logging.getLogger(__name__).warning(
+            "round %d: %d training problem(s) removed: they overlap the eval sources (%s); see errors.jsonl "
+            "(kind contaminated)", ctx.round, removed, held_out)
+    if _rows(ctx, "problems") == 0:
+        if removed:
+            raise BadRunInput(
+                f"round {ctx.round}: every training problem ({removed}) overlaps the eval sources "
+                f"({held_out}) by problem id or prompt text, so nothing is left to train on: use held-out "
+                f"problems that are not in the training sources ({sources})")
+        raise BadRunInput(f"round {ctx.round}: no problems read from the sources ({sources}); "
+                          f"{sum(kinds.values())} read error(s), details in "
+                          f"{ctx.layout.stage_errors(Stage.READ)}")
+    return {"contaminated": removed}
 
 
 def build_tests(ctx: StageContext) -> None:
@@ -134,24 +213,28 @@ def build_tests(ctx: StageContext) -> None:
 
 
 def build_sample(ctx: StageContext) -> None:
+    from plumline.transforms.checkpoint import MAIN
     from plumline.transforms.sample import SampleSolutions
 
     cfg = ctx.cfg
+    checkpoint = ctx.checkpoint({MAIN: Sample, "errors": ErrorRecord})
     out = ctx.read("problems") | "SampleSolutions" >> SampleSolutions(
         cfg.policy, cfg.sampling, cfg.prompt, ctx.round, cfg.seed,
-        accelerator=cfg.beam.sampling_accelerator)
+        accelerator=cfg.beam.sampling_accelerator, checkpoint=checkpoint)
     ctx.write("samples", out.samples)
     ctx.errors(out.errors)
 
 
 def build_execute(ctx: StageContext) -> None:
+    from plumline.transforms.checkpoint import MAIN
     from plumline.transforms.execute import VerifyAndExecute, default_sandbox_workers
 
     cfg = ctx.cfg
     inputs = (ctx.read("problems"), ctx.read("tests_candidates"), ctx.read("samples"))
     workers = cfg.sandbox.workers or default_sandbox_workers(cpu_workers(cfg))
+    checkpoint = ctx.checkpoint({MAIN: Execution, "tests": TestCase, "errors": ErrorRecord})
     out = inputs | "VerifyAndExecute" >> VerifyAndExecute(
-        cfg.sandbox.limits, workers, cfg.validation, ctx.round)
+        cfg.sandbox.limits, workers, cfg.validation, ctx.round, checkpoint=checkpoint)
     ctx.write("executions", out.executions)
     ctx.write("tests", out.tests)
     ctx.errors(out.errors)
@@ -168,10 +251,33 @@ def build_export(ctx: StageContext) -> None:
     ctx.errors(out.errors)
 
 
+def build_eval(ctx: StageContext) -> None:
+    from plumline.transforms.evaluate import EvaluatePolicy
+    from plumline.transforms.read import ReadProblems
+
+    cfg = ctx.cfg
+    read = ctx.pipeline | "ReadEvalProblems" >> ReadProblems(cfg.eval.sources)
+    ctx.write("eval_problems", read["problems"])
+    out = read["problems"] | "Evaluate" >> EvaluatePolicy(
+        cfg.eval.policy(cfg.policy), cfg.eval.sampling(cfg.sampling), cfg.prompt, ctx.round, cfg.seed,
+        cfg.sandbox.limits, cfg.sandbox.workers, accelerator=cfg.beam.sampling_accelerator)
+    ctx.write("eval_samples", out["eval_samples"])
+    ctx.errors(read["errors"])
+    ctx.errors(out["errors"])
+
+
+def finish_eval(ctx: StageContext) -> dict[str, Any]:
+    if _rows(ctx, "eval_problems") == 0:
+        raise BadRunInput(f"round {ctx.round}: no eval problems read from the eval sources "
+                          f"({', '.join(s.path for s in ctx.cfg.eval.sources)}); details in "
+                          f"{ctx.layout.stage_errors(Stage.EVAL)}")
+    return {}
+
+
 def run_train(ctx: StageContext) -> dict[str, Any]:
     from plumline.pipeline.training import train_round
 
-    return train_round(ctx.cfg, ctx.layout, ctx.policy_model)
+    return train_round(ctx.cfg, ctx.layout, ctx.policy_model, reference=ctx.reference_model)
 
 
 def _tests_inputs(cfg: RunConfig) -> tuple[str, ...]:
@@ -190,18 +296,37 @@ def _train_inputs(cfg: RunConfig) -> tuple[str, ...]:
 
 def _train_sections(cfg: RunConfig) -> tuple[str, ...]:
     method = cfg.training.method
-    return ("training",) if method == "none" else ("training", f"{method}.train", "seed")
+    return ("training",) if method == "none" else ("training", f"{method}.train", f"{method}.accumulate",
+                                                   "seed")
+
+
+def _read_sections(cfg: RunConfig) -> tuple[str, ...]:
+    # The eval sources decide which training problems are removed (decontamination).
+    return ("sources", "eval.sources") if cfg.eval.enabled else ("sources",)
+
+
+def _eval_sections(cfg: RunConfig) -> tuple[str, ...]:
+    # The policy's engine options matter unless eval.backend replaces them; its model is the input.
+    base = ("eval", "prompt", "sampling", "seed", "sandbox.limits")
+    return base if cfg.eval.backend is not None else (*base, "policy")
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec(Stage.READ, inputs=lambda cfg: (), outputs=("problems",), sections=_static("sources"),
-              build=build_read, description="read every source into Problem records"),
+    StageSpec(Stage.READ, inputs=lambda cfg: (), outputs=("problems",), sections=_read_sections,
+              build=build_read, finish=finish_read,
+              description="read every source into Problem records, minus those overlapping eval sources"),
     StageSpec(Stage.TESTS, inputs=_tests_inputs, outputs=("tests_candidates", "tests_stats"),
               sections=_tests_sections, engine=True, build=build_tests,
               description="the test writer proposes tests; example and given tests join them"),
     StageSpec(Stage.SAMPLE, inputs=lambda cfg: ("problems", POLICY), outputs=("samples",),
               sections=_static("policy", "prompt", "sampling", "seed"), engine=True, build=build_sample,
               description="sample n solutions (and a greedy one) per problem from the policy"),
+    # Right after sampling: the same engine, still loaded, evaluates the policy the round sampled from
+    # (round 0: the untrained baseline; the last round's trained model: run_rounds' final eval round).
+    StageSpec(Stage.EVAL, inputs=lambda cfg: (POLICY,), outputs=("eval_problems", "eval_samples"),
+              sections=_eval_sections, engine=True, build=build_eval, finish=finish_eval,
+              enabled=lambda cfg: cfg.eval.enabled, problems="eval_problems",
+              description="pass@k of the round's policy on held-out problems, on their own tests"),
     StageSpec(Stage.EXECUTE, inputs=lambda cfg: ("problems", "tests_candidates", "samples"),
               outputs=("executions", "tests"), sections=_static("validation", "sandbox.limits"),
               build=build_execute,
@@ -214,6 +339,11 @@ STAGES: tuple[StageSpec, ...] = (
               run=run_train, enabled=lambda cfg: cfg.training.method != "none",
               description="train the policy on this round's data (TRL), in its own process"),
 )
+
+
+def stage_spec(name: Stage) -> StageSpec:
+    """The table's row of one stage."""
+    return next(spec for spec in STAGES if spec.name == name)
 
 
 def check_table(cfg: RunConfig, stages: Sequence[StageSpec] = STAGES) -> None:

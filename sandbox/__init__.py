@@ -1,5 +1,6 @@
 """plumline's executor for untrusted Python: bubblewrap + cgroups + seccomp + rlimits, a warm
-supervisor per slot that forks one child per execution, and verdicts decided in the trusted parent.
+supervisor per slot that forks a test process and a candidate process per execution (the tests file runs
+in the first, calls reach the second by message passing), verdicts decided outside the candidate's reach.
 No Beam import. See sandbox/README.md for the threat model and the guarantees per test shape."""
 
 from .config import SandboxConfig

@@ -1,4 +1,6 @@
-# ruff: noqa: BLE001, PLR0124, S110, UP031
+# ruff: noqa: BLE001, PLR0124, S102, S110, UP031
+# BLE001/S110: whatever the peer's code raises crosses back or is contained; PLR0124: x != x finds NaN;
+# S102: the warm-up runs fixed code; UP031: %-formatting keeps the in-sandbox source 3.8-compatible.
 """Message passing between the test process and the candidate process of one execution.
 
 Stdlib only, no package imports: this file is concatenated with ``_protocol.py`` and ``_server.py`` into
@@ -13,10 +15,24 @@ with a few tags, decoded iteratively with node/depth/size bounds into fresh obje
 not plain data cross as handles. Mutations of arguments are copied back; identity is kept for objects
 the test holds (an argument coming back is the test's own object; the same remote object is the same
 proxy). A peer that breaks the protocol raises :class:`RpcProtocolError` in the process that reads it.
+
+Messages (4-byte big-endian length, then JSON): a request ``["req", op, n_operands, [keyword names],
+[operand and keyword values]]``; a reply ``["ret" | "exc", [value], [[k, contents], ...]]`` (the new
+contents of the request's mutable objects that the operation changed); C's first message
+``["top", ok, error type, line, message, [names], [values]]`` or ``["compile", type, line, message]``.
+Values: JSON null/true/false/str/int (|n| < 2**3000)/float (NaN, Infinity included) and lists as
+themselves; everything else is a one-key object: ``t`` tuple, ``f`` frozenset, ``s`` set, ``d`` dict (flat
+key, value, ...), ``i`` big int (hex), ``b``/``B`` bytes/bytearray (hex), ``c`` complex, ``q`` Fraction,
+``D`` Decimal, ``r`` range, ``K``/``V``/``I`` dict views, ``CCo``/``COr``/``Cde``/``Cdq`` Counter,
+OrderedDict, defaultdict, deque, ``N`` namedtuple, ``T``/``F`` builtin class/function by name, ``X``
+exception class (mirrored), ``M`` stdlib module by name, ``A`` reference to an object numbered earlier in
+this request (lists, dicts, sets, bytearrays and NaN floats are numbered in pre-order on both sides),
+``h`` a handle to an object of the sender, ``y`` an object of the receiver (a handle coming back).
 """
 
 import builtins as _rbuiltins
 import json as _rjson
+import math as _rmath
 import operator as _rop
 import struct as _rstruct
 import sys as _rsys
@@ -41,6 +57,11 @@ _R_DUMPS = _rjson.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_c
 
 _R_EXACT = frozenset((list, tuple, dict, set, frozenset, bytes, bytearray, complex))
 _R_FAST = {int, str, float, bool, type(None)}
+_R_FLOAT = {float}
+_R_TUPLE = {tuple}
+_R_LIST = {list}
+_R_DICT = {dict}
+_R_FLAT_TAGS = frozenset(("t", "f", "s", "d"))
 _R_CONV = {int: int.__int__, float: float.__float__, str: str.__str__}
 _R_VIEWS = {type({}.keys()): "K", type({}.values()): "V", type({}.items()): "I"}
 _R_BASES = {}
@@ -85,6 +106,28 @@ class _RNotPlain(Exception):
 
 def _r_isnan(x):
     return x != x
+
+
+def _r_nan_free(items, types):
+    """No NaN float among ``items`` (their types: ``types``)? C-speed for numbers."""
+    if float not in types:
+        return True
+    if types == _R_FLOAT:
+        return not any(map(_rmath.isnan, items))
+    return not any(x != x for x in items if type(x) is float)
+
+
+def _r_flat_items(items, kind):
+    """Are ``items`` all exact ``kind`` (list or tuple) holding only NaN-free JSON scalars, with no list
+    twice (aliasing needs the slow path)? Then they cross as they are."""
+    inner = set()
+    for x in items:
+        inner.update(map(type, x))
+    if not inner <= _R_FAST:
+        return False
+    if float in inner and not all(_r_nan_free(x, inner) for x in items):
+        return False
+    return True
 
 
 def _r_collections():
@@ -387,11 +430,24 @@ class RpcEndpoint:
                 objs.append(v)
                 items = v if t is list else list(list.__iter__(v))
                 types = set(map(type, items)) if fast and len(items) > 8 else None
-                if types is not None and types <= _R_FAST and (
-                        float not in types or not any(map(_r_isnan, items))):
-                    dest[i] = items  # serialised as it is (an int too long for JSON makes the sender retry)
-                    nodes += len(items)
-                    continue
+                if types is not None:
+                    # fast paths, serialised as they are (an int too long for JSON makes the sender retry)
+                    if types <= _R_FAST and _r_nan_free(items, types):
+                        dest[i] = items
+                        nodes += len(items)
+                        continue
+                    if types == _R_TUPLE and _r_flat_items(items, tuple):
+                        dest[i] = [{"t": list(x)} for x in items]
+                        nodes += sum(map(len, items)) + len(items)
+                        continue
+                    if types == _R_LIST and len(set(map(id, items))) == len(items) and \
+                            memo.keys().isdisjoint(map(id, items)) and _r_flat_items(items, list):
+                        for x in items:  # numbered in pre-order, as the decoder numbers them
+                            memo[id(x)] = len(objs)
+                            objs.append(x)
+                        dest[i] = items
+                        nodes += sum(map(len, items)) + len(items)
+                        continue
                 out = [None] * len(items)
                 dest[i] = out
                 for j in range(len(items) - 1, -1, -1):
@@ -399,11 +455,11 @@ class RpcEndpoint:
                 continue
             if b is tuple or b is frozenset:
                 items = list(v) if t is b else list(b.__iter__(v))
-                if fast and len(items) < 64:
+                if fast:
                     types = set(map(type, items))
-                    if types <= _R_FAST and (float not in types or not any(map(_r_isnan, items))) and (
-                            int not in types or all(-_R_INT_LIM < x < _R_INT_LIM for x in items if type(x) is int)):
+                    if types <= _R_FAST and _r_nan_free(items, types):
                         dest[i] = {"t" if b is tuple else "f": items}
+                        nodes += len(items)
                         continue
                 out = [None] * len(items)
                 dest[i] = {"t" if b is tuple else "f": out}
@@ -414,6 +470,12 @@ class RpcEndpoint:
                 memo[id(v)] = len(objs)
                 objs.append(v)
                 items = [x for kv in dict.items(v) for x in kv] if b is dict else list(set.__iter__(v))
+                if fast:
+                    types = set(map(type, items))
+                    if types <= _R_FAST and _r_nan_free(items, types):
+                        dest[i] = {"d" if b is dict else "s": items}
+                        nodes += len(items)
+                        continue
                 out = [None] * len(items)
                 dest[i] = {"d" if b is dict else "s": out}
                 for j in range(len(items) - 1, -1, -1):
@@ -546,12 +608,31 @@ class RpcEndpoint:
             if t is list:
                 objs.append(None)
                 k = len(objs) - 1
-                if len(node) > 8 and set(map(type, node)) <= _R_FAST and (
-                        float not in set(map(type, node)) or not any(map(_r_isnan, node))):
-                    objs[k] = node
-                    dest[i] = node
-                    nodes += len(node)
-                    continue
+                if len(node) > 8:
+                    types = set(map(type, node))
+                    if types <= _R_FAST and _r_nan_free(node, types):
+                        objs[k] = node
+                        dest[i] = node
+                        nodes += len(node)
+                        continue
+                    if types == _R_LIST and _r_flat_items(node, list):
+                        objs[k] = node
+                        objs.extend(node)  # each inner list numbered in pre-order, as by the slow path
+                        dest[i] = node
+                        nodes += sum(map(len, node)) + len(node)
+                        if nodes > max_nodes:
+                            raise RpcProtocolError("value too large")
+                        continue
+                    if types == _R_DICT and all(len(d) == 1 and type(d.get("t")) is list for d in node):
+                        inner = [d["t"] for d in node]
+                        if _r_flat_items(inner, list):
+                            out = [tuple(x) for x in inner]
+                            objs[k] = out
+                            dest[i] = out
+                            nodes += sum(map(len, inner)) + len(inner)
+                            if nodes > max_nodes:
+                                raise RpcProtocolError("value too large")
+                            continue
                 out = [None] * len(node)
                 objs[k] = out
                 dest[i] = out
@@ -575,9 +656,24 @@ class RpcEndpoint:
                     head, items = None, body
                 if type(items) is not list:
                     raise RpcProtocolError("malformed container")
-                if (tag == "t" or tag == "f") and len(items) < 64:
+                if tag in _R_FLAT_TAGS:
                     types = set(map(type, items))
-                    if types <= _R_FAST and (float not in types or not any(map(_r_isnan, items))):
+                    if types <= _R_FAST and _r_nan_free(items, types):
+                        if tag == "s" or tag == "d":
+                            nodes += len(items)
+                            if tag == "d" and len(items) % 2:
+                                raise RpcProtocolError("malformed dict")
+                            target = set() if tag == "s" else {}
+                            objs.append(target)
+                            try:
+                                if tag == "s":
+                                    target.update(items)
+                                else:
+                                    target.update(zip(items[::2], items[1::2]))
+                            except TypeError:
+                                raise RpcProtocolError("malformed set")
+                            dest[i] = target
+                            continue
                         nodes += len(items)
                         try:
                             dest[i] = tuple(items) if tag == "t" else frozenset(items)
@@ -632,7 +728,8 @@ class RpcEndpoint:
             return _R_BFUNCS[body]
         if tag == "r" and tb is list and len(body) == 3 and all(type(x) is int for x in body) and body[2]:
             return range(*body)
-        if tag == "q" and tb is list and len(body) == 2 and all(type(x) is str and len(x) <= 1_000_000 for x in body):
+        if tag == "q" and tb is list and len(body) == 2 and all(type(x) is str and len(x) <= 1_000_000
+                                                                for x in body):
             from fractions import Fraction
 
             try:
@@ -871,7 +968,8 @@ class RpcEndpoint:
                 or type(msg[4]) is not list:
             raise RpcProtocolError("malformed request")
         name, nops, keys, wires = msg[1], msg[2], msg[3], msg[4]
-        if not 0 <= nops <= len(wires) or len(wires) - nops != len(keys) or not all(type(k) is str for k in keys):
+        if not 0 <= nops <= len(wires) or len(wires) - nops != len(keys) or \
+                not all(type(k) is str for k in keys):
             raise RpcProtocolError("malformed request")
         objs = []
         values = [self.decode(w, objs) for w in wires]
@@ -910,7 +1008,8 @@ class RpcEndpoint:
         k = memo.pop(id(o))
         try:
             t = type(o)
-            copy = list(o) if t is list else (dict(o) if t is dict else (set(o) if t is set else bytearray(o)))
+            copy = list(o) if t is list else (dict(o) if t is dict else
+                                              (set(o) if t is set else bytearray(o)))
             return self.frame([], [copy], memo, objs)[2:-2]
         finally:
             memo[id(o)] = k
@@ -995,7 +1094,10 @@ class RpcEndpoint:
         target = operands[0]
         if name == "call":
             return target(*operands[1:], **kwargs)
-        if name in ("getattr", "setattr") and type(operands[1]) is str and not operands[1].startswith("_"):
+        if name in ("getattr", "setattr") and type(operands[1]) is str and \
+                not operands[1].startswith("_") and getattr(type(target), "__module__", None) == "__main__":
+            # only instances of the test's own classes (a linked list node the test built): never a
+            # generator's gi_frame, a function's attributes or any other way to a frame or a namespace
             if name == "getattr":
                 return getattr(target, operands[1])
             return setattr(target, operands[1], operands[2])
@@ -1060,15 +1162,15 @@ class _RpcIter:
                 self.batch = min(self.batch * 2, 1024)
 
     def next_one(self):
-        """``next(proxy)`` itself: never reads ahead (the test may hand the iterator to the candidate next)."""
+        """``next(proxy)`` itself: never reads ahead (the test may hand the iterator over next)."""
         if self.pos >= len(self.buf) and self.end is None:
             self._fetch(1)
         return self.__next__()
 
     def _fetch(self, n):
         value = self.ep.op("nextn", (self.remote, n))
-        if type(value) is not list or len(value) != 2 or type(value[0]) is not list or len(value[0]) > n or not (
-                value[1] is None or value[1] == "stop" or type(value[1]) is list):
+        if type(value) is not list or len(value) != 2 or type(value[0]) is not list or len(value[0]) > n \
+                or not (value[1] is None or value[1] == "stop" or type(value[1]) is list):
             raise RpcProtocolError("malformed batch")
         self.buf, self.pos, self.end = value[0], 0, value[1]
 
@@ -1120,7 +1222,8 @@ def rpc_warm(os_module):
         t = RpcEndpoint(b_r, a_w, False, os_module)
         c = RpcEndpoint(a_r, b_w, True, os_module)
         ns = {}
-        exec("def f(x, y=1):\n    return x + y\ndef g(a):\n    a.append(1)\n    return [a, (1, 2.5), {'k': None}]\n"
+        exec("def f(x, y=1):\n    return x + y\ndef g(a):\n    a.append(1)\n"
+             "    return [a, (1, 2.5), {'k': None}]\n"
              "def h():\n    raise ValueError('no')\n", ns)
         names = [c.encode(ns[k], {}, [], max_nodes=RPC_DATA_NAME_NODES, fast=False) for k in ("f", "g", "h")]
         f, g, h = [t.decode(w, []) for w in names]

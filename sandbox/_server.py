@@ -15,9 +15,12 @@ Two processes per slot:
 The candidate cannot signal, ptrace or read either process: both are non-dumpable and the child's
 seccomp filter denies signals to pids 1 and 2.
 """
-# ruff: noqa: F821  (names come from _protocol.py, prepended at run time)
+# ruff: noqa: F821, BLE001, S102, S110, S112
+# F821: names come from _protocol.py and _rpc.py, prepended at run time. BLE001/S110/S112: this is the
+# harness around untrusted code: whatever a candidate raises (BaseException included) must be caught and
+# reported, never crash the supervisor. S102: running the candidate's and the tests' code is its job.
 
-import _signal as _csignal  # the C module: no enum conversions (each touched object is a page fault in a child)
+import _signal as _csignal  # the C module: no enum conversions (a touched object is a page fault in a child)
 import builtins as _builtins
 import ctypes as _ctypes
 import fcntl as _fcntl
@@ -193,6 +196,11 @@ class Server:
         tc_r, tc_w = _os.pipe()
         out_r, out_w = _os.pipe()
         err_r, err_w = _os.pipe()
+        for fd in (ct_w, tc_w):  # 1 MiB channel buffers: a large value crosses in fewer wake-ups
+            try:
+                _fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ
+            except OSError:
+                pass
         tpid = self._fork_one(b"forkt", [tj_r, rep_w, ct_r, tc_w, out_w, err_w])
         cpid = self._fork_one(b"forkc", [cj_r, tc_r, ct_w, out_w, err_w]) if tpid is not None else None
         for fd in (tj_r, rep_w, tc_w, tc_r, ct_w, out_w, err_w, cj_r):
@@ -352,7 +360,8 @@ class Server:
                         for ev in process_reports():
                             if ev == "start":
                                 phase_deadline = min(budget_end, _now() + test_timeout)
-                    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+                    except (ValueError, TypeError, KeyError, IndexError, OverflowError,
+                            RecursionError) as exc:
                         kill_reason = "protocol"
                         reply["protocol_error"] = str(exc)[:200]
                         break
@@ -414,7 +423,7 @@ class Server:
                 _os.killpg(tpid, _signal.SIGKILL)
             except OSError:
                 pass
-        for fd in (rep, out_r, err_r) if io else (rep, out_r, err_r):
+        for fd in (rep, out_r, err_r):
             try:
                 _os.close(fd)
             except OSError:
@@ -685,7 +694,8 @@ class Server:
                         for ev in process_reports():
                             if ev == "start":
                                 phase_deadline = min(budget_end, _now() + test_timeout)
-                    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+                    except (ValueError, TypeError, KeyError, IndexError, OverflowError,
+                            RecursionError) as exc:
                         kill_reason = "protocol"
                         reply["protocol_error"] = str(exc)[:200]
                         break
@@ -697,7 +707,10 @@ class Server:
             if kill_reason or done or exited:
                 break
         # the child exits by itself after "done"; otherwise it is killed now
-        status = self.wait_exit(pid, 0.5) if (kill_reason is None and not exited) else self.exits.pop(pid, None)
+        if kill_reason is None and not exited:
+            status = self.wait_exit(pid, 0.5)
+        else:
+            status = self.exits.pop(pid, None)
         if status is None:
             try:
                 _os.kill(pid, _signal.SIGKILL)
@@ -936,7 +949,7 @@ def _child_body(job, rep_w, ver_r, out_w, err_w):
         if tail:  # the test ends right after this assert: the parent's judgement is all that matters
             # flagged, so the supervisor sends no verdict byte that the next test would read as its own
             send(["chk", site, [encode(v) for v in values], True])
-            return None
+            return
         send(["chk", site, [encode(v) for v in values]], True)
         while True:
             try:
@@ -960,7 +973,7 @@ def _child_body(job, rep_w, ver_r, out_w, err_w):
             settrace(None)
             setprofile(None)
             # bytecode compiled by the trusted parent (marshal from the supervisor only), else source
-            tco = _marshal.loads(src) if type(src) is bytes else compile(src, "<test %d>" % idx, "exec")
+            tco = _marshal.loads(src) if type(src) is bytes else compile(src, f"<test {idx}>", "exec")
             g = dict(ns)
             for name in shadowing:  # a candidate's top-level `abs`/`len`/... must not rig the test
                 g[name] = _PRISTINE_BUILTINS[name]
@@ -1116,7 +1129,7 @@ def _plum_cmp(left, op, right, line):
         got = repr(left)[:300]
     except BaseException:
         got = "?"
-    raise AssertionError("assert at test line %s: got %s" % (line, got))
+    raise AssertionError(f"assert at test line {line}: got {got}")
 
 
 def _test_child(job_r, rep_w, ct_r, tc_w, out_w, err_w, limits):
@@ -1148,14 +1161,16 @@ def _test_child(job_r, rep_w, ct_r, tc_w, out_w, err_w, limits):
         stop("protocol", exc)
     kind = first[0]
     if kind == "compile" and len(first) == 4:
-        send(["compile", str(first[1])[:100], first[2] if type(first[2]) is int else None, str(first[3])[:500]])
+        send(["compile", str(first[1])[:100], first[2] if type(first[2]) is int else None,
+              str(first[3])[:500]])
         send(["done"], True)
         return 0
     if kind != "top" or len(first) != 7 or type(first[5]) is not list or type(first[6]) is not list or \
             len(first[5]) != len(first[6]):
         stop("protocol", "malformed top-level report")
     if first[1] is not True:
-        send(["top", False, str(first[2])[:100], first[3] if type(first[3]) is int else None, str(first[4])[:500]])
+        send(["top", False, str(first[2])[:100], first[3] if type(first[3]) is int else None,
+              str(first[4])[:500]])
         send(["done"], True)
         return 0
     objs = []
@@ -1172,11 +1187,12 @@ def _test_child(job_r, rep_w, ct_r, tc_w, out_w, err_w, limits):
             continue
         if name != entry:
             # Other names than the function under test may not shadow the builtins (when the entry point
-            # is known; without it, as in a plain run, they do) nor the stdlib modules (a test that uses
-            # `math` gets the real one, whatever the candidate bound to that name).
+            # is known; without it, as in a plain run, they do), and a stdlib module's name bound to an
+            # object of the candidate (`math = SimpleNamespace(isclose=...)`) is the real module in the
+            # tests. Plain data and functions of the candidate under such a name stay as in a plain run.
             if entry and name in _PRISTINE_BUILTINS:
                 continue
-            if _r_importable(name):
+            if _r_importable(name) and type(value) in _R_PROXIES and value._rpc_tn != "function":
                 try:
                     value = __import__(name)
                 except BaseException:
@@ -1192,13 +1208,14 @@ def _test_child(job_r, rep_w, ct_r, tc_w, out_w, err_w, limits):
         t1 = _now()
         ok, err = True, None
         try:
-            co = _marshal.loads(src) if type(src) is bytes else compile(src, "<test %d>" % idx, "exec")
+            co = _marshal.loads(src) if type(src) is bytes else compile(src, f"<test {idx}>", "exec")
             exec(co, g)
         except BaseException as exc:
             ok, err = False, exc
         if ep.broken is not None:  # even when the test caught it: the candidate broke the protocol
             if ep.broken == "gone":
-                send(["end", idx, False, "CandidateDied", ep.line, "the candidate's process ended", _now() - t1])
+                send(["end", idx, False, "CandidateDied", ep.line, "the candidate's process ended",
+                      _now() - t1])
                 stop("cdied", "the candidate's process ended during a test")
             send(["end", idx, False, "ProtocolViolation", None, ep.broken, _now() - t1])
             stop("protocol", ep.broken)
@@ -1308,7 +1325,8 @@ def _warm():
     a process builds the AST node types (``PyAST_Check``): in a child that was ~150 copy-on-write page
     faults and 1.5 ms of every execution. The json codec, exec of a module and a check report are
     exercised too. Trusted constant code only."""
-    job = loads(pack({"mode": "assert", "code": "def f(x):\n    return x\n", "tests": [[0, "assert f(1) == 1", []]],
+    job = loads(pack({"mode": "assert", "code": "def f(x):\n    return x\n",
+                      "tests": [[0, "assert f(1) == 1", []]],
                       "stdin": "", "limits": {"cpu_s": 1}, "name": "candidate"})[4:])
     ns = {"__builtins__": _builtins}
     exec(compile(job["code"], "<warm>", "exec"), ns)

@@ -12,8 +12,11 @@ Outcome rules (decided here, in the trusted parent):
 - ``passed``: every test passed and there is at least one.
 - ``sandbox_error``: only our own infrastructure failed (supervisor could not start, etc.).
 
-The candidate's exit status is never consulted; a test passes only by the checks the parent
-re-evaluates (see ``verdict.py``).
+The candidate's exit status is never consulted. By default (``separate_tests``) the tests file runs in its
+own sandboxed process and reaches the candidate's process only by message passing (``_rpc.py``): a test
+passes when that process ran it to its end; a candidate that breaks the protocol gets ``runtime_error``
+(``ProtocolViolation``). In the earlier design (``separate_tests=False``) a test passes only by the checks
+the parent re-evaluates (see ``verdict.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from plumline.data_schemas import CODERL_CLASS, Execution, Outcome, TestKind, TestResult, TestSpec, TestStatus
 
@@ -217,7 +221,8 @@ class _Slot:
         tmpfs = int(lim.tmpfs_mb) << 20
         py = [rep.python, "-I", "-S", "-B", "-c", _BOOT, *_source_args()]
         if rep.bwrap:
-            cmd = [rep.bwrap, "--unshare-all", "--unshare-user", "--as-pid-1", "--new-session", "--cap-drop", "ALL",
+            cmd = [rep.bwrap, "--unshare-all", "--unshare-user", "--as-pid-1", "--new-session",
+                   "--cap-drop", "ALL",
                    "--uid", "1000", "--gid", "1000", "--hostname", "sandbox", "--clearenv",
                    "--setenv", "MALLOC_ARENA_MAX", "2", *_fs_args(tmpfs), *py]
             init = {"pidns": True, "wipe": ["/tmp", "/dev/shm"], "workdir": "/tmp", "pair": self.pair}
@@ -235,7 +240,7 @@ class _Slot:
         script = 'read -r _go || exit 97; export MALLOC_ARENA_MAX=2; exec "$@"'
         kw: dict = {}
         if self.uid is not None:
-            kw = dict(user=self.uid, group=self.uid, extra_groups=[])
+            kw = {"user": self.uid, "group": self.uid, "extra_groups": []}
         self.proc = subprocess.Popen(["/bin/sh", "-c", script, "sh", *cmd], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={}, cwd="/",
                                      close_fds=True, start_new_session=True, bufsize=0, **kw)
@@ -457,7 +462,8 @@ def _call(slot: _Slot, run: _Run, unit: dict) -> dict | None:
         log.warning("sandbox slot %d: not clean after a run; restarting it", slot.index)
         slot.kill()
     # a SIGKILL we did not send: read the cgroup's OOM counter (only then: it costs a file read)
-    reply["_oom"] = reply.get("signal") == signal.SIGKILL and reply.get("stop") == "exit" and slot.new_oom_kills()
+    reply["_oom"] = (reply.get("signal") == signal.SIGKILL and reply.get("stop") == "exit"
+                     and slot.new_oom_kills())
     run.stderr = (reply.get("stderr_tail") or "")[-4000:]
     return reply
 
@@ -498,7 +504,8 @@ def _run_assert_tests(slot: _Slot, run: _Run) -> None:
             break
         unit = _unit_base(run, "assert")
         unit["name"] = "candidate"
-        unit["tests"] = [[i, run.prepared[i].wire_code, run.prepared[i].wire_sites, list(run.prepared[i].guards)]
+        unit["tests"] = [[i, run.prepared[i].wire_code, run.prepared[i].wire_sites,
+                          list(run.prepared[i].guards)]
                          for i in pending]
         reply = _call(slot, run, unit)
         if reply is None:
@@ -791,7 +798,7 @@ def _close_all() -> None:
     for sb in list(_LIVE):
         try:
             sb.close()
-        except Exception:  # noqa: BLE001 - best effort at exit
+        except Exception:  # noqa: BLE001, S110 - best effort at exit
             pass
 
 
@@ -803,7 +810,8 @@ def _reads_our_bytecode(python: str) -> bool:
     try:
         if os.path.realpath(python) == os.path.realpath(sys.executable):
             return True
-        p = subprocess.run([python, "-I", "-S", "-c", "import importlib.util as u; print(u.MAGIC_NUMBER.hex())"],
+        p = subprocess.run([python, "-I", "-S", "-c",
+                            "import importlib.util as u; print(u.MAGIC_NUMBER.hex())"],
                            capture_output=True, text=True, timeout=30, env={}, check=False)
     except (OSError, subprocess.SubprocessError):
         return False
@@ -863,7 +871,7 @@ class Sandbox:
             total += v
         return total
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -872,7 +880,7 @@ class Sandbox:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110 - never raise from __del__
             pass
 
     def close(self) -> None:
@@ -887,7 +895,8 @@ class Sandbox:
     def _execute_once(self, slot: _Slot, code: str, specs: list[TestSpec],
                       entry_point: str | None) -> ProgramResult:
         try:
-            return _execute(slot, code, specs, self.limits, self.isolation.tier, entry_point, self._compiled_tests)
+            return _execute(slot, code, specs, self.limits, self.isolation.tier, entry_point,
+                            self._compiled_tests)
         except (OSError, ValueError, _SlotFailure) as exc:  # our infrastructure, not the candidate
             log.exception("sandbox slot %d failed", slot.index)
             slot.kill()
@@ -973,7 +982,8 @@ class Sandbox:
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                     done.put((k, None, exc))
 
-        threads = [threading.Thread(target=worker, name=f"plumline-sandbox-{i}", daemon=True) for i in range(n)]
+        threads = [threading.Thread(target=worker, name=f"plumline-sandbox-{i}", daemon=True)
+                   for i in range(n)]
         for th in threads:
             th.start()
         finished = 0

@@ -406,7 +406,8 @@ def _enable_v2_controllers(root: Path | None = None, proc_cgroup: Path | None = 
     missing = [c for c in controllers if c not in available]
     if missing:
         return None, (f"cgroup v2: controller(s) {', '.join(missing)} not available in {base} (its "
-                      f"cgroup.controllers lists: {' '.join(available) or 'nothing'}): the parent cgroup does "
+                      f"cgroup.controllers lists: {' '.join(available) or 'nothing'}): the parent cgroup "
+                      "does "
                       f"not pass them down (or cgroup v1 holds them on a hybrid host); {_DELEGATE_HINT}")
     want = " ".join("+" + c for c in controllers)
     for _ in range(5):  # processes may appear between the move and the retry (e.g. `docker exec`)
@@ -443,7 +444,8 @@ def _enable_v2_controllers(root: Path | None = None, proc_cgroup: Path | None = 
                 moved += 1
             except OSError:  # exited meanwhile (ESRCH), or a kernel thread (EINVAL)
                 pass
-        log.info("cgroup v2: moved %d of %d processes of %s into %s (%s)", moved, len(members), base, leaf, why)
+        log.info("cgroup v2: moved %d of %d processes of %s into %s (%s)", moved, len(members), base, leaf,
+                 why)
     return None, (f"cgroup v2: {base} still holds processes after moving them into {V2_LEAF} 5 times "
                   f"(something keeps starting processes there); {_DELEGATE_HINT}")
 
@@ -517,7 +519,8 @@ def _fs_args(tmpfs_bytes: int) -> list[str]:
              "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
              "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
              "--remount-ro", "/",  # the sandbox's root tmpfs: no writable, unwiped, uncapped space
-             "--remount-ro", "/dev",  # bwrap's /dev is a writable tmpfs too (/dev/shm, its own mount, stays rw)
+             # bwrap's /dev is a writable tmpfs too (/dev/shm, its own mount, stays rw)
+             "--remount-ro", "/dev",
              "--chdir", "/tmp"]
     return args
 

@@ -28,7 +28,8 @@ PLAIN_NAME = "__plum_plain__"
 
 
 # Stdlib modules the supervisor snapshots; a test that names one gets it restored before it runs.
-GUARDED_MODULES = frozenset({"math", "cmath", "re", "collections", "itertools", "functools", "string", "random",
+GUARDED_MODULES = frozenset({"math", "cmath", "re", "collections", "itertools", "functools", "string",
+                             "random",
                              "heapq", "bisect", "operator", "copy"})
 
 
@@ -330,7 +331,8 @@ def _tail_assert_ids(tree: ast.Module) -> set[int]:
     if isinstance(last, ast.Assert):
         return {id(last)}
     defs = {s.name: s for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    if (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and isinstance(last.value.func, ast.Name)
+    if (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+            and isinstance(last.value.func, ast.Name)
             and last.value.func.id in defs and isinstance(defs[last.value.func.id], ast.FunctionDef)):
         body = defs[last.value.func.id].body
         if body and isinstance(body[-1], ast.Assert):
@@ -449,7 +451,7 @@ def prepare_test(code: str, compiled: bool = False, entry_point: str | None = No
         rewritten = rw.visit(tree)
     except (RecursionError, MemoryError, ValueError) as exc:
         return PreparedTest(source="", sites=(), required=frozenset(), error=f"{type(exc).__name__}: {exc}")
-    done = dict(sites=tuple(rw.sites), required=frozenset(rw.required), guards=guards)
+    done = {"sites": tuple(rw.sites), "required": frozenset(rw.required), "guards": guards}
     if compiled:
         try:
             bytecode = marshal.dumps(compile(rewritten, "<test>", "exec"))

@@ -46,7 +46,8 @@ METHODS = tuple(TRAINERS)
 
 
 def train_command(method: str, data: list[Path], model: str, out: Path, config: Path | None = None,
-                  overrides: list[str] | None = None, overwrite: bool = False, seed: int = 0) -> TrainExit:
+                  overrides: list[str] | None = None, overwrite: bool = False, seed: int = 0,
+                  ref_model: str | None = None) -> TrainExit:
     """Train ``model`` on ``data`` (Parquet exports) with ``method``; save to ``out``.
 
     ``config`` is a YAML (or JSON) file: the method's section itself, or a run config holding it
@@ -59,7 +60,7 @@ def train_command(method: str, data: list[Path], model: str, out: Path, config: 
     cfg_cls, train, _ = TRAINERS[method]
     try:
         cfg = load_config(cfg_cls, method, config, overrides or [])
-        report = train(list(data), model, Path(out), cfg, seed=seed, overwrite=overwrite)
+        report = train(list(data), model, Path(out), cfg, seed=seed, overwrite=overwrite, ref_model=ref_model)
     except NoTrainingData as e:
         logger.warning("no training data: %s", e)
         return TrainExit.NO_DATA
@@ -93,6 +94,9 @@ SeedOpt = Annotated[int, typer.Option(
     "--seed", help="Seed for adapter init, data order and dropout (the online loop passes one derived "
     "from the run seed).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")]
+RefModelOpt = Annotated[str | None, typer.Option(
+    "--ref-model", help="Reference model (a model folder or hub id); omitted: the policy's starting "
+    "weights (the online loop passes the run's initial policy from round 1 on).")]
 
 
 class LogLevel(str, Enum):
@@ -109,10 +113,11 @@ LogLevelOpt = Annotated[LogLevel, typer.Option("--log-level", case_sensitive=Fal
 def _method_command(method: str) -> Any:
     def command(data: DataOpt, model: ModelOpt, out: OutOpt, config: ConfigOpt = None,
                 set_: SetOpt = None, seed: SeedOpt = 0, overwrite: OverwriteOpt = False,
-                log_level: LogLevelOpt = LogLevel.INFO) -> None:
+                ref_model: RefModelOpt = None, log_level: LogLevelOpt = LogLevel.INFO) -> None:
         logging.basicConfig(level=log_level.value, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        raise typer.Exit(int(train_command(method, data, model, out, config, set_ or [], overwrite, seed)))
+        raise typer.Exit(int(train_command(method, data, model, out, config, set_ or [], overwrite, seed,
+                                           ref_model)))
 
     command.__name__ = f"train_{method}"
     command.__doc__ = TRAINERS[method].help

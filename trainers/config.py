@@ -69,8 +69,9 @@ class BaseTrainingConfig(BaseModel):
     lr_scheduler_type: str = Field("linear", description="transformers scheduler name (linear, cosine, ...).")
     lora: LoraSettings | None = Field(None, description="Train LoRA adapters instead of all weights "
                                       "(needs peft); None: full fine-tuning.")
-    bf16: bool | None = Field(None, description="bfloat16 mixed precision. None: on when a CUDA GPU "
-                              "supports it, off otherwise (TRL's default of on fails on most CPUs).")
+    bf16: bool | None = Field(None, description="bfloat16 mixed precision. None: on where the hardware has "
+                              "bf16 (a CUDA GPU that supports it, a CPU with avx512_bf16/amx_bf16), off "
+                              "otherwise (TRL's default of on fails or crawls on most CPUs).")
     use_cpu: bool | None = Field(None, description="Train on CPU. None: True when no CUDA GPU is visible.")
     gradient_checkpointing: bool | None = Field(
         None, description="Recompute activations to save memory. None: on with CUDA, off on CPU "
@@ -96,13 +97,29 @@ class BaseTrainingConfig(BaseModel):
     def resolved_device(self) -> dict[str, Any]:
         """``use_cpu``/``bf16``/``gradient_checkpointing`` with the 'auto' (None) values decided."""
         import torch
+        from plumline.llm.hardware import choose_dtype, warn_once
 
         cuda = torch.cuda.is_available()
         use_cpu = (not cuda) if self.use_cpu is None else self.use_cpu
         on_gpu = cuda and not use_cpu
-        bf16 = (on_gpu and torch.cuda.is_bf16_supported()) if self.bf16 is None else self.bf16
+        # The rule the generation engines use: bf16 only where the hardware has it.
+        choice = choose_dtype("auto" if self.bf16 is None else "bfloat16" if self.bf16 else "float32",
+                              "cuda" if on_gpu else "cpu")
+        if choice.warning:
+            warn_once(choice.warning)
+        bf16 = choice.dtype == "bfloat16"
         gc = on_gpu if self.gradient_checkpointing is None else self.gradient_checkpointing
         return {"use_cpu": use_cpu, "bf16": bf16, "fp16": False, "gradient_checkpointing": gc}
+
+    def device_report(self) -> dict[str, Any]:
+        """``resolved_device`` plus why bf16 is on or off and the machine's CPU/GPU (training report)."""
+        from plumline.llm.hardware import choose_dtype, hardware_summary
+
+        dev = self.resolved_device()
+        requested = "auto" if self.bf16 is None else "bfloat16" if self.bf16 else "float32"
+        choice = choose_dtype(requested, "cpu" if dev["use_cpu"] else "cuda")
+        return {**dev, "precision": choice.dtype, "precision_reason": choice.reason,
+                "hardware": hardware_summary()}
 
     def common_trl_kwargs(self, output_dir: Path, seed: int) -> dict[str, Any]:
         """Keyword arguments every TRL config takes, before the method's own and ``extra_args``.

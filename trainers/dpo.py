@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from .config import BaseTrainingConfig, build_trl_config
+from .model import load_reference
 from .output import TrainingReport
 from .run import run_training
 
@@ -68,7 +69,7 @@ class DpoTrainingConfig(BaseTrainingConfig):
 
 def train_dpo(data_files: list[str | Path], model_path: str | Path, output_dir: Path,
               cfg: DpoTrainingConfig | None = None, *, seed: int = 0,
-              overwrite: bool = False) -> TrainingReport:
+              overwrite: bool = False, ref_model: str | Path | None = None) -> TrainingReport:
     """Train ``model_path`` with DPO on the Parquet ``data_files``; save to ``output_dir``.
 
     ``seed`` drives adapter init, data order and dropout (the round passes one derived from the
@@ -79,13 +80,14 @@ def train_dpo(data_files: list[str | Path], model_path: str | Path, output_dir: 
     ``FileExistsError`` when ``output_dir`` is non-empty and ``overwrite`` is False.
     """
     cfg = cfg or DpoTrainingConfig()
+    reference = load_reference(ref_model)  # None: the policy's own starting point
 
     def factory(model: str, tokenizer: Any, dataset: Any, stage: Path, peft_cfg: Any) -> Any:
         from trl import DPOTrainer
 
         # ref_model=None: TRL loads the reference from the same folder (frozen copy of the policy).
-        return DPOTrainer(model=model, args=cfg.trl_config(stage, seed), train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=peft_cfg)
+        return DPOTrainer(model=model, ref_model=reference, args=cfg.trl_config(stage, seed),
+                          train_dataset=dataset, processing_class=tokenizer, peft_config=peft_cfg)
 
     return run_training("dpo", factory, cfg, data_files, model_path, Path(output_dir), DPO_COLUMNS,
                         seed=seed, overwrite=overwrite)

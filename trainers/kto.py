@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 
 from .config import BaseTrainingConfig, build_trl_config
 from .data import NoTrainingData
+from .model import load_reference
 from .output import TrainingReport
 from .run import run_training
 
@@ -59,13 +60,14 @@ class KtoTrainingConfig(BaseTrainingConfig):
 
 def train_kto(data_files: list[str | Path], model_path: str | Path, output_dir: Path,
               cfg: KtoTrainingConfig | None = None, *, seed: int = 0,
-              overwrite: bool = False) -> TrainingReport:
+              overwrite: bool = False, ref_model: str | Path | None = None) -> TrainingReport:
     """Train ``model_path`` with KTO on the Parquet ``data_files``; save to ``output_dir``.
 
     Same contract and errors as ``train_dpo``. The report's ``extra`` holds the label balance
     (desirable/undesirable row counts), which decides whether the weights need adjusting.
     """
     cfg = cfg or KtoTrainingConfig()
+    reference = load_reference(ref_model)  # None: the policy's own starting point
     balance: dict[str, Any] = {}
 
     def factory(model: str, tokenizer: Any, dataset: Any, stage: Path, peft_cfg: Any) -> Any:
@@ -76,8 +78,8 @@ def train_kto(data_files: list[str | Path], model_path: str | Path, output_dir: 
         balance["undesirable_rows"] = len(labels) - balance["desirable_rows"]
         if cfg.loss_type == "kto" and len(labels) < 2:
             raise NoTrainingData(f"KTO's KL estimate needs at least 2 rows, got {len(labels)}")
-        return KTOTrainer(model=model, args=cfg.trl_config(stage, seed), train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=peft_cfg)
+        return KTOTrainer(model=model, ref_model=reference, args=cfg.trl_config(stage, seed),
+                          train_dataset=dataset, processing_class=tokenizer, peft_config=peft_cfg)
 
     return run_training("kto", factory, cfg, data_files, model_path, Path(output_dir), KTO_COLUMNS,
                         seed=seed, overwrite=overwrite, extra_report=balance)

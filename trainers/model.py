@@ -44,6 +44,16 @@ def load_tokenizer(model: str, conversational: bool) -> Any:
     return tok
 
 
+def load_reference(ref_model: str | Path | None) -> Any:
+    """The frozen reference model of DPO/KTO when it is not the policy itself (e.g. the run's initial
+    policy while round r trains round r-1's model); None: TRL uses the policy's own starting point."""
+    if ref_model is None:
+        return None
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(resolve_model(ref_model), dtype="auto")
+
+
 def peft_config(lora: LoraSettings | None) -> Any:
     """peft's ``LoraConfig`` for ``lora`` (None: full fine-tuning)."""
     if lora is None:

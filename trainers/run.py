@@ -87,7 +87,7 @@ def run_training(method: str, trainer_factory: TrainerFactory, cfg: BaseTraining
             epochs=float(trainer.state.epoch or 0.0), runtime_s=round(runtime, 3),
             train_loss=float(result.training_loss) if result.training_loss is not None else None,
             loss_curve=loss_curve(history), log_history=clean_log(history), saved=cfg.save, seed=seed,
-            device=cfg.resolved_device(), config=cfg.model_dump(mode="json"), versions=versions(),
+            device=cfg.device_report(), config=cfg.model_dump(mode="json"), versions=versions(),
             extra=dict(extra_report or {}),
         )
         report.write(stage)

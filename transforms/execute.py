@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from plumline.data_schemas import ErrorKind, ErrorRecord, Stage
+from plumline.llm import progress
 from plumline.sandbox import Sandbox
+from plumline.transforms.checkpoint import MAIN, CheckpointStore, checkpointed, with_restored
 from plumline.transforms.io import GroupByProblem
 from plumline.transforms.logic.verification import verify_problem
 
@@ -69,22 +72,37 @@ class _VerifyProblem(beam.DoFn):
         for e in verified.errors:
             yield beam.pvalue.TaggedOutput(ERRORS, e)
         self._executions.inc(len(verified.executions))
+        progress.add("executions", len(verified.executions))  # the live bar (plumline.llm.progress)
         yield from verified.executions
 
 
 class VerifyAndExecute(beam.PTransform):
     """(problems, candidate tests, samples) -> {"executions", "tests", "errors"}."""
 
-    def __init__(self, limits, workers: int | None, validation, round: int):
+    def __init__(self, limits, workers: int | None, validation, round: int,
+                 checkpoint: CheckpointStore | None = None):
         super().__init__()
         self._args = (limits, workers, validation, round)
+        self._checkpoint = checkpoint  # problems verified by an interrupted run are not run again
 
     def expand(self, inputs):
         problems, tests, samples = inputs
         grouped = {"problems": problems, "tests": tests, "samples": samples} | GroupByProblem()
-        return (grouped
-                | "Verify" >> beam.ParDo(_VerifyProblem(*self._args)).with_outputs(
-                    TESTS, ERRORS, main="executions"))
+        done = self._checkpoint.done_ids() if self._checkpoint else set()
+        if done:
+            grouped = grouped | "SkipVerified" >> beam.Filter(lambda kv: kv[0] not in done)
+        dofn = checkpointed(_VerifyProblem(*self._args), self._checkpoint, lambda kv: [kv[0]])
+        out = grouped | "Verify" >> beam.ParDo(dofn).with_outputs(TESTS, ERRORS, main="executions")
+        if not done:
+            return ExecuteOutputs(out.executions, out.tests, out.errors)
+        return ExecuteOutputs(*(with_restored(getattr(out, tag), self._checkpoint, saved, tag.title())
+                                for tag, saved in (("executions", MAIN), (TESTS, TESTS), (ERRORS, ERRORS))))
+
+
+class ExecuteOutputs(NamedTuple):
+    executions: beam.PCollection
+    tests: beam.PCollection
+    errors: beam.PCollection
 
 
 def default_sandbox_workers(cpu_workers: int) -> int:

@@ -41,25 +41,48 @@ class _RowToRecord(beam.DoFn):
 
 
 class WriteRecords(beam.PTransform):
-    """Records to one Parquet file (``<stem>.parquet``) and optionally ``<stem>.jsonl``.
+    """Records to one Parquet file (``<stem>.parquet``); the round puts its rows in canonical order
+    and writes the JSON-lines copy afterwards (``pipeline/round.py``).
 
     One shard keeps the run folder of DESIGN.md; Beam writes to a temporary file and renames it
-    when the stage finishes, so a crash never leaves half a file."""
+    when the stage finishes, so a crash never leaves half a file. Every record is validated as it is
+    written: one that could not be read back (e.g. a model's NUL byte in a completion) becomes an
+    error of the stage that produced it instead of a crash in a later stage. Returns those errors."""
 
-    def __init__(self, path_no_ext: str, cls: type[Record], jsonl: bool = False):
+    def __init__(self, path_no_ext: str, cls: type[Record], stage: Stage):
         super().__init__()
-        self._path, self._cls, self._jsonl = path_no_ext, cls, jsonl
+        self._path, self._cls, self._stage = path_no_ext, cls, stage
 
     def expand(self, pcoll):
-        rows = pcoll | "ToRows" >> beam.Map(lambda r: r.to_dict())
+        checked = pcoll | "Validate" >> beam.ParDo(_ValidRow(self._stage)).with_outputs(
+            ReadRecords.ERRORS, main="rows")
+        rows = checked.rows
         rows | "WriteParquet" >> parquetio.WriteToParquet(
             self._path, self._cls.arrow_schema(), file_name_suffix=".parquet", num_shards=1,
             shard_name_template="")
-        if self._jsonl:
-            lines = rows | "ToJson" >> beam.Map(lambda d: json.dumps(d, ensure_ascii=False))
-            lines | "WriteJsonl" >> WriteToText(self._path, file_name_suffix=".jsonl", num_shards=1,
-                                                shard_name_template="")
-        return pcoll
+        return checked[ReadRecords.ERRORS]
+
+
+class _ValidRow(beam.DoFn):
+    def __init__(self, stage: Stage):
+        self._stage = stage
+
+    def process(self, record: Record):
+        try:
+            row = record.to_dict()
+            type(record).from_dict(row)  # exactly the check a later stage makes when it reads the row
+            # What Arrow will encode must be valid UTF-8 (a lone surrogate is not).
+            json.dumps(row, ensure_ascii=False).encode("utf-8")
+        except (RecordError, UnicodeEncodeError, TypeError, ValueError) as exc:
+            ids = {f: getattr(record, f) for f in ("test_id", "sample_id", "problem_id")
+                   if isinstance(getattr(record, f, None), str)}
+            yield beam.pvalue.TaggedOutput(ReadRecords.ERRORS, ErrorRecord(
+                stage=self._stage, kind=ErrorKind.INVALID_RECORD,
+                reason=f"{type(record).__name__} not written: {exc}",
+                input=next(iter(ids.values()), ""), problem_id=ids.get("problem_id"),
+                sample_id=ids.get("sample_id")))
+            return
+        yield row
 
 
 class WriteErrors(beam.PTransform):

@@ -1,10 +1,12 @@
 """Read stage: sources -> {"problems": PCollection[Problem], "errors": PCollection[ErrorRecord]}.
 
 Thin Beam wrapper around ``plumline.transforms.logic.readers``: files are matched with ``fileio`` (so
-GCS and other Beam filesystems work) and each file is parsed whole, so line numbers in errors are
-exact. Saved HF datasets and bundled sets are read locally in one element. Problem ids are deduplicated
-globally (the first by location wins, the others become errors naming both places), then the problems
-are reshuffled so later stages spread over workers.
+GCS and other Beam filesystems work) and each file is streamed (``readers.streams``: one line, or one
+Parquet row group, in memory at a time; lines longer than ``max_line_bytes`` rejected unparsed), its
+lines counted as they pass, so line numbers in errors are exact. Saved HF datasets and bundled sets
+are read locally in one element. Problem ids are deduplicated globally (the first by location wins,
+the others become errors naming both places), then the problems are reshuffled so later stages spread
+over workers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics import Metrics
 from plumline.data_schemas import ErrorKind, Problem
 from plumline.transforms.logic.readers import (
@@ -24,7 +27,7 @@ from plumline.transforms.logic.readers import (
     apply_limit,
     drop_duplicate_ids,
     iter_located,
-    parse_file_bytes,
+    parse_file_stream,
     read_error,
 )
 
@@ -48,19 +51,30 @@ class _ParseFile(beam.DoFn):
     def process(self, readable: fileio.ReadableFile) -> Iterator[Located]:
         path = readable.metadata.path
         try:
-            data = readable.read()
-        except Exception as exc:  # noqa: BLE001  any Beam filesystem error; corrupt compressed file, permission, vanished file: an error row
+            # our own gzip detection (by magic bytes, as the pure reader): a gzip file cut short keeps
+            # the lines before the cut, and errors read the same on both paths
+            stream = readable.open(compression_type=CompressionTypes.UNCOMPRESSED)
+        except Exception as exc:  # noqa: BLE001  any Beam filesystem error; permission, vanished file: an error row
             yield Location(self._index, path, 0), read_error(
                 path, ErrorKind.BAD_INPUT, f"cannot read file: {type(exc).__name__}: {exc}")
             return
         kept = 0
-        for loc, item in parse_file_bytes(data, path, self._cfg, self._index):
-            if isinstance(item, Problem):
-                if self._cfg.limit is not None and kept >= self._cfg.limit:
-                    return
-                kept += 1
-            self._rows.inc()
-            yield loc, item
+        last: Location | None = None
+        try:
+            with stream:
+                for loc, item in parse_file_stream(stream, path, self._cfg, self._index):
+                    if isinstance(item, Problem):
+                        if self._cfg.limit is not None and kept >= self._cfg.limit:
+                            return
+                        kept += 1
+                    self._rows.inc()
+                    last = loc
+                    yield loc, item
+        except Exception as exc:  # noqa: BLE001  a filesystem's own error type part way: the rows before it stay
+            where = (Location(self._index, path, last.row + 1, last.line_based) if last
+                     else Location(self._index, path, 0))
+            yield where, read_error(where, ErrorKind.BAD_INPUT,
+                                    f"reading stopped at {where}: {type(exc).__name__}: {exc}")
 
 
 def _no_match_errors(count: int, cfg: SourceConfig, index: int) -> Iterator[Located]:

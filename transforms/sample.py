@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from plumline.data_schemas import ErrorKind, ErrorRecord, Problem, Stage
 from plumline.llm import BackendConfig, GenerationBackend, PromptConfig, get_shared_backend
+from plumline.transforms.checkpoint import MAIN, CheckpointStore, checkpointed, with_restored
 from plumline.transforms.logic.sampling import SamplingConfig, sample_batch
 
 log = logging.getLogger(__name__)
@@ -67,16 +69,31 @@ class SampleSolutions(beam.PTransform):
     """PCollection[Problem] -> {"samples": PCollection[Sample], "errors": PCollection[ErrorRecord]}."""
 
     def __init__(self, policy: BackendConfig, sampling: SamplingConfig, prompt: PromptConfig, round: int,
-                 seed: int, accelerator: str | None = None):
+                 seed: int, accelerator: str | None = None, checkpoint: CheckpointStore | None = None):
         super().__init__()
         self._args = (policy, sampling, prompt, round, seed)
         self._accelerator = accelerator
+        self._checkpoint = checkpoint  # problems sampled by an interrupted run are not sampled again
 
     def expand(self, problems):
         size = self._args[1].batch_size
+        done = self._checkpoint.done_ids() if self._checkpoint else set()
+        if done:
+            problems = problems | "SkipSampled" >> beam.Filter(lambda p: p.problem_id not in done)
         # min == max: full batches (BatchElements otherwise starts small and grows adaptively).
         batches = problems | "Batch" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
-        step = beam.ParDo(_SampleBatch(*self._args)).with_outputs(ERRORS, main="samples")
+        dofn = checkpointed(_SampleBatch(*self._args), self._checkpoint,
+                            lambda batch: [p.problem_id for p in batch])
+        step = beam.ParDo(dofn).with_outputs(ERRORS, main="samples")
         if self._accelerator:
             step = step.with_resource_hints(accelerator=self._accelerator)
-        return batches | "Generate" >> step
+        out = batches | "Generate" >> step
+        if not done:
+            return SampleOutputs(out.samples, out.errors)
+        return SampleOutputs(with_restored(out.samples, self._checkpoint, MAIN, "Samples"),
+                             with_restored(out.errors, self._checkpoint, ERRORS, "Errors"))
+
+
+class SampleOutputs(NamedTuple):
+    samples: beam.PCollection
+    errors: beam.PCollection

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from plumline.pipeline.config import load_config
@@ -110,6 +111,18 @@ def test_one_round_end_to_end(tmp_path, canned):
     assert [n for n in sorted(now) if now[n] != markers[n]] == ["execute.done", "export.done", "tests.done"]
     new_requests = model.requests[n_requests:]  # the test writer's only: no sampling request went out
     assert new_requests and all("unit tests" in json.dumps(r) for r in new_requests)
+
+    # plumline validate: the run is whole; a tampered pair or a dropped execution is named.
+    from plumline.pipeline.validate import validate_run
+    run_dir = Path(cfg.out_dir) / "e2e"
+    assert validate_run(run_dir) == []
+    table = pq.read_table(rd / "dpo.parquet")
+    rows = table.to_pylist()
+    rows[0]["chosen_pass_ratio"], rows[0]["rejected_pass_ratio"] = 0.0, 1.0
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), rd / "dpo.parquet")
+    found = [str(f) for f in validate_run(run_dir)]
+    assert any("row 0: chosen does not pass more than rejected" in f for f in found), found
+    assert any("row 0: chosen pass ratio differs from its execution" in f for f in found), found
 
 
 @pytest.mark.slow

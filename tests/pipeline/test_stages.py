@@ -28,20 +28,30 @@ from plumline.pipeline.stages import (
 )
 
 ALL = {s.name for s in STAGES}
-READ, TESTS, SAMPLE, EXECUTE, EXPORT, TRAIN = (Stage.READ, Stage.TESTS, Stage.SAMPLE, Stage.EXECUTE,
-                                               Stage.EXPORT, Stage.TRAIN)
+READ, TESTS, SAMPLE, EXECUTE, EXPORT, TRAIN, EVAL = (Stage.READ, Stage.TESTS, Stage.SAMPLE, Stage.EXECUTE,
+                                                     Stage.EXPORT, Stage.TRAIN, Stage.EVAL)
 
 # For each config section: one change in it, and the stages that must rerun (written out by hand
 # from what each stage computes, not derived from the table under test).
 CHANGES = [
-    ("sources", "sources.0.limit=3", ALL),
-    ("policy", "policy.model=another-model", {TESTS, SAMPLE, EXECUTE, EXPORT, TRAIN}),
-    ("prompt", "prompt.instruction=Solve it.", {SAMPLE, EXECUTE, EXPORT, TRAIN}),
-    ("sampling", "sampling.n=3", {SAMPLE, EXECUTE, EXPORT, TRAIN}),
-    ("seed", "seed=7", {TESTS, SAMPLE, EXECUTE, EXPORT, TRAIN}),
+    ("sources", "sources.0.limit=3", ALL - {EVAL}),  # the eval stage reads its own sources
+    ("policy", "policy.model=another-model", {TESTS, SAMPLE, EVAL, EXECUTE, EXPORT, TRAIN}),
+    ("prompt", "prompt.instruction=Solve it.", {SAMPLE, EVAL, EXECUTE, EXPORT, TRAIN}),
+    # eval takes sampling's temperature, top_p, max_tokens, batch size and stop unless it sets its own
+    ("sampling", "sampling.n=3", {SAMPLE, EVAL, EXECUTE, EXPORT, TRAIN}),
+    ("seed", "seed=7", {TESTS, SAMPLE, EVAL, EXECUTE, EXPORT, TRAIN}),
     ("tests", "tests.tests_per_problem=2", {TESTS, EXECUTE, EXPORT, TRAIN}),
     ("validation", "validation.min_kept_tests=2", {EXECUTE, EXPORT, TRAIN}),
-    ("sandbox.limits", "sandbox.limits.timeout_s=9", {EXECUTE, EXPORT, TRAIN}),
+    ("sandbox.limits", "sandbox.limits.timeout_s=9", {EVAL, EXECUTE, EXPORT, TRAIN}),
+    ("eval.n", "eval.n=6", {EVAL}),
+    ("eval.k", "eval.k=[1, 2]", {EVAL}),
+    ("eval.greedy", "eval.greedy=false", {EVAL}),
+    ("eval.temperature", "eval.temperature=0.2", {EVAL}),
+    ("eval.backend", "eval.backend.kind=transformers", {EVAL}),
+    # the eval sources decide which training problems are removed (decontamination): all of it reruns
+    ("eval.sources", "eval.sources.0.limit=2", ALL),
+    ("training.reference", "training.reference=previous", {TRAIN}),
+    ("dpo.accumulate", "dpo.accumulate.enabled=true", {TRAIN}),
     ("sandbox.workers", "sandbox.workers=3", set()),  # how fast, not what
     ("dpo.pairs", "dpo.pairs.max_pairs_per_problem=2", {EXPORT, TRAIN}),
     ("kto.rows", "kto.rows.desirable_min_pass_ratio=0.5", {EXPORT, TRAIN}),
@@ -73,12 +83,13 @@ def _fake_work(spec: StageSpec):
     return work
 
 
-FAKE_STAGES = tuple(dataclasses.replace(s, build=None, run=_fake_work(s)) for s in STAGES)
+FAKE_STAGES = tuple(dataclasses.replace(s, build=None, run=_fake_work(s), finish=None) for s in STAGES)
 
 
 def _config(tmp_path: Path, overrides: list[str] = ()):
     path = tmp_path / "run.yaml"
-    path.write_text("sources: [{path: bundled:easy, limit: 5}]\ntraining: {method: dpo}\n")
+    path.write_text("sources: [{path: bundled:easy, limit: 5}]\ntraining: {method: dpo}\n"
+                    "eval: {sources: [{path: bundled:humaneval, limit: 4}]}\n")
     return load_config(path, ["policy.model=some-model", *overrides])
 
 
@@ -120,7 +131,7 @@ def test_a_retrained_policy_reruns_the_stages_that_read_it(tmp_path):
     assert again.ran == []
     retrained = RoundRunner(cfg, run_dir, 1, stages=FAKE_STAGES, policy_run_token="retrained")
     retrained.run()
-    assert set(retrained.ran) == {TESTS, SAMPLE, EXECUTE, EXPORT, TRAIN}
+    assert set(retrained.ran) == {TESTS, SAMPLE, EVAL, EXECUTE, EXPORT, TRAIN}
 
 
 def test_a_missing_output_reruns_its_stage_and_the_readers(tmp_path):
@@ -159,7 +170,8 @@ def test_the_table_is_well_formed(tmp_path):
 
 def test_a_table_that_reads_before_writing_is_rejected(tmp_path):
     cfg = _config(tmp_path)
-    broken = (STAGES[0], dataclasses.replace(STAGES[3], inputs=lambda c: ("problems", "nowhere")))
+    execute = next(s for s in STAGES if s.name == EXECUTE)
+    broken = (STAGES[0], dataclasses.replace(execute, inputs=lambda c: ("problems", "nowhere")))
     with pytest.raises(ValueError, match="execute reads 'nowhere'"):
         check_table(cfg, broken)
     assert POLICY in STAGES[2].inputs(cfg)

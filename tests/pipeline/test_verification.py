@@ -36,8 +36,8 @@ def table_sandbox(table, calls):
 
 
 def _test(pid, code, origin="synthesized", for_training=True):
-    return TestCase(test_id=TestCase.make_id(pid, "assert", code), problem_id=pid, kind="assert", code=code,
-                    origin=origin, for_training=for_training)
+    return TestCase(test_id=TestCase.make_id(pid, origin, "assert", code), problem_id=pid, kind="assert",
+                    code=code, origin=origin, for_training=for_training)
 
 
 def _sample(pid, i, code):
@@ -65,7 +65,8 @@ def test_oracle_drops_wrong_tests_then_samples_are_scored_on_kept_tests_only():
     assert not by_code[BAD_T].kept and by_code[BAD_T].drop_reason.startswith("oracle")
     assert by_code[GOOD_T].kept and by_code[GIVEN_T].kept
     # The oracle ran on training tests only; samples ran kept training + evaluation tests.
-    assert calls[0] == ("REF", sorted([GOOD_T, BAD_T], key=lambda c: TestCase.make_id(pid, "assert", c)))
+    by_id = sorted([GOOD_T, BAD_T], key=lambda c: TestCase.make_id(pid, "synthesized", "assert", c))
+    assert calls[0] == ("REF", by_id)
     assert set(calls[1][1]) == {GOOD_T, GIVEN_T}
     ex = {e.sample_id: e for e in out.executions}
     assert ex["s0"].outcome == "passed" and ex["s0"].pass_ratio == 1.0 and ex["s0"].eval_passed == 1

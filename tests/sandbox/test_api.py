@@ -78,7 +78,8 @@ def test_limits_validation():
 
 
 def test_run_many_order_and_imap(sb):
-    jobs = [(f"def f(x):\n    return x + {k}\n", specs(f"assert f(0) == {k}", "assert f(1) == 1")) for k in range(8)]
+    jobs = [(f"def f(x):\n    return x + {k}\n", specs(f"assert f(0) == {k}", "assert f(1) == 1"))
+            for k in range(8)]
     rs = sb.run_many(jobs)
     assert [r.passed for r in rs] == [2] + [1] * 7
     seen = sorted(i for i, _ in sb.imap_unordered(jobs))
@@ -171,7 +172,7 @@ def test_a_test_looping_forever_over_passing_asserts_times_out():
 
 
 def test_an_infrastructure_failure_is_retried_once_on_a_fresh_slot(monkeypatch):
-    import plumline.sandbox.core as core
+    from plumline.sandbox import core
 
     real, calls = core._execute, []
 
@@ -199,7 +200,7 @@ def test_an_infrastructure_failure_is_retried_once_on_a_fresh_slot(monkeypatch):
 
 
 def test_tests_travel_as_bytecode_when_the_sandbox_reads_ours_and_as_source_otherwise(monkeypatch):
-    import plumline.sandbox.core as core
+    from plumline.sandbox import core
     from plumline.sandbox.verdict import prepare_test
 
     src = "def check(c):\n    assert c(2) == 4\n    assert c(3) == 9\ncheck(sq)\n"
@@ -214,12 +215,13 @@ def test_tests_travel_as_bytecode_when_the_sandbox_reads_ours_and_as_source_othe
         with Sandbox(workers=1) as sb:
             assert sb._compiled_tests is reads_ours
             results[reads_ours] = [(r.outcome, [t.status for t in r.test_results])
-                                   for r in sb.run_many([(code, [TestSpec(code=src)]), (wrong, [TestSpec(code=src)])])]
+                                   for r in sb.run_many([(code, [TestSpec(code=src)]),
+                                                         (wrong, [TestSpec(code=src)])])]
     assert results[True] == results[False] == [("passed", ["passed"]), ("failed", ["failed"])]
 
 
 def test_a_slot_that_fails_to_arm_is_never_used_half_started(monkeypatch):
-    import plumline.sandbox.core as core
+    from plumline.sandbox import core
 
     real_send = core._Slot._send
     fail = {"arm": True}

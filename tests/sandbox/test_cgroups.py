@@ -138,7 +138,8 @@ class FakeKernel:
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
-    """Factory: fake(controllers=..., real_root=..., own="/...", procs={rel: [pids]}) -> (kernel, proc file)."""
+    """Factory: fake(controllers=..., real_root=..., own="/...", procs={rel: [pids]})
+    -> (kernel, proc file)."""
 
     def make(own="/", procs=None, **kw):
         k = FakeKernel(tmp_path / "cg", **kw)

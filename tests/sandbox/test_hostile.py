@@ -32,21 +32,23 @@ def run(box, code, *tests):
     ("sleep_forever", "import time\ntime.sleep(10**6)\n", {"timeout"}),
     ("fork_bomb", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
      {"timeout", "runtime_error"}),
-    ("exp_fork_bomb", "import os\nfor _ in range(64):\n    try:\n        os.fork()\n    except OSError:\n"
-     "        pass\nwhile True:\n    pass\n", {"timeout", "runtime_error"}),
-    ("thread_bomb", "import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(100,))"
-     ".start()\n", {"runtime_error", "timeout", "memory_limit"}),
+    ("exp_fork_bomb", ("import os\nfor _ in range(64):\n    try:\n        os.fork()\n    except OSError:\n"
+     "        pass\nwhile True:\n    pass\n"), {"timeout", "runtime_error"}),
+    ("thread_bomb", ("import threading, time\nwhile True:\n"
+                     "    threading.Thread(target=time.sleep, args=(100,))"
+     ".start()\n"), {"runtime_error", "timeout", "memory_limit"}),
     ("memory_bomb", "x = bytearray(8 * 1024**3)\n", {"memory_limit"}),
     ("memory_creep", "x = []\nwhile True:\n    x.append(bytearray(10**7))\n", {"memory_limit", "timeout"}),
     ("stdout_flood", "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", {"output_limit"}),
     ("stderr_flood", "import sys\nwhile True:\n    sys.stderr.write('y' * 65536)\n", {"output_limit"}),
     ("giant_line", "print('z' * (50 * 1024 * 1024))\n", {"output_limit", "memory_limit"}),
     ("binary_output", "import os\nos.write(1, bytes(range(256)) * 4096)\n", {"output_limit"}),
-    ("ignore_sigterm", "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n",
+    ("ignore_sigterm", ("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n"
+                       "    pass\n"),
      {"timeout"}),
     ("segfault", "import ctypes\nctypes.string_at(0)\n", {"runtime_error"}),
-    ("c_stack_overflow", "import sys\nsys.setrecursionlimit(10**7)\nclass A:\n    def __repr__(self):\n"
-     "        return repr(self)\nrepr(A())\n", {"runtime_error", "memory_limit", "timeout"}),
+    ("c_stack_overflow", ("import sys\nsys.setrecursionlimit(10**7)\nclass A:\n    def __repr__(self):\n"
+     "        return repr(self)\nrepr(A())\n"), {"runtime_error", "memory_limit", "timeout"}),
     ("recursion_bomb", "def f(n):\n    return f(n + 1)\nf(0)\n", {"runtime_error"}),
     ("cpu_rlimit_dodge", "import resource\nresource.setrlimit(resource.RLIMIT_CPU, (10**6, 10**6))\n",
      {"runtime_error"}),
@@ -132,7 +134,8 @@ def test_cannot_write_or_delete_outside(sb, tmp_path):
     code = f"""
 import os, shutil
 done = []
-for p in [{str(target)!r}, '/usr/PWNED', '/PWNED', '/proc/PWNED', '/etc/PWNED', '/dev/PWNED', '/dev/pts/PWNED']:
+for p in [{str(target)!r}, '/usr/PWNED', '/PWNED', '/proc/PWNED', '/etc/PWNED', '/dev/PWNED',
+          '/dev/pts/PWNED']:
     try:
         open(p, 'w').write('x')
         done.append(p)
@@ -414,31 +417,38 @@ WRONG = "def f(x):\n    return -1\n"
      + "raise RuntimeError\n"),
     ("atexit_exit", "import atexit, os\natexit.register(lambda: os._exit(0))\n" + WRONG),
     ("del_exit", "import os\nclass D:\n    def __del__(self):\n        os._exit(0)\nkeep = D()\n" + WRONG),
-    ("eq_always_true", "class A:\n    def __eq__(self, o):\n        return True\n    def __ne__(self, o):\n"
-     "        return False\ndef f(x):\n    return A()\n"),
-    ("int_subclass", "class I(int):\n    def __eq__(self, o):\n        return True\n    __hash__ = int.__hash__\n"
-     "def f(x):\n    return I(-1)\n"),
-    ("float_subclass_sub", "class F(float):\n    def __sub__(self, o):\n        return 0.0\n"
-     "    def __eq__(self, o):\n        return True\n    __hash__ = float.__hash__\ndef f(x):\n    return F(-1.0)\n"),
-    ("str_subclass", "class S(str):\n    def __eq__(self, o):\n        return True\n    __hash__ = str.__hash__\n"
-     "def f(x):\n    return S('nope')\n"),
-    ("list_subclass", "class L(list):\n    def __eq__(self, o):\n        return True\n"
-     "def f(x):\n    return L()\n"),
-    ("patched_builtins", "import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.isinstance = lambda *a: True\n"
+    ("eq_always_true", ("class A:\n    def __eq__(self, o):\n        return True\n    def __ne__(self, o):\n"
+     "        return False\ndef f(x):\n    return A()\n")),
+    ("int_subclass", ("class I(int):\n    def __eq__(self, o):\n        return True\n"
+                      "    __hash__ = int.__hash__\n"
+     "def f(x):\n    return I(-1)\n")),
+    ("float_subclass_sub", ("class F(float):\n    def __sub__(self, o):\n        return 0.0\n"
+     "    def __eq__(self, o):\n        return True\n    __hash__ = float.__hash__\ndef f(x):\n"
+     "    return F(-1.0)\n")),
+    ("str_subclass", ("class S(str):\n    def __eq__(self, o):\n        return True\n"
+                      "    __hash__ = str.__hash__\n"
+     "def f(x):\n    return S('nope')\n")),
+    ("list_subclass", ("class L(list):\n    def __eq__(self, o):\n        return True\n"
+     "def f(x):\n    return L()\n")),
+    ("patched_builtins", "import builtins\nbuiltins.abs = lambda x: 0\n"
+                         "builtins.isinstance = lambda *a: True\n"
      "builtins.AssertionError = type('X', (Exception,), {})\n" + WRONG),
-    ("frame_introspection", "import sys\ndef f(x):\n    fr = sys._getframe(1)\n    while fr is not None:\n"
+    ("frame_introspection", ("import sys\ndef f(x):\n    fr = sys._getframe(1)\n    while fr is not None:\n"
      "        for v in list(fr.f_locals.values()) + list(fr.f_code.co_consts):\n"
      "            if type(v) is int and v > 100:\n                return v\n        fr = fr.f_back\n"
-     "    return -1\n"),
-    ("gc_scan_for_expected", "import gc\ndef f(x):\n    best = -1\n    for o in gc.get_objects():\n"
-     "        if type(o) is list and 912345 in o:\n            return 912345\n    return best\n"),
-    ("forge_report_channel", "import os, json, struct\ndef f(x):\n    for msg in (['end', 0, True, None, None, None, 0],"
+     "    return -1\n")),
+    ("gc_scan_for_expected", ("import gc\ndef f(x):\n    best = -1\n    for o in gc.get_objects():\n"
+     "        if type(o) is list and 912345 in o:\n            return 912345\n    return best\n")),
+    ("forge_report_channel", ("import os, json, struct\ndef f(x):\n"
+                              "    for msg in (['end', 0, True, None, None, None, 0],"
      " ['done']):\n        d = json.dumps(msg).encode()\n        os.write(3, struct.pack('>I', len(d)) + d)\n"
-     "    os._exit(0)\n"),
-    ("forge_check_values", "import os, json, struct\ndef f(x):\n    d = json.dumps(['chk', 0, [['i', 'deadbeef']]])"
-     ".encode()\n    os.write(3, struct.pack('>I', len(d)) + d)\n    os.read(4, 1)\n    return -1\n"),
-    ("forge_check_then_exit", "import os, json, struct\ndef f(x):\n    d = json.dumps(['chk', 0, [['i', '1']]])"
-     ".encode()\n    os.write(3, struct.pack('>I', len(d)) + d)\n    os._exit(0)\n"),
+     "    os._exit(0)\n")),
+    ("forge_check_values", ("import os, json, struct\ndef f(x):\n"
+                            "    d = json.dumps(['chk', 0, [['i', 'deadbeef']]])"
+     ".encode()\n    os.write(3, struct.pack('>I', len(d)) + d)\n    os.read(4, 1)\n    return -1\n")),
+    ("forge_check_then_exit", ("import os, json, struct\ndef f(x):\n"
+                               "    d = json.dumps(['chk', 0, [['i', '1']]])"
+     ".encode()\n    os.write(3, struct.pack('>I', len(d)) + d)\n    os._exit(0)\n")),
     ("settrace_tamper", "import sys\ndef tr(frame, event, arg):\n    frame.f_locals.clear()\n    return tr\n"
      "sys.settrace(tr)\n" + WRONG),
 ])
@@ -454,35 +464,42 @@ def test_fake_passes_are_caught(sb, name, code):
 # --- benign programs still pass -------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,code,test", [
-    ("deep_legal_recursion", "import sys\nsys.setrecursionlimit(20000)\ndef depth(n):\n"
-     "    return 0 if n == 0 else 1 + depth(n - 1)\n", "assert depth(10000) == 10000"),
+    ("deep_legal_recursion", ("import sys\nsys.setrecursionlimit(20000)\ndef depth(n):\n"
+     "    return 0 if n == 0 else 1 + depth(n - 1)\n"), "assert depth(10000) == 10000"),
     ("default_recursion", "def depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\n",
      "assert depth(900) == 900"),
-    ("threads", "import threading\ndef f(n):\n    out = []\n    ts = [threading.Thread(target=out.append, args=(i,))"
-     " for i in range(n)]\n    [t.start() for t in ts]\n    [t.join() for t in ts]\n    return sorted(out)\n",
+    ("threads", ("import threading\ndef f(n):\n    out = []\n"
+                 "    ts = [threading.Thread(target=out.append, args=(i,))"
+     " for i in range(n)]\n    [t.start() for t in ts]\n    [t.join() for t in ts]\n"
+     "    return sorted(out)\n"),
      "assert f(16) == list(range(16))"),
-    ("output_within_cap", "for i in range(5000):\n    print('line', i)\ndef f():\n    return 1\n", "assert f() == 1"),
-    ("half_second_cpu", "import time\ndef f():\n    t = time.process_time()\n    n = 0\n"
-     "    while time.process_time() - t < 0.5:\n        n += 1\n    return n > 0\n", "assert f() is True"),
-    ("temp_files", "import tempfile, os\ndef f(s):\n    with tempfile.NamedTemporaryFile('w+', delete=False) as fh:\n"
+    ("output_within_cap", ("for i in range(5000):\n    print('line', i)\ndef f():\n"
+                          "    return 1\n"), "assert f() == 1"),
+    ("half_second_cpu", ("import time\ndef f():\n    t = time.process_time()\n    n = 0\n"
+     "    while time.process_time() - t < 0.5:\n        n += 1\n    return n > 0\n"), "assert f() is True"),
+    ("temp_files", ("import tempfile, os\ndef f(s):\n"
+                    "    with tempfile.NamedTemporaryFile('w+', delete=False) as fh:\n"
      "        fh.write(s)\n    with open(fh.name) as g:\n        out = g.read()\n    os.unlink(fh.name)\n"
      "    with tempfile.TemporaryDirectory() as d:\n        open(os.path.join(d, 'x'), 'w').write('1')\n"
-     "    return out\n", "assert f('hello') == 'hello'"),
-    ("unicode", "def f(s):\n    print('héllo ✓ 日本 🙂')\n    return s[::-1]\n", "assert f('日本語✓') == '✓語本日'"),
+     "    return out\n"), "assert f('hello') == 'hello'"),
+    ("unicode", "def f(s):\n    print('héllo ✓ 日本 🙂')\n    return s[::-1]\n",
+     "assert f('日本語✓') == '✓語本日'"),
     ("memory_200mb", "def f():\n    b = bytearray(200 * 1024 * 1024)\n    b[-1] = 7\n    return b[-1]\n",
      "assert f() == 7"),
-    ("stdlib", "import json, re, collections, itertools, heapq, datetime, fractions, decimal, hashlib, random, math\n"
+    ("stdlib", ("import json, re, collections, itertools, heapq, datetime, fractions, decimal, hashlib, "
+                "random, math\n"
      "import string, functools, bisect, textwrap, statistics, typing, dataclasses, enum, copy, operator\n"
      "def f():\n    return [json.loads(json.dumps({'a': [1]}))['a'][0], len(re.findall(r'\\d', 'a1b2')),\n"
      "            collections.Counter('aab')['a'], hashlib.sha256(b'x').hexdigest()[:4],\n"
      "            str(fractions.Fraction(1, 3) + fractions.Fraction(1, 6)), heapq.nsmallest(1, [3, 1])[0],\n"
-     "            datetime.date(2020, 1, 2).isoformat(), str(decimal.Decimal('1.10') + 1)]\n",
+     "            datetime.date(2020, 1, 2).isoformat(), str(decimal.Decimal('1.10') + 1)]\n"),
      "assert f() == [1, 2, 2, '2d71', '1/2', 1, '2020-01-02', '2.10']"),
-    ("multiprocessing_pool", "import multiprocessing as mp\ndef sq(x):\n    return x * x\n"
-     "def f():\n    with mp.get_context('fork').Pool(2) as p:\n        return p.map(sq, range(5))\n",
+    ("multiprocessing_pool", ("import multiprocessing as mp\ndef sq(x):\n    return x * x\n"
+     "def f():\n    with mp.get_context('fork').Pool(2) as p:\n        return p.map(sq, range(5))\n"),
      "assert f() == [0, 1, 4, 9, 16]"),
-    ("subprocess_allowed", "import subprocess\ndef f():\n    return subprocess.run(['/usr/bin/python3', '-c', "
-     "'print(6*7)'], capture_output=True, text=True).stdout.strip()\n", "assert f() == '42'"),
+    ("subprocess_allowed", ("import subprocess\ndef f():\n"
+                            "    return subprocess.run(['/usr/bin/python3', '-c', "
+     "'print(6*7)'], capture_output=True, text=True).stdout.strip()\n"), "assert f() == '42'"),
 ])
 def test_benign_programs_pass(sb, name, code, test):
     r = run(sb, code, test)

@@ -21,7 +21,8 @@ def _problems() -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-_MUTATIONS = [(" + ", " - "), (" < ", " <= "), (" == ", " != "), (" > ", " >= "), ("return True", "return False"),
+_MUTATIONS = [(" + ", " - "), (" < ", " <= "), (" == ", " != "), (" > ", " >= "),
+              ("return True", "return False"),
               (" - ", " + "), ("[::-1]", ""), (" and ", " or ")]
 
 
@@ -47,7 +48,8 @@ def _variants() -> list[tuple[str, str, str]]:
 def _plain_run(code: str, test: str) -> bool:
     """The unsandboxed reference: one fresh interpreter running program + test, pass = exit 0."""
     try:
-        p = subprocess.run([sys.executable, "-I", "-c", code + "\n" + test], capture_output=True, timeout=10)
+        p = subprocess.run([sys.executable, "-I", "-c", code + "\n" + test], capture_output=True, timeout=10,
+                           check=False)
     except subprocess.TimeoutExpired:
         return False
     return p.returncode == 0
@@ -77,7 +79,8 @@ def test_humaneval_split_asserts_sample():
     p = probs["HumanEval/0"]
     body = p["test"].split("def check(candidate):", 1)[1]
     asserts = [ln.strip() for ln in body.splitlines() if ln.strip().startswith("assert")]
-    tests = [TestSpec(code=a.replace("candidate", p["entry_point"]), test_id=f"a{i}") for i, a in enumerate(asserts)]
+    tests = [TestSpec(code=a.replace("candidate", p["entry_point"]), test_id=f"a{i}")
+             for i, a in enumerate(asserts)]
     with Sandbox(workers=1) as sb:
         good = sb.run(p["prompt"] + p["canonical_solution"], tests)
         bad = sb.run(p["prompt"] + "    return True\n", tests)

@@ -92,7 +92,8 @@ def test_hostile_iter_is_opaque():
     assert decode(encode(Bad([1, 2]))) == [1, 2]
 
 
-@pytest.mark.parametrize("bad", [["i"], ["i", 5], ["x", []], ["d", [[1]]], ["l", "notalist"], [1, 2], {"a": 1},
+@pytest.mark.parametrize("bad", [["i"], ["i", 5], ["x", []], ["d", [[1]]], ["l", "notalist"], [1, 2],
+                                 {"a": 1},
                                  ["d", [[["l", []], 1]]]])
 def test_decode_rejects_malformed(bad):
     with pytest.raises((ValueError, TypeError)):
@@ -166,7 +167,8 @@ def test_split_tests():
     assert len(parts) == 2
     assert parts[0].startswith("import math") and "x = 3" not in parts[0]
     assert "x = 3" in parts[1] and parts[1].rstrip().endswith("assert f(x) == 3")
-    assert split_tests("def check(c):\n    assert c(1)\ncheck(f)\n") == ["def check(c):\n    assert c(1)\ncheck(f)\n"]
+    assert split_tests("def check(c):\n    assert c(1)\ncheck(f)\n") == [("def check(c):\n"
+                                                                         "    assert c(1)\ncheck(f)\n")]
     assert split_tests("") == []
     assert split_tests("assert (") == ["assert ("]
 

@@ -49,7 +49,8 @@ def f(x):
 """
 
 
-@pytest.mark.parametrize("test", ["assert f(3) == 2**40", "assert f(3) == 'ab' * 3", "assert f(3) == 10**9 + 7",
+@pytest.mark.parametrize("test", ["assert f(3) == 2**40", "assert f(3) == 'ab' * 3",
+                                  "assert f(3) == 10**9 + 7",
                                   "def check(candidate):\n    assert candidate(3) == 2**40\n\ncheck(f)\n"])
 def test_constant_expression_expected_is_withheld(sb, test):
     r = run(sb, CONSTS_READER, test)
@@ -77,7 +78,8 @@ def test_shape3_expected_value_not_readable_from_frames(sb, test):
 
 @pytest.mark.parametrize("test", ["assert abs(f(3) - 912345.5) < 1e-6",
                                   "import math\nassert math.isclose(f(3), 912345.5)",
-                                  "def check(candidate):\n    assert abs(candidate(3) - 912345.5) <= 1e-6\ncheck(f)"])
+                                  ("def check(candidate):\n"
+                                  "    assert abs(candidate(3) - 912345.5) <= 1e-6\ncheck(f)")])
 def test_tolerance_asserts_keep_the_expected_value_out_of_the_child(sb, test):
     # the pure part (abs(. - c) < eps, math.isclose) is computed in the parent: only f(3) crosses
     r = run(sb, FRAME_READER, test)
@@ -92,11 +94,11 @@ def test_guarded_module_name_bound_by_candidate(sb):
 
 
 @pytest.mark.parametrize("poison,test", [
-    ("M['_GUARDED']['math'][1]['isclose'] = lambda *a, **k: True\nimport math\n"
-     "math.isclose = lambda *a, **k: True\n", "import math\nassert math.isclose(f(1), 2.0)"),
+    (("M['_GUARDED']['math'][1]['isclose'] = lambda *a, **k: True\nimport math\n"
+     "math.isclose = lambda *a, **k: True\n"), "import math\nassert math.isclose(f(1), 2.0)"),
     ("M['_PRISTINE_BUILTINS']['abs'] = lambda x: 0\n", "assert abs(f(1) - 2.0) < 1e-6"),
-    ("M['plain'].__code__ = (lambda value: value).__code__\nclass F(float):\n    def __sub__(self, o):\n"
-     "        return 0.0\n", "assert abs(f(1) - 2.0) < 1e-6"),
+    (("M['plain'].__code__ = (lambda value: value).__code__\nclass F(float):\n    def __sub__(self, o):\n"
+     "        return 0.0\n"), "assert abs(f(1) - 2.0) < 1e-6"),
 ], ids=["guarded_snapshot", "pristine_builtins", "plain_code"])
 def test_harness_snapshots_cannot_be_poisoned(sb, poison, test):
     code = ("import sys\nM = sys.modules['__main__'].__dict__\n" + poison
@@ -189,7 +191,8 @@ for p, v in (('/proc/sys/kernel/pid_max', '301'), ('/proc/sys/kernel/msgmax', '1
         pass
 """
     assert run(own, code).outcome == "passed"
-    probe = "vals = [open('/proc/sys/kernel/pid_max').read().strip(), open('/proc/sys/kernel/msgmax').read().strip()]\n"
+    probe = ("vals = [open('/proc/sys/kernel/pid_max').read().strip(), "
+             "open('/proc/sys/kernel/msgmax').read().strip()]\n")
     r = run(own, probe, "assert '301' not in vals and '1' not in vals")
     assert r.outcome == "passed", r
 
@@ -207,7 +210,8 @@ def f(x):
     os.write(3, struct.pack('>I', len(d)) + d)
     return 1
 """
-    sb.run_many([("x = 1\n", [TestSpec(code="assert x == 1")])] * 4)  # slots started: their start-up is not counted
+    # slots started: their start-up is not counted
+    sb.run_many([("x = 1\n", [TestSpec(code="assert x == 1")])] * 4)
     t0 = time.process_time()
     r = run(sb, code, "assert f(3)")
     parent_cpu = time.process_time() - t0
@@ -229,7 +233,8 @@ def test_raises_idiom_passes(sb, test):
 
 
 def test_main_guard_in_test_runs(sb):
-    r = run(sb, "def f(x):\n    return x\n", "def test():\n    assert f(1) == 1\n\nif __name__ == '__main__':\n    test()\n")
+    r = run(sb, "def f(x):\n    return x\n", "def test():\n    assert f(1) == 1\n\n"
+                                             "if __name__ == '__main__':\n    test()\n")
     assert r.outcome == "passed", r
 
 
@@ -303,7 +308,8 @@ def f(x):
 """
     msgs = []
     for test in ("assert f(1) == -7", "assert f(1) == 987654321987",
-                 "def check(c):\n    assert c(1) == 987654321987\n\ncheck(f)\n", "assert f(1) in [987654321987, -3]"):
+                 ("def check(c):\n    assert c(1) == 987654321987\n\n"
+                 "check(f)\n"), "assert f(1) in [987654321987, -3]"):
         r = run(sb, code, test)
         assert r.test_results[0].status == "failed", r
         msgs.append(r.test_results[0].error_message.split("got ")[1].split(",")[0])
@@ -324,7 +330,8 @@ calls = {
     'perf_event_open': (298, 0, 0, -1, -1, 0), 'kcmp': (312, 1, 2, 0, 0, 0),
     'process_vm_readv': (310, 2, 0, 0, 0, 0, 0), 'setns': (308, 0, 0), 'unshare_newns': (272, 0x00020000),
     'clone3': (435, 0, 0), 'name_to_handle_at': (303, -100, b'/tmp', 0, 0, 0), 'quotactl': (179, 0, 0, 0, 0),
-    'shmget': (29, 0, 4096, 0o1000 | 0o600), 'msgget': (68, 0, 0o1000 | 0o600), 'semget': (64, 0, 1, 0o1000 | 0o600),
+    'shmget': (29, 0, 4096, 0o1000 | 0o600), 'msgget': (68, 0, 0o1000 | 0o600),
+    'semget': (64, 0, 1, 0o1000 | 0o600),
     'mq_open': (240, b'q', 0o100 | 2, 0o600, 0), 'syslog': (103, 3, 0, 0), 'chroot': (161, b'/tmp'),
     'request_key': (249, b'user', b'k', 0, 0), 'keyctl': (250, 0, -3, 0), 'iopl': (172, 3),
     'fanotify_init': (300, 0, 0), 'mknod_chr': (133, b'/tmp/nod', 0o20666, (1 << 8) | 3),
@@ -372,50 +379,62 @@ def _check():
 
 
 @pytest.mark.parametrize("name,code", [
-    ("call_check_with_forged_values", FIND_CHECK + "def f(x):\n    c = _check()\n    for v in (912345, 1, 0, -1):\n"
-     "        try:\n            c(0, (v,))\n        except AssertionError:\n            pass\n    return -1\n"),
-    ("replace_check_in_test_globals", "import sys\ndef f(x):\n    sys._getframe(1).f_globals['__plum_check__'] = "
-     "lambda *a, **k: None\n    return -1\n"),
-    ("verdict_oracle_then_answer", "import os, json, struct\ndef f(x):\n    for guess in range(0, 2000):\n"
+    ("call_check_with_forged_values", FIND_CHECK + "def f(x):\n    c = _check()\n"
+                                                   "    for v in (912345, 1, 0, -1):\n"
+     "        try:\n            c(0, (v,))\n        except AssertionError:\n            pass\n"
+     "    return -1\n"),
+    ("replace_check_in_test_globals", ("import sys\ndef f(x):\n"
+                                       "    sys._getframe(1).f_globals['__plum_check__'] = "
+     "lambda *a, **k: None\n    return -1\n")),
+    ("verdict_oracle_then_answer", ("import os, json, struct\ndef f(x):\n    for guess in range(0, 2000):\n"
      "        d = json.dumps(['chk', 0, [['i', '%x' % guess]]]).encode()\n"
      "        os.write(3, struct.pack('>I', len(d)) + d)\n        if os.read(4, 1) == b'1':\n"
-     "            return guess\n    return -1\n"),
-    ("patch_os_read_verdict", "import os\n_r = os.read\nos.read = lambda fd, n: b'1' if fd == 4 else _r(fd, n)\n"
-     "def f(x):\n    return -1\n"),
+     "            return guess\n    return -1\n")),
+    ("patch_os_read_verdict", ("import os\n_r = os.read\n"
+                               "os.read = lambda fd, n: b'1' if fd == 4 else _r(fd, n)\n"
+     "def f(x):\n    return -1\n")),
     ("keyboard_interrupt", "def f(x):\n    raise KeyboardInterrupt\n"),
     ("generator_exit", "def f(x):\n    raise GeneratorExit\n"),
     ("system_exit_0", "def f(x):\n    raise SystemExit(0)\n"),
-    ("audit_hook_kills_test", "import sys\ndef hook(ev, args):\n    if ev in ('exec', 'marshal.loads'):\n"
-     "        raise SystemExit(0)\nsys.addaudithook(hook)\ndef f(x):\n    return -1\n"),
-    ("threading_settrace", "import threading, sys\ndef tr(fr, ev, arg):\n    return None\nthreading.settrace(tr)\n"
-     "sys.setprofile(lambda *a: None)\ndef f(x):\n    return -1\n"),
-    ("forge_end_then_next_start", "import os, json, struct\ndef send(m):\n    d = json.dumps(m).encode()\n"
-     "    os.write(3, struct.pack('>I', len(d)) + d)\ndef f(x):\n    send(['end', 0, True, None, None, None, 0])\n"
-     "    send(['start', 1])\n    send(['chk', 0, [['i', '1']], True])\n    send(['end', 1, True, None, None, None, 0])\n"
-     "    send(['done'])\n    os._exit(0)\n"),
+    ("audit_hook_kills_test", ("import sys\ndef hook(ev, args):\n    if ev in ('exec', 'marshal.loads'):\n"
+     "        raise SystemExit(0)\nsys.addaudithook(hook)\ndef f(x):\n    return -1\n")),
+    ("threading_settrace", ("import threading, sys\ndef tr(fr, ev, arg):\n    return None\n"
+                            "threading.settrace(tr)\n"
+     "sys.setprofile(lambda *a: None)\ndef f(x):\n    return -1\n")),
+    ("forge_end_then_next_start", ("import os, json, struct\ndef send(m):\n    d = json.dumps(m).encode()\n"
+     "    os.write(3, struct.pack('>I', len(d)) + d)\ndef f(x):\n"
+     "    send(['end', 0, True, None, None, None, 0])\n"
+     "    send(['start', 1])\n    send(['chk', 0, [['i', '1']], True])\n"
+     "    send(['end', 1, True, None, None, None, 0])\n"
+     "    send(['done'])\n    os._exit(0)\n")),
     ("close_report_channel", "import os\ndef f(x):\n    os.close(3)\n    os.close(4)\n    return -1\n"),
-    ("lying_class_property", "class L(list):\n    @property\n    def __class__(self):\n        return list\n"
-     "    def __eq__(self, o):\n        return True\ndef f(x):\n    return L([7])\n"),
+    ("lying_class_property", ("class L(list):\n    @property\n    def __class__(self):\n        return list\n"
+     "    def __eq__(self, o):\n        return True\ndef f(x):\n    return L([7])\n")),
     ("not_implemented", "def f(x):\n    return NotImplemented\n"),
     ("generator_value", "def f(x):\n    yield 912345\n"),
     ("self_containing_list", "def f(x):\n    a = []\n    a.append(a)\n    return a\n"),
-    ("dict_subclass_hostile_items", "class D(dict):\n    def items(self):\n        return [(912345, 912345)]\n"
+    ("dict_subclass_hostile_items", ("class D(dict):\n    def items(self):\n"
+                                     "        return [(912345, 912345)]\n"
      "    def __iter__(self):\n        return iter([912345])\n    def __eq__(self, o):\n        return True\n"
-     "def f(x):\n    return D()\n"),
-    ("str_subclass_in_container", "class S(str):\n    def __eq__(self, o):\n        return True\n"
-     "    __hash__ = str.__hash__\ndef f(x):\n    return [S('x')]\n"),
-    ("int_index_hash_tricks", "class I(int):\n    def __index__(self):\n        return 912345\n"
+     "def f(x):\n    return D()\n")),
+    ("str_subclass_in_container", ("class S(str):\n    def __eq__(self, o):\n        return True\n"
+     "    __hash__ = str.__hash__\ndef f(x):\n    return [S('x')]\n")),
+    ("int_index_hash_tricks", ("class I(int):\n    def __index__(self):\n        return 912345\n"
      "    def __hash__(self):\n        return hash(912345)\n    def __eq__(self, o):\n        return True\n"
-     "def f(x):\n    return I(-1)\n"),
+     "def f(x):\n    return I(-1)\n")),
     ("nan_value", "def f(x):\n    return float('nan')\n"),
-    ("patch_marshal_json", "import marshal, json\nmarshal.loads = lambda *a: None\njson.dumps = lambda *a, **k: '[]'\n"
-     "def f(x):\n    return -1\n"),
-    ("exit_at_shutdown_thread", "import threading, os, time\ndef later():\n    time.sleep(0.05)\n    os._exit(0)\n"
-     "def f(x):\n    threading.Thread(target=later, daemon=True).start()\n    time.sleep(1)\n    return -1\n"),
+    ("patch_marshal_json", ("import marshal, json\nmarshal.loads = lambda *a: None\n"
+                            "json.dumps = lambda *a, **k: '[]'\n"
+     "def f(x):\n    return -1\n")),
+    ("exit_at_shutdown_thread", ("import threading, os, time\ndef later():\n    time.sleep(0.05)\n"
+                                 "    os._exit(0)\n"
+     "def f(x):\n    threading.Thread(target=later, daemon=True).start()\n    time.sleep(1)\n"
+     "    return -1\n")),
 ])
 def test_more_fake_passes_are_caught(sb, name, code):
     tests = ("assert f(3) == [912345]" if "container" in name or "lying" in name else "assert f(3) == 912345",
-             "def check(candidate):\n    assert candidate(3) == 912345\n    assert candidate(4) == 912345\n\ncheck(f)\n")
+             ("def check(candidate):\n    assert candidate(3) == 912345\n"
+             "    assert candidate(4) == 912345\n\ncheck(f)\n"))
     r = run(sb, code, *tests)
     assert r.passed == 0, (name, r)
     assert r.outcome in NOT_PASSED, (name, r)
@@ -437,19 +456,24 @@ BENIGN = [
     ("isinstance", "def f():\n    return [1]\n", "assert isinstance(f(), list)"),
     ("assert_msg", "def f():\n    return 1\n", "assert f() == 1, 'msg'"),
     ("assert_fstring_msg", "def f(x):\n    return x\n", "x = 3\nassert f(x) == 3, f'bad {f(x)}'"),
-    ("in_with", "def f():\n    return 1\n", "import contextlib\nwith contextlib.suppress(KeyError):\n    assert f() == 1"),
+    ("in_with", "def f():\n    return 1\n", ("import contextlib\nwith contextlib.suppress(KeyError):\n"
+                                            "    assert f() == 1")),
     ("in_try", "def f():\n    return 1\n", "try:\n    assert f() == 1\nexcept ZeroDivisionError:\n    pass"),
     ("loop", "def f(x):\n    return x * 2\n", "for i in range(5):\n    assert f(i) == i * 2"),
     ("comprehension", "def f(x):\n    return x * 2\n", "assert all(f(i) == 2 * i for i in range(5))"),
-    ("nested_function", "def f(x):\n    return x * 2\n", "def t():\n    def inner():\n        assert f(2) == 4\n"
-     "    inner()\nt()"),
+    ("nested_function", "def f(x):\n    return x * 2\n", ("def t():\n    def inner():\n"
+                                                          "        assert f(2) == 4\n"
+     "    inner()\nt()")),
     ("lambda", "def f(x):\n    return x * 2\n", "g = lambda: f(2)\nassert g() == 4"),
-    ("in_class", "def f(x):\n    return x * 2\n", "class T:\n    def test(self):\n        assert f(2) == 4\nT().test()"),
-    ("approx_helper", "def f():\n    return 0.1 + 0.2\n", "def approx(a, b, tol=1e-9):\n    return abs(a - b) <= tol\n"
-     "assert approx(f(), 0.3)"),
-    ("helper_named_like_builtin", "def f(x):\n    return sorted(x)\n", "def sorted(x):\n    return list(x)\n"
-     "assert f([3, 1]) == [1, 3]"),
-    ("global_stmt", "def f(x):\n    return x\n", "n = 0\ndef bump():\n    global n\n    n += 1\nbump()\nassert f(n) == 1"),
+    ("in_class", "def f(x):\n    return x * 2\n", ("class T:\n    def test(self):\n"
+                                                  "        assert f(2) == 4\nT().test()")),
+    ("approx_helper", "def f():\n    return 0.1 + 0.2\n", ("def approx(a, b, tol=1e-9):\n"
+                                                           "    return abs(a - b) <= tol\n"
+     "assert approx(f(), 0.3)")),
+    ("helper_named_like_builtin", "def f(x):\n    return sorted(x)\n", ("def sorted(x):\n    return list(x)\n"
+     "assert f([3, 1]) == [1, 3]")),
+    ("global_stmt", "def f(x):\n    return x\n", ("n = 0\ndef bump():\n    global n\n    n += 1\nbump()\n"
+                                                 "assert f(n) == 1")),
     ("walrus", "def f(x):\n    return x + 1\n", "assert (y := f(1)) == 2 and y == 2"),
     ("async", "import asyncio\nasync def f(x):\n    await asyncio.sleep(0)\n    return x\n",
      "import asyncio\nassert asyncio.run(f(3)) == 3"),
@@ -458,28 +482,36 @@ BENIGN = [
      "assert f(1) == 1"),
     ("input_eof", "def f():\n    try:\n        return input()\n    except EOFError:\n        return 'eof'\n",
      "assert f() == 'eof'"),
-    ("pickle_function", "import pickle\ndef f(x):\n    return x + 1\ndef g():\n    return pickle.loads(pickle.dumps(f))(1)\n",
+    ("pickle_function", ("import pickle\ndef f(x):\n    return x + 1\ndef g():\n"
+                        "    return pickle.loads(pickle.dumps(f))(1)\n"),
      "assert g() == 2"),
-    ("huge_recursion_limit", "import sys\nsys.setrecursionlimit(10**6)\ndef d(n):\n    return 0 if n == 0 else 1 + d(n - 1)\n",
+    ("huge_recursion_limit", ("import sys\nsys.setrecursionlimit(10**6)\ndef d(n):\n"
+                             "    return 0 if n == 0 else 1 + d(n - 1)\n"),
      "assert d(50000) == 50000"),
     ("unicode_identifier", "def ƒ(x):\n    return x\n", "assert ƒ(1) == 1"),
     ("nan_isnan", "def f():\n    return float('nan')\n", "import math\nassert math.isnan(f())"),
     ("inf", "def f():\n    return float('inf')\n", "assert f() == float('inf')"),
     ("counter_as_dict", "from collections import Counter\ndef f(s):\n    return Counter(s)\n",
      "assert f('aab') == {'a': 2, 'b': 1}\nassert f('aab').most_common(1) == [('a', 2)]"),
-    ("namedtuple", "from collections import namedtuple\nP = namedtuple('P', 'x y')\ndef f():\n    return P(1, 2)\n",
+    ("namedtuple", ("from collections import namedtuple\nP = namedtuple('P', 'x y')\ndef f():\n"
+                   "    return P(1, 2)\n"),
      "assert f() == (1, 2)\nassert f().x == 1"),
-    ("int_enum", "import enum\nclass E(enum.IntEnum):\n    A = 1\ndef f():\n    return E.A\n", "assert f() == 1"),
+    ("int_enum", ("import enum\nclass E(enum.IntEnum):\n    A = 1\ndef f():\n"
+                 "    return E.A\n"), "assert f() == 1"),
     ("fraction", "from fractions import Fraction\ndef f():\n    return Fraction(1, 3)\n",
      "from fractions import Fraction\nassert f() == Fraction(1, 3)"),
-    ("raises_flag", "def f(x):\n    raise ValueError\n", "raised = False\ntry:\n    f(-1)\nexcept ValueError:\n"
-     "    raised = True\nassert raised"),
-    ("check_kwarg", "def f(x):\n    return x\n", "def check(candidate):\n    assert candidate(1) == 1\ncheck(candidate=f)"),
+    ("raises_flag", "def f(x):\n    raise ValueError\n", ("raised = False\ntry:\n    f(-1)\n"
+                                                          "except ValueError:\n"
+     "    raised = True\nassert raised")),
+    ("check_kwarg", "def f(x):\n    return x\n", ("def check(candidate):\n    assert candidate(1) == 1\n"
+                                                 "check(candidate=f)")),
     ("callable_result", "def f():\n    return lambda x: x + 1\n", "g = f()\nassert g(1) == 2"),
-    ("thread_pool", "import concurrent.futures as cf\ndef f(n):\n    with cf.ThreadPoolExecutor(4) as ex:\n"
-     "        return list(ex.map(lambda x: x * x, range(n)))\n", "assert f(4) == [0, 1, 4, 9]"),
-    ("mp_process_queue", "import multiprocessing as mp\ndef w(q):\n    q.put(5)\ndef f():\n    q = mp.Queue()\n"
-     "    p = mp.Process(target=w, args=(q,))\n    p.start()\n    v = q.get(timeout=5)\n    p.join()\n    return v\n",
+    ("thread_pool", ("import concurrent.futures as cf\ndef f(n):\n    with cf.ThreadPoolExecutor(4) as ex:\n"
+     "        return list(ex.map(lambda x: x * x, range(n)))\n"), "assert f(4) == [0, 1, 4, 9]"),
+    ("mp_process_queue", ("import multiprocessing as mp\ndef w(q):\n    q.put(5)\ndef f():\n"
+                          "    q = mp.Queue()\n"
+     "    p = mp.Process(target=w, args=(q,))\n    p.start()\n    v = q.get(timeout=5)\n    p.join()\n"
+     "    return v\n"),
      "assert f() == 5"),
     ("shadowed_entry_point", "def sum(xs):\n    return 42\n", "assert sum([1]) == 42"),
     ("big_string", "def f():\n    return 'a' * 10**6\n", "assert f() == 'a' * 10**6"),
@@ -489,5 +521,6 @@ BENIGN = [
 
 @pytest.mark.parametrize("name,code,test", BENIGN, ids=[b[0] for b in BENIGN])
 def test_more_benign_programs_pass(sb, name, code, test):
-    r = sb.run(code, [TestSpec(code=test, test_id="t0")], entry_point="sum" if name == "shadowed_entry_point" else None)
+    r = sb.run(code, [TestSpec(code=test, test_id="t0")],
+               entry_point="sum" if name == "shadowed_entry_point" else None)
     assert r.outcome == "passed", (name, r)

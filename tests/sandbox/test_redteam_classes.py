@@ -19,7 +19,6 @@ from plumline.data_schemas import TestSpec
 from plumline.sandbox import Sandbox, SandboxLimits, run_program
 from plumline.sandbox._rpc import RpcEndpoint, RpcProtocolError
 from plumline.sandbox.verdict import split_tests
-
 from sandbox_helpers import healthy
 
 
@@ -59,48 +58,53 @@ CLASS1 = {
     "all_genexpr": (ALWAYS_EQUAL, "assert all(f(x) == y for x, y in [(1, 2), (2, 3)])"),
     "any_list": (ALWAYS_EQUAL, "assert any([f(1) == 99])"),
     "or_chain": (ALWAYS_EQUAL, "a = f(1)\nassert a == 5 or a == 6"),
-    "helper_approx": (ALWAYS_EQUAL, "def approx(a, b):\n    return abs(a - b) < 1e-6\nassert approx(f(1), 0.5)"),
+    "helper_approx": (ALWAYS_EQUAL, ("def approx(a, b):\n    return abs(a - b) < 1e-6\n"
+                                    "assert approx(f(1), 0.5)")),
     "helper_same": (ALWAYS_EQUAL, "def same(a, b):\n    return a == b\nassert same(f(1), [1, 2])"),
     "contains": (ALWAYS_EQUAL, "assert 7 in f(1)"),
     "sorted_compare": (ALWAYS_EQUAL, "assert f([3, 1]) == sorted([3, 1])"),
     "len_check": (ALWAYS_EQUAL, "assert len(f(1)) == 3 and f(1) == [1, 2, 3]"),
     "str_subclass_startswith": (
-        "S = type('S', (str,), {'startswith': lambda self, *a: True, '__eq__': lambda s, o: True,"
-        " '__hash__': str.__hash__})\ndef f(x):\n    return S('zzz')\n",
+        ("S = type('S', (str,), {'startswith': lambda self, *a: True, '__eq__': lambda s, o: True,"
+        " '__hash__': str.__hash__})\ndef f(x):\n    return S('zzz')\n"),
         "assert f(1).startswith('abc')\nassert f(1) == 'abc'"),
-    "int_subclass_eq": ("class I(int):\n    def __eq__(self, o): return True\n    __hash__ = int.__hash__\n"
-                        "def f(x):\n    return I(0)\n", "assert f(1) == 42"),
+    "int_subclass_eq": (("class I(int):\n    def __eq__(self, o): return True\n    __hash__ = int.__hash__\n"
+                        "def f(x):\n    return I(0)\n"), "assert f(1) == 42"),
     "is_not_after_rebuild": ("def f(xs):\n    xs.sort()\n    return xs\n",  # must return a new list
                              "a = [3, 1, 2]\nb = f(a)\nassert b is not a"),
     "mutate_input_to_agree": ("def f(xs):\n    xs[:] = [0]\n    return [0]\n",
                               "xs = [3, 1, 2]\nexpected = sorted([3, 1, 2])\nassert f(xs) == expected"),
     "statistics_patched": ("import statistics\nstatistics.mean = lambda xs: 42\ndef f(x):\n    return [x]\n",
                            "import statistics\nassert statistics.mean(f(1)) == 42"),
-    "math_rebound": ("import types\nmath = types.SimpleNamespace(isclose=lambda *a, **k: True)\n"
-                     "def f(x):\n    return -1.0\n", "assert math.isclose(f(1), 2.0)"),
+    "math_rebound": (("import types\nmath = types.SimpleNamespace(isclose=lambda *a, **k: True)\n"
+                     "def f(x):\n    return -1.0\n"), "assert math.isclose(f(1), 2.0)"),
     "frame_read_shape3": (
-        "import sys\ndef f(x):\n    fr = sys._getframe(1)\n    while fr is not None:\n"
+        ("import sys\ndef f(x):\n    fr = sys._getframe(1)\n    while fr is not None:\n"
         "        for v in list(fr.f_locals.values()) + list(fr.f_globals.values()):\n"
         "            if isinstance(v, list) and v and v[0] == 'EXPECTED':\n                return v[1]\n"
-        "        fr = fr.f_back\n    return None\n",
+        "        fr = fr.f_back\n    return None\n"),
         "want = ['EXPECTED', 12345]\nassert f(1) == want[1]"),
     "gc_scan_shape3": (
-        "import gc\ndef f(x):\n    for o in gc.get_objects():\n"
-        "        if isinstance(o, list) and len(o) == 2 and o[0] == 'EXPECTED':\n            return o[1]\n    return None\n",
+        ("import gc\ndef f(x):\n    for o in gc.get_objects():\n"
+        "        if isinstance(o, list) and len(o) == 2 and o[0] == 'EXPECTED':\n"
+        "            return o[1]\n    return None\n"),
         "want = ['EXPECTED', 777]\nassert f(1) == want[1]"),
     "inspect_stack_shape3": (
-        "import inspect\ndef f(x):\n    for fi in inspect.stack():\n        w = fi.frame.f_globals.get('want')\n"
-        "        if w is not None:\n            return w\n    return None\n",
+        ("import inspect\ndef f(x):\n    for fi in inspect.stack():\n"
+        "        w = fi.frame.f_globals.get('want')\n"
+        "        if w is not None:\n            return w\n    return None\n"),
         "want = 31337\nassert f(1) == want"),
     "trace_hook_rewrites": (
-        "import sys\ndef tracer(frame, event, arg):\n    if 'want' in frame.f_globals:\n"
+        ("import sys\ndef tracer(frame, event, arg):\n    if 'want' in frame.f_globals:\n"
         "        frame.f_globals['want'] = 0\n    return tracer\ndef f(x):\n    sys.settrace(tracer)\n"
-        "    sys._getframe(1).f_trace = tracer\n    return 0\n",
+        "    sys._getframe(1).f_trace = tracer\n    return 0\n"),
         "want = 99\nr = f(1)\nx = 1\nassert r == want"),
-    "builtins_patched": ("import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.all = lambda xs: True\n"
-                         "def f(x):\n    return 100\n", "assert abs(f(1) - 0.5) < 1e-6\nassert all([f(1) == 2])"),
-    "sys_modules_swap": ("import sys, types\nm = types.ModuleType('math')\nm.isclose = lambda *a, **k: True\n"
-                         "sys.modules['math'] = m\ndef f(x):\n    return 5.0\n",
+    "builtins_patched": (("import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.all = lambda xs: True\n"
+                         "def f(x):\n    return 100\n"), ("assert abs(f(1) - 0.5) < 1e-6\n"
+                                                        "assert all([f(1) == 2])")),
+    "sys_modules_swap": (("import sys, types\nm = types.ModuleType('math')\n"
+                          "m.isclose = lambda *a, **k: True\n"
+                         "sys.modules['math'] = m\ndef f(x):\n    return 5.0\n"),
                          "import math\nassert math.isclose(f(1), 1.0)"),
 }
 
@@ -125,8 +129,8 @@ CLASS2 = {
     "loop_after_last_assert": ("def f(x):\n    return x if x < 3 else 0\n",
                                "assert f(1) == 1\nfor k in range(5):\n    assert f(k) == k\n"),
     "should_raise_block_after": ("def f(x):\n    return x\n",
-                                 "assert f(1) == 1\ntry:\n    f(-1)\nexcept ValueError:\n    pass\nelse:\n"
-                                 "    raise AssertionError('no error')\n"),
+                                 ("assert f(1) == 1\ntry:\n    f(-1)\nexcept ValueError:\n    pass\nelse:\n"
+                                 "    raise AssertionError('no error')\n")),
     "check_call_after": ("def f(x):\n    return 0\n",
                          "assert f(0) == 0\ndef check(c):\n    assert c(2) == 2\ncheck(f)\n"),
     "main_guard_after": ("def f(x):\n    return 0\n",
@@ -173,7 +177,8 @@ def test_class3_expensive_preamble_runs_once():
 
 def test_class3_per_assert_results_after_a_failure(sb):
     code = "def f(x):\n    return x if x != 2 else -1\n"
-    r = run_file(sb, code, "xs = [1, 2, 3]\nassert f(xs[0]) == 1\nassert f(xs[1]) == 2\nassert f(xs[2]) == 3\n")
+    r = run_file(sb, code, "xs = [1, 2, 3]\nassert f(xs[0]) == 1\nassert f(xs[1]) == 2\n"
+                           "assert f(xs[2]) == 3\n")
     assert [t.status for t in r.test_results] == ["passed", "failed", "passed"], r
     assert "got -1" in (r.test_results[1].error_message or "")
 
@@ -181,21 +186,32 @@ def test_class3_per_assert_results_after_a_failure(sb):
 # ---------------------------------------------------------------------------------------------------
 # Class 4: nothing the candidate writes reaches the trusted side; protocol breakers get a candidate outcome
 # ---------------------------------------------------------------------------------------------------
-FORGE = "import os, struct\ndef frame(text):\n    data = text.encode()\n    return struct.pack('>I', len(data)) + data\n"
+FORGE = ("import os, struct\ndef frame(text):\n    data = text.encode()\n"
+         "    return struct.pack('>I', len(data)) + data\n")
 CLASS4 = {
-    "deep_nesting_forged": FORGE + "def f(x):\n    os.write(4, frame('[\"ret\", [' + '[' * 100000 + ']' * 100000 + '], []]'))\n"
+    "deep_nesting_forged": FORGE + "def f(x):\n"
+                                   "    os.write(4, frame('[\"ret\", [' + '[' * 100000 + ']' * 100000\n"
+                                   "                      + '], []]'))\n"
                                    "    os._exit(0)\n",
-    "deep_tags_forged": FORGE + "def f(x):\n    os.write(4, frame('[\"ret\", [' + '{\"t\":[' * 2000 + ']}' * 2000 + '], []]'))\n"
+    "deep_tags_forged": FORGE + "def f(x):\n"
+                                "    os.write(4, frame('[\"ret\", [' + '{\"t\":[' * 2000 + ']}' * 2000\n"
+                                "                      + '], []]'))\n"
                                 "    return 1\n",
     "garbage_bytes": "import os\ndef f(x):\n    os.write(4, b'\\xff' * 100)\n    return 1\n",
     "huge_header": "import os\ndef f(x):\n    os.write(4, b'\\xff\\xff\\xff\\xff')\n    return 1\n",
-    "forged_ret_wrong_shape": FORGE + "def f(x):\n    os.write(4, frame('[\"ret\", 5, 6, 7]'))\n    return 1\n",
-    "forged_bad_ref": FORGE + "def f(x):\n    os.write(4, frame('[\"ret\", [{\"A\": 99}], []]'))\n    return 1\n",
-    "forged_unknown_tag": FORGE + "def f(x):\n    os.write(4, frame('[\"ret\", [{\"zz\": 1}], []]'))\n    return 1\n",
-    "forged_handle_to_test_objects": FORGE + "def f(x):\n    os.write(4, frame('[\"ret\", [{\"y\": 12345}], []]'))\n"
+    "forged_ret_wrong_shape": FORGE + "def f(x):\n    os.write(4, frame('[\"ret\", 5, 6, 7]'))\n"
+                                      "    return 1\n",
+    "forged_bad_ref": FORGE + "def f(x):\n    os.write(4, frame('[\"ret\", [{\"A\": 99}], []]'))\n"
+                              "    return 1\n",
+    "forged_unknown_tag": FORGE + "def f(x):\n    os.write(4, frame('[\"ret\", [{\"zz\": 1}], []]'))\n"
+                                  "    return 1\n",
+    "forged_handle_to_test_objects": FORGE + "def f(x):\n"
+                                             "    os.write(4, frame('[\"ret\", [{\"y\": 12345}], []]'))\n"
                                              "    return 1\n",
-    "forged_mutation": FORGE + "def f(x):\n    os.write(4, frame('[\"ret\", [1], [[0, 5]]]'))\n    return 1\n",
-    "forged_top_twice": FORGE + "os.write(4, frame('[\"top\", true, null, null, null, [], []]'))\ndef f(x):\n    return 1\n",
+    "forged_mutation": FORGE + "def f(x):\n    os.write(4, frame('[\"ret\", [1], [[0, 5]]]'))\n"
+                               "    return 1\n",
+    "forged_top_twice": FORGE + "os.write(4, frame('[\"top\", true, null, null, null, [], []]'))\n"
+                                "def f(x):\n    return 1\n",
 }
 
 
@@ -224,8 +240,10 @@ def test_class4_swallowed_protocol_error_still_fails(sb):
 
 
 def test_class4_candidate_cannot_signal_the_test_process(sb):
-    code = ("import os, signal\ndef f(x):\n    hit = 0\n    for pid in range(1, 400):\n        if pid == os.getpid():\n"
-            "            continue\n        for sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGINT):\n            try:\n"
+    code = ("import os, signal\ndef f(x):\n    hit = 0\n    for pid in range(1, 400):\n"
+            "        if pid == os.getpid():\n"
+            "            continue\n        for sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGINT):\n"
+            "            try:\n"
             "                os.kill(pid, sig)\n                hit += 1\n            except OSError:\n"
             "                pass\n    return x\n")
     r = run(sb, code, "assert f(1) == 1", "assert f(2) == 2")
@@ -244,7 +262,8 @@ def test_class4_run_many_keeps_other_results(sb):
 
 def test_class4_huge_values_cost_the_candidate_not_us(sb):
     code = ("from decimal import Decimal\nfrom fractions import Fraction\n"
-            "def f(k):\n    return [Decimal('1e999999999'), Fraction(3 ** 20000, 2 ** 30000), 10 ** 50000][k]\n")
+            "def f(k):\n"
+            "    return [Decimal('1e999999999'), Fraction(3 ** 20000, 2 ** 30000), 10 ** 50000][k]\n")
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     r = run(sb, code, "from decimal import Decimal\nassert f(0) == Decimal('1e999999999')",
             "assert f(1).denominator == 2 ** 30000", "assert f(2) == 10 ** 50000")
@@ -260,7 +279,8 @@ def test_codec_never_raises_anything_but_protocol_errors():
 
     ep = RpcEndpoint(-1, -1, False, os)
     rng = random.Random(7)
-    tags = ["t", "f", "s", "d", "K", "V", "I", "CCo", "COr", "Cde", "Cdq", "N", "A", "i", "b", "B", "c", "T", "F",
+    tags = ["t", "f", "s", "d", "K", "V", "I", "CCo", "COr", "Cde", "Cdq", "N", "A", "i", "b", "B", "c", "T",
+            "F",
             "r", "q", "D", "X", "M", "h", "y", "zz"]
 
     def junk(depth):
@@ -296,28 +316,35 @@ def test_codec_never_raises_anything_but_protocol_errors():
 # ---------------------------------------------------------------------------------------------------
 CLASS5 = {
     "returns_its_argument": ("def f(a):\n    return a\n", "a = [1]\nassert f(a) is a"),
-    "same_nan_object": ("def f(x):\n    return x\n", "n = float('nan')\nassert f(n) is n\nassert f([n]) == [n]"),
+    "same_nan_object": ("def f(x):\n    return x\n", ("n = float('nan')\nassert f(n) is n\n"
+                                                     "assert f([n]) == [n]")),
     "in_range": ("def f():\n    return 3\n", "assert f() in range(1, 7)"),
     "dict_views": ("def f(d):\n    return d.keys(), d.values(), d.items()\n",
                    "k, v, i = f({1: 'a'})\nassert k == {1}\nassert list(v) == ['a']\nassert (1, 'a') in i"),
-    "dataclass_vs_test_built": ("from dataclasses import dataclass\n@dataclass(frozen=True)\nclass P:\n    x: int\n"
-                                "def f(v):\n    return P(v)\n", "assert f(1) == P(1)\nassert {f(1), P(1)} == {P(1)}"),
+    "dataclass_vs_test_built": (("from dataclasses import dataclass\n@dataclass(frozen=True)\nclass P:\n"
+                                "    x: int\n"
+                                "def f(v):\n    return P(v)\n"), ("assert f(1) == P(1)\n"
+                                                                "assert {f(1), P(1)} == {P(1)}")),
     "enum_vs_test_built": ("import enum\nclass C(enum.Enum):\n    A = 1\ndef f():\n    return C.A\n",
                            "assert f() == C.A\nassert f() is C(1)\nassert f().value == 1"),
     "test_subclass_operators": ("def f(xs):\n    return xs\n",
-                                "class V(list):\n    def __add__(self, o):\n        return V(a + b for a, b in zip(self, o))\n"
-                                "v = V([1, 2])\nassert V(f(v)) + v == [2, 4]"),
+                                ("class V(list):\n    def __add__(self, o):\n"
+                                "        return V(a + b for a, b in zip(self, o))\n"
+                                "v = V([1, 2])\nassert V(f(v)) + v == [2, 4]")),
     "big_tuple_fast": ("def f(n):\n    return tuple(range(n))\n", "assert f(150000) == tuple(range(150000))"),
     "match_truthiness": ("import re\ndef f(s):\n    return re.fullmatch('[ab]+', s)\n",
                          "assert f('abba')\nassert not f('abc')"),
     "def_sum_without_entry_point": ("def sum(xs):\n    return 'mine'\n", "assert sum([1]) == 'mine'"),
     "generator_consumed_lazily": ("def f():\n    yield 1\n    raise ValueError('stop here')\n",
-                                  "g = f()\nassert next(g) == 1\ntry:\n    next(g)\nexcept ValueError:\n    pass\nelse:\n"
-                                  "    assert False"),
+                                  ("g = f()\nassert next(g) == 1\ntry:\n    next(g)\nexcept ValueError:\n"
+                                  "    pass\nelse:\n"
+                                  "    assert False")),
     "async_function": ("import asyncio\nasync def f(x):\n    await asyncio.sleep(0)\n    return x\n",
                        "import asyncio\nassert asyncio.run(f(3)) == 3"),
-    "mutation_copied_back": ("def f(d):\n    d['k'] = [1]\n    d['k'].append(2)\n", "d = {}\nf(d)\nassert d == {'k': [1, 2]}"),
-    "aliasing_kept": ("def f(a, b):\n    a.append(1)\n    return b\n", "x = []\nassert f(x, x) == [1]\nassert x == [1]"),
+    "mutation_copied_back": ("def f(d):\n    d['k'] = [1]\n    d['k'].append(2)\n",
+                             "d = {}\nf(d)\nassert d == {'k': [1, 2]}"),
+    "aliasing_kept": ("def f(a, b):\n    a.append(1)\n    return b\n", ("x = []\nassert f(x, x) == [1]\n"
+                                                                       "assert x == [1]")),
 }
 
 
@@ -332,7 +359,8 @@ def test_class5_large_results_cross_fast(sb):
     for code, test in [("def f(n):\n    return list(range(n))\n", "assert f(10**6) == list(range(10**6))"),
                        ("def f(n):\n    return [(i, str(i)) for i in range(n)]\n",
                         "r = f(10**5)\nassert len(r) == 10**5 and r[7] == (7, '7')"),
-                       ("def f(n):\n    return {i: i * 2 for i in range(n)}\n", "assert len(f(10**5)) == 10**5")]:
+                       ("def f(n):\n    return {i: i * 2 for i in range(n)}\n",
+                        "assert len(f(10**5)) == 10**5")]:
         r = run(sb, code, test)
         assert r.outcome == "passed" and r.test_results[0].duration_s < 1.5, r
 
@@ -342,3 +370,88 @@ def test_the_earlier_design_still_runs():
     assert r.outcome == "passed"
     with Sandbox(workers=1, separate_tests=False) as box:
         assert run(box, "def f(x):\n    return x + 1\n", "assert f(1) == 2", "assert f(1) == 3").passed == 1
+
+
+def test_class1_test_objects_handed_over_do_not_lead_to_test_frames(sb):
+    """The candidate may call, iterate and read public attributes of the test's own objects it was handed;
+    never a generator's frame, a function's globals or a bound method's instance internals."""
+    code = ("def f(obj):\n    out = []\n"
+            "    for name in ('gi_frame', 'gi_code', '__globals__', '__self__', 'f_globals'):\n"
+            "        try:\n            out.append(getattr(obj, name))\n        except Exception:\n"
+            "            pass\n"
+            "    for o in out:\n        for name in ('f_globals', 'f_locals', 'co_consts'):\n"
+            "            try:\n"
+            "                g = getattr(o, name)\n"
+            "                return g['want'] if 'want' in g else list(g)\n"
+            "            except Exception:\n                pass\n    return None\n")
+    r = run(sb, code, "want = 4242\ndef gen():\n    yield want\nassert f(gen()) == want",
+            "want = 4242\nassert f(lambda: want) == want", "want = 4242\nclass K:\n    def m(self):\n"
+            "        return want\nassert f(K().m) == want")
+    assert r.passed == 0 and r.outcome == "failed", r
+
+
+def test_module_names_bound_by_the_candidate(sb):
+    """A stdlib module's name bound to a candidate object is the real module in the tests; bound to plain
+    data or a function, it stays the candidate's (as in a plain run)."""
+    code = ("import types\nstatistics = types.SimpleNamespace(mean=lambda xs: 42)\nnumbers = [3, 4]\n"
+            "def calendar(x):\n    return x * 2\n")
+    r = run(sb, code, "assert statistics.mean([1, 2, 3]) == 2", "assert numbers == [3, 4]",
+            "assert calendar(2) == 4")
+    assert r.outcome == "passed", r
+
+
+def test_codec_round_trip_and_numbering_agree():
+    """Random nested values: decode(encode(v)) == v, and both sides number the same objects in the same
+    order (what argument identity and mutation copy-back rely on), fast paths and slow paths alike."""
+    import json
+    import math
+    import os
+    import random
+
+    ep = RpcEndpoint(-1, -1, True, os)
+    rng = random.Random(11)
+
+    def scalar():
+        return rng.choice([0, -7, 2**80, 2**4000, 1.5, float("nan"), float("inf"), "s", "", None, True, False])
+
+    def value(depth):
+        k = rng.randrange(9 if depth < 4 else 1)
+        if k == 0:
+            return scalar()
+        n = rng.choice([0, 1, 3, 9, 12, 20])
+        if k == 1:
+            return [scalar() for _ in range(n)]
+        if k == 2:
+            return [tuple(scalar() for _ in range(2)) for _ in range(n)]
+        if k == 3:
+            return [[scalar() for _ in range(2)] for _ in range(n)]
+        if k == 4:
+            return tuple(value(depth + 1) for _ in range(min(n, 4)))
+        if k == 5:
+            return {rng.choice(["a", "b", 1, 2.5, (1, 2)]): value(depth + 1) for _ in range(min(n, 4))}
+        if k == 6:
+            return {rng.choice([1, 2, 3, "x", None]) for _ in range(n)}
+        if k == 7:
+            inner = [1, 2]
+            return [inner, inner, value(depth + 1)]  # aliasing
+        return bytearray(b"ab")
+
+    def same(a, b):
+        if isinstance(a, float) and math.isnan(a):
+            return isinstance(b, float) and math.isnan(b)
+        if type(a) is not type(b):
+            return False
+        if isinstance(a, (list, tuple)):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        return a == b
+
+    for _ in range(400):
+        v = value(0)
+        memo, objs = {}, []
+        text = ep.frame(["ret"], [v], memo, objs)
+        back_objs = []
+        back = ep.decode(json.loads(text)[1][0], back_objs)
+        assert same(v, back), (v, back)
+        assert [type(o) for o in objs] == [type(o) for o in back_objs]

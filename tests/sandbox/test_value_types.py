@@ -27,7 +27,8 @@ DECIMAL_CODE = "from decimal import Decimal\ndef f(s):\n    return Decimal(s) + 
     ("assert f(2) == 0.5", "passed"),
     ("assert f(3) != 0.5", "passed"),
     ("assert f(3) < 1", "passed"),
-    ("assert f(3) == Fraction(1, 3)", "passed"),  # Fraction from the candidate's namespace: both sides cross as data
+    # Fraction from the candidate's namespace: both sides cross as data
+    ("assert f(3) == Fraction(1, 3)", "passed"),
     ("assert [f(2), f(4)] == [0.5, 0.25]", "passed"),
 ])
 def test_fraction_results_compare_like_python(sb, test, status):
@@ -167,29 +168,33 @@ def test_entry_point_may_shadow_a_builtin_and_others_still_cannot(sb):
     assert statuses(res) == ["passed", "passed", "passed"], res
     with pytest.raises(ValueError):
         sb.run(code, tests, entry_point="not an identifier")
-    assert [r.passed for r in sb.run_many([(code, tests[:1], "sum"), (code, tests[2:], "sum"), (code, tests[2:])])] \
-        == [1, 0, 1]
+    jobs = [(code, tests[:1], "sum"), (code, tests[2:], "sum"), (code, tests[2:])]
+    assert [r.passed for r in sb.run_many(jobs)] == [1, 0, 1]
 
 
 def test_expression_sites_are_evaluated_outside_with_bounds():
     tol = {"ops": ["Lt"], "neg": False, "operands": [
-        ["expr", ["call", "abs", [["bin", "Sub", ["h"], ["c", proto.encode(0.5)]]], []]], ["lit", proto.encode(1e-6)]]}
+        ["expr", ["call", "abs", [["bin", "Sub", ["h"], ["c", proto.encode(0.5)]]], []]],
+        ["lit", proto.encode(1e-6)]]}
     assert proto.evaluate_site(tol, [0.5]) == "pass"
     assert proto.evaluate_site(tol, [0.6]) == "fail"
     assert proto.evaluate_site(tol, [proto.Opaque("Liar")]) == "fail"  # a rigged object never reaches abs()
     assert proto.evaluate_site(tol, ["text"]) == "error:TypeError"  # as the test itself would raise
-    blowup = {"ops": [], "neg": False, "operands": [["expr", ["bin", "Mult", ["h"], ["c", proto.encode(10**6)]]]]}
+    blowup = {"ops": [], "neg": False,
+              "operands": [["expr", ["bin", "Mult", ["h"], ["c", proto.encode(10**6)]]]]}
     assert proto.evaluate_site(blowup, [[0] * 10]) == "error:MemoryError"  # 10M items: refused, not built
     power = {"ops": [], "neg": False, "operands": [["expr", ["call", "pow", [["h"], ["h"]], []]]]}
     assert proto.evaluate_site(power, [3, 10**9]) == "error:MemoryError"
-    p = prepare_test("import math\ndef check(c):\n    assert math.isclose(c(2), 0.25) and c(0) == 1\ncheck(f)\n")
+    p = prepare_test("import math\ndef check(c):\n    assert math.isclose(c(2), 0.25) and c(0) == 1\n"
+                     "check(f)\n")
     assert len(p.sites) == 2 and p.required == {0, 1}  # `and` split into two required asserts
     assert p.sites[0]["operands"][0][0] == "expr" and p.sites[1]["operands"][1] == ["lit", proto.encode(1)]
 
 
 def test_generators_and_custom_containers_still_work_with_list_len_sorted(sb):
     code = ("def gen(n):\n    yield from range(n)\n"
-            "class Bag:\n    def __len__(self):\n        return 7\n    def __iter__(self):\n        return iter([3, 1])\n")
+            "class Bag:\n    def __len__(self):\n        return 7\n    def __iter__(self):\n"
+            "        return iter([3, 1])\n")
     tests = ["assert list(gen(3)) == [0, 1, 2]", "assert sorted(Bag()) == [1, 3]", "assert len(Bag()) == 7",
              "assert sum(gen(4)) == 6", "assert abs(len(Bag()) - 7) < 1"]
     res = sb.run(code, [TestSpec(code=t) for t in tests])
@@ -199,9 +204,11 @@ def test_generators_and_custom_containers_still_work_with_list_len_sorted(sb):
 @pytest.mark.parametrize("test, expected_sources", [
     ("expected = 4242\nassert f(3) == expected", ["__plum_check__(0, (__plum_plain__(f(3)),), True)"]),
     ("for x, want in [(1, 55), (2, 66)]:\n    assert f(x) == want",
-     ["x = 1", "__plum_check__(0, (__plum_plain__(f(x)),))", "x = 2", "__plum_check__(1, (__plum_plain__(f(x)),), True)"]),
+     ["x = 1", "__plum_check__(0, (__plum_plain__(f(x)),))", "x = 2",
+      "__plum_check__(1, (__plum_plain__(f(x)),), True)"]),
     ("for x in [1, 2]:\n    assert f(x) == x * 2",
-     ["x = 1", "__plum_check__(0, (__plum_plain__(f(x)),))", "x = 2", "__plum_check__(1, (__plum_plain__(f(x)),), True)"]),
+     ["x = 1", "__plum_check__(0, (__plum_plain__(f(x)),))", "x = 2",
+      "__plum_check__(1, (__plum_plain__(f(x)),), True)"]),
 ])
 def test_named_and_looped_expected_values_become_literals(test, expected_sources):
     p = prepare_test(test)
@@ -212,19 +219,21 @@ def test_named_and_looped_expected_values_become_literals(test, expected_sources
 
 @pytest.mark.parametrize("test", [
     "expected = [1]\nexpected.append(2)\nassert f(3) == expected",  # mutated: kept
-    "for x, want in [(1, 55), (2, 66)]:\n    if x > 1:\n        break\n    assert f(x) == want",  # break: kept
+    ("for x, want in [(1, 55), (2, 66)]:\n    if x > 1:\n        break\n"
+    "    assert f(x) == want"),  # break: kept
     "cases = [(1, 2)]\nfor a, b in cases:\n    assert f(a) == b",  # not a literal loop: kept
     "for x, want in [(1, 55)]:\n    want = want + 1\n    assert f(x) == want",  # rebound in the body: kept
-    "for x, w in [(1, 2)]:\n    for y in [3]:\n        assert f(x, y) == w",  # nested: only the inner one may unroll
+    ("for x, w in [(1, 2)]:\n    for y in [3]:\n"
+    "        assert f(x, y) == w"),  # nested: only the inner one may unroll
 ])
 def test_literal_propagation_leaves_other_shapes_alone(sb, test):
     p = prepare_test(test)
     assert p.error is None
     code = "def f(*a):\n    return 2 if a == (1,) else 55 if a == (1, 3) else 0\n"
     plain_ns: dict = {}
-    exec(code, plain_ns)
+    exec(code, plain_ns)  # noqa: S102 - the plain run the sandbox is compared with
     try:
-        exec(test, plain_ns)
+        exec(test, plain_ns)  # noqa: S102
         plain = "passed"
     except AssertionError:
         plain = "failed"

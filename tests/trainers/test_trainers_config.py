@@ -145,8 +145,11 @@ def test_device_defaults_follow_the_hardware():
     if torch.cuda.is_available():
         assert dev["use_cpu"] is False and dev["gradient_checkpointing"] is True
     else:
-        # TRL's own defaults (bf16, gradient checkpointing) are wrong on a CPU machine.
-        assert dev == {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False}
+        # TRL's own defaults (bf16, gradient checkpointing) are wrong on a CPU machine; bf16 stays on
+        # only where the CPU has native bf16 (plumline.llm.hardware).
+        from plumline.llm.hardware import cpu_info
+        bf16 = cpu_info().native_bf16
+        assert dev == {"use_cpu": True, "bf16": bf16, "fp16": False, "gradient_checkpointing": False}
     forced = BaseTrainingConfig(use_cpu=True, bf16=False, gradient_checkpointing=True).resolved_device()
     assert forced == {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": True}
 

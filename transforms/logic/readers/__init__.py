@@ -4,8 +4,10 @@ dataset's convention; every bad file or row an ``ErrorRecord`` (stage ``read``) 
 
 Modules: ``config`` (SourceConfig), ``bundled`` (bundled:<name> sets), ``locations`` (Location and the
 read stage's errors), ``formats`` (JSONL/gzip/Parquet bytes and saved HF datasets -> located rows),
-``conventions`` (plumline/HumanEval/MBPP row -> Problem), ``sources`` (whole sources without Beam,
-limit, id deduplication). Pure functions, no Beam; ``plumline.transforms.read`` wraps them.
+``conventions`` (plumline/HumanEval/MBPP row -> Problem), ``lines`` (a byte stream -> bounded numbered
+lines -> rows), ``streams`` (one file as a stream, memory bounded by a line or a row group),
+``sources`` (whole sources without Beam, limit, id deduplication). Pure functions, no Beam;
+``plumline.transforms.read`` wraps them.
 """
 
 from plumline.transforms.logic.readers.bundled import BUNDLED, bundled_path
@@ -19,13 +21,8 @@ from plumline.transforms.logic.readers.conventions import (
     row_to_problem,
     split_check_function,
 )
-from plumline.transforms.logic.readers.formats import (
-    parse_file_bytes,
-    parse_jsonl_bytes,
-    parse_parquet_bytes,
-    read_hf_disk,
-    resolve_format,
-)
+from plumline.transforms.logic.readers.formats import parse_jsonl_bytes, read_hf_disk, resolve_format
+from plumline.transforms.logic.readers.lines import LineSplitter, parse_json_line
 from plumline.transforms.logic.readers.locations import Item, Located, Location, read_error
 from plumline.transforms.logic.readers.sources import (
     apply_limit,
@@ -34,11 +31,18 @@ from plumline.transforms.logic.readers.sources import (
     iter_located,
     read_problems,
 )
+from plumline.transforms.logic.readers.streams import (
+    parse_file_bytes,
+    parse_file_stream,
+    parse_jsonl_stream,
+    parse_parquet_stream,
+)
 
 __all__ = [
-    "BUNDLED", "Item", "Located", "Location", "RenameName", "SourceConfig", "apply_limit", "bundled_path",
-    "convert_row", "default_source_name", "drop_duplicate_ids", "expand_paths", "humaneval_row_to_problem",
-    "infer_entry_point", "iter_located", "mbpp_row_to_problem", "parse_file_bytes", "parse_jsonl_bytes",
-    "parse_parquet_bytes", "read_error", "read_hf_disk", "read_problems", "resolve_format", "row_to_problem",
-    "split_check_function",
+    "BUNDLED", "Item", "LineSplitter", "Located", "Location", "RenameName", "SourceConfig", "apply_limit",
+    "bundled_path", "convert_row", "default_source_name", "drop_duplicate_ids", "expand_paths",
+    "humaneval_row_to_problem", "infer_entry_point", "iter_located", "mbpp_row_to_problem",
+    "parse_file_bytes", "parse_file_stream", "parse_json_line", "parse_jsonl_bytes", "parse_jsonl_stream",
+    "parse_parquet_stream", "read_error", "read_hf_disk", "read_problems", "resolve_format",
+    "row_to_problem", "split_check_function",
 ]

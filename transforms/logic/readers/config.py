@@ -17,7 +17,8 @@ class SourceConfig(BaseModel):
 
     path: str = Field(
         default="bundled:easy",
-        description="File, glob, or saved HF dataset folder; or bundled:easy / bundled:humaneval.",
+        description="File, glob, or saved HF dataset folder; or a bundled set: bundled:humaneval, "
+                    "bundled:easy, bundled:easy-train, bundled:easy-eval.",
     )
     format: Format = Field(
         default="auto",
@@ -43,6 +44,12 @@ class SourceConfig(BaseModel):
         description="Input columns that map to no Problem field: fold into metadata, drop, or reject the "
                     "row.",
     )
+    max_line_bytes: int = Field(
+        default=64 << 20, ge=1,
+        description="Longest JSONL line (bytes, newline excluded) that is parsed; a longer line becomes a "
+                    "bad_input error naming it, skipped without being held or parsed. Also bounds a file "
+                    "holding one JSON list, which is parsed whole. Default 64 MiB.",
+    )
     mbpp_example_in_prompt: bool = Field(
         default=True,
         description="MBPP: append the first test to the prompt (the usual MBPP prompt) and mark it as an "
@@ -55,7 +62,8 @@ def default_source_name(cfg: SourceConfig, path: str) -> str:
     if cfg.source:
         return cfg.source
     if cfg.path.startswith("bundled:"):
-        return {"humaneval": "humaneval", "easy": "plumline-easy"}.get(cfg.path.split(":", 1)[1], cfg.path)
+        return {"humaneval": "humaneval", "easy": "plumline-easy", "easy-train": "plumline-easy-train",
+                "easy-eval": "plumline-easy-eval"}.get(cfg.path.split(":", 1)[1], cfg.path)
     name = os.path.basename(path.rstrip("/")) or path
     for ext in (".gz", ".jsonl", ".json", ".ndjson", ".parquet", ".pq"):
         if name.lower().endswith(ext):

@@ -1,6 +1,7 @@
-"""File formats: a source file's bytes (JSONL, gzip, Parquet) or a saved HF dataset folder ->
-located rows, each converted by the dataset convention of its source. Every bad file or row
-becomes an ErrorRecord naming its location; the rest of the input is still read."""
+"""File formats: a source file's bytes (JSONL, a JSON list such as MBPP's ``sanitized-mbpp.json``,
+gzip, Parquet) or a saved HF dataset folder -> located rows, each converted by the dataset convention
+of its source. Every bad file or row becomes an ErrorRecord naming its location; the rest of the
+input is still read."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from plumline.data_schemas import ErrorKind
 from plumline.transforms.logic.readers.config import SourceConfig, default_source_name
 from plumline.transforms.logic.readers.conventions import convert_row
+from plumline.transforms.logic.readers.lines import parse_json_line
 from plumline.transforms.logic.readers.locations import Located, Location, read_error
 
 
@@ -51,63 +53,53 @@ def parse_jsonl_bytes(data: bytes, origin: str, cfg: SourceConfig, fmt: str = "j
         return
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    if data.lstrip()[:1] == b"[":
+        rows = _json_list(data)
+        if rows is not None or origin.lower().endswith((".json", ".json.gz")):
+            yield from _list_rows(rows, data, origin, cfg, fmt, source_index, source_name)
+            return
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
         loc = Location(source_index, origin, lineno)
-        if not raw.strip():
-            continue
+        item = parse_json_line(raw, loc, cfg, fmt, source_name)
+        if item is not None:
+            yield loc, item
+
+
+def _json_list(data: bytes) -> list[Any] | None:
+    """The rows of a file holding one JSON list (MBPP's ``sanitized-mbpp.json``), or None."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, malformed, digit limit, nested too deeply
+        return None
+    return value if isinstance(value, list) else None
+
+
+def _list_rows(rows: list[Any] | None, data: bytes, origin: str, cfg: SourceConfig, fmt: str,
+               source_index: int, source_name: str) -> Iterator[Located]:
+    """A JSON-list file's rows, located by index (``file#i``); a file that is not one list is an error."""
+    if rows is None:
         try:
-            text = raw.decode("utf-8")
+            json.loads(data.decode("utf-8"))
+            reason = "expected a JSON list of objects"
         except UnicodeDecodeError as e:
-            yield loc, read_error(
-                loc, ErrorKind.BAD_INPUT, f"not UTF-8: {e.reason} at byte {e.start}",
-                raw[:80].decode("utf-8", "replace"))
-            continue
-        try:
-            row = json.loads(text)
-        except (ValueError, RecursionError) as e:  # JSONDecodeError, int digit limit, deep nesting
-            if isinstance(e, json.JSONDecodeError):
-                reason = f"malformed JSON: {e.msg} (column {e.colno})"
-            elif isinstance(e, RecursionError):
-                reason = "malformed JSON: nested too deeply"
-            else:
-                reason = f"malformed JSON: {e}"
-            yield loc, read_error(loc, ErrorKind.BAD_INPUT, reason, text)
-            continue
+            reason = f"not UTF-8: {e.reason} at byte {e.start}"
+        except json.JSONDecodeError as e:
+            reason = f"malformed JSON: {e.msg} (line {e.lineno}, column {e.colno})"
+        except (ValueError, RecursionError) as e:
+            reason = f"malformed JSON: {type(e).__name__}"
+        yield Location(source_index, origin, 0, False), read_error(origin, ErrorKind.BAD_INPUT, reason)
+        return
+    if not rows:
+        yield Location(source_index, origin, 0, False), read_error(
+            f"{origin}#0", ErrorKind.MISSING_INPUT, "empty input: the JSON list holds no rows")
+        return
+    for i, row in enumerate(rows):
+        loc = Location(source_index, origin, i, False)
         if not isinstance(row, dict):
-            yield loc, read_error(
-                loc, ErrorKind.BAD_INPUT, f"expected a JSON object per line, got {type(row).__name__}", text)
+            yield loc, read_error(loc, ErrorKind.BAD_INPUT,
+                                  f"expected a JSON object per list item, got {type(row).__name__}", row)
             continue
         yield loc, convert_row(row, cfg, fmt, loc, source_name)
-
-
-def _iter_arrow_rows(table_batches: Iterable[Any]) -> Iterator[dict[str, Any]]:
-    for batch in table_batches:
-        yield from batch.to_pylist()
-
-
-def parse_parquet_bytes(data: bytes, origin: str, cfg: SourceConfig, fmt: str = "jsonl",
-                        source_index: int = 0, source_name: str = "") -> Iterator[Located]:
-    """Parse a Parquet file's bytes row by row (row index as location)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    source_name = source_name or default_source_name(cfg, origin)
-    if not data:
-        yield Location(source_index, origin, 0, False), read_error(
-            f"{origin}#0", ErrorKind.MISSING_INPUT, "empty input: the file is empty")
-        return
-    try:
-        pf = pq.ParquetFile(pa.BufferReader(data))
-    except (pa.ArrowException, OSError, ValueError) as e:
-        yield Location(source_index, origin, 0, False), read_error(
-            origin, ErrorKind.BAD_INPUT, f"not a readable Parquet file: {e}")
-        return
-    if pf.metadata.num_rows == 0:
-        yield Location(source_index, origin, 0, False), read_error(
-            f"{origin}#0", ErrorKind.MISSING_INPUT, "empty input: no rows")
-        return
-    yield from _rows_to_items(_iter_arrow_rows(pf.iter_batches(batch_size=1024)), origin, cfg, fmt,
-                              source_index, source_name)
 
 
 def _rows_to_items(rows: Iterable[dict[str, Any]], origin: str, cfg: SourceConfig, fmt: str,
@@ -115,24 +107,6 @@ def _rows_to_items(rows: Iterable[dict[str, Any]], origin: str, cfg: SourceConfi
     for i, row in enumerate(rows):
         loc = Location(source_index, origin, i, False)
         yield loc, convert_row(row, cfg, "jsonl" if fmt in ("parquet", "hf_disk") else fmt, loc, source_name)
-
-
-def parse_file_bytes(data: bytes, origin: str, cfg: SourceConfig, source_index: int = 0) -> Iterator[Located]:
-    """Parse one whole file of a source, whatever its format (used by the Beam transform per file)."""
-    try:
-        fmt = resolve_format(cfg, origin)
-    except ValueError as e:
-        yield Location(source_index, origin, 0), read_error(origin, ErrorKind.BAD_INPUT, str(e))
-        return
-    name = default_source_name(cfg, origin)
-    if fmt == "parquet" or (fmt in ("humaneval", "mbpp") and origin.lower().endswith((".parquet", ".pq"))):
-        yield from parse_parquet_bytes(data, origin, cfg, "jsonl" if fmt == "parquet" else fmt, source_index,
-                                       name)
-    elif fmt == "hf_disk":
-        yield Location(source_index, origin, 0), read_error(
-            origin, ErrorKind.BAD_INPUT, "hf_disk sources are folders, not files")
-    else:
-        yield from parse_jsonl_bytes(data, origin, cfg, fmt, source_index, name)
 
 
 def read_hf_disk(cfg: SourceConfig, path: str, source_index: int = 0) -> Iterator[Located]:

@@ -1,20 +1,21 @@
-"""Reading whole sources without Beam: paths matched, rows located and converted, the limit applied,
-problem ids deduplicated across sources (the first by location wins). The Beam read stage
-(``plumline.transforms.read``) reuses ``iter_located``, ``parse_file_bytes``, ``apply_limit`` and
-``drop_duplicate_ids`` so both paths behave the same."""
+"""Reading whole sources without Beam: paths matched, each file streamed (``streams``), rows located
+and converted, the limit applied, problem ids deduplicated across sources (the first by location wins).
+The Beam read stage (``plumline.transforms.read``) reuses ``iter_located``, ``parse_file_stream``,
+``apply_limit`` and ``drop_duplicate_ids`` so both paths behave the same. ``read_problems`` is a
+stream too: it holds the ids seen, not the rows."""
 
 from __future__ import annotations
 
 import glob as _glob
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from plumline.data_schemas import ErrorKind, Problem
 from plumline.transforms.logic.readers.bundled import bundled_path
 from plumline.transforms.logic.readers.config import SourceConfig
-from plumline.transforms.logic.readers.formats import parse_file_bytes, read_hf_disk
+from plumline.transforms.logic.readers.formats import read_hf_disk
 from plumline.transforms.logic.readers.locations import Item, Located, Location, read_error
+from plumline.transforms.logic.readers.streams import parse_file_stream
 
 
 def expand_paths(cfg: SourceConfig) -> list[str]:
@@ -46,13 +47,7 @@ def iter_located(cfg: SourceConfig, source_index: int = 0) -> Iterator[Located]:
             yield Location(source_index, path, 0), read_error(path, ErrorKind.MISSING_INPUT, "no such file")
             continue
         else:
-            try:
-                data = Path(path).read_bytes()
-            except OSError as e:
-                yield Location(source_index, path, 0), read_error(
-                    path, ErrorKind.BAD_INPUT, f"cannot read: {e}")
-                continue
-            items = parse_file_bytes(data, path, cfg, source_index)
+            items = _read_file(cfg, path, source_index)
         for loc, item in items:
             if isinstance(item, Problem):
                 if cfg.limit is not None and kept >= cfg.limit:
@@ -61,11 +56,26 @@ def iter_located(cfg: SourceConfig, source_index: int = 0) -> Iterator[Located]:
             yield loc, item
 
 
+def _read_file(cfg: SourceConfig, path: str, source_index: int) -> Iterator[Located]:
+    try:
+        stream = open(path, "rb")  # noqa: SIM115  closed below, after the generator is drained
+    except OSError as e:
+        yield Location(source_index, path, 0), read_error(path, ErrorKind.BAD_INPUT, f"cannot read: {e}")
+        return
+    with stream:
+        yield from parse_file_stream(stream, path, cfg, source_index)
+
+
 def drop_duplicate_ids(items: Iterable[Located]) -> Iterator[Located]:
     """Keep the first problem of each id (by location); later ones become errors naming both places.
     Errors pass through. Sorts its input, so the result does not depend on arrival order."""
+    yield from _drop_duplicates_in_order(sorted(items, key=lambda li: li[0]))
+
+
+def _drop_duplicates_in_order(items: Iterable[Located]) -> Iterator[Located]:
+    """``drop_duplicate_ids`` of items already in location order, streaming (holds the ids only)."""
     first: dict[str, Location] = {}
-    for loc, item in sorted(items, key=lambda li: li[0]):
+    for loc, item in items:
         if isinstance(item, Problem):
             if item.problem_id in first:
                 yield loc, read_error(
@@ -78,12 +88,12 @@ def drop_duplicate_ids(items: Iterable[Located]) -> Iterator[Located]:
 
 
 def read_problems(cfg: SourceConfig | list[SourceConfig]) -> Iterator[Item]:
-    """Read one or several sources without Beam: problems and errors, ids deduplicated across sources."""
+    """Read one or several sources without Beam: problems and errors, ids deduplicated across sources.
+    Sources, files and rows are read in location order, so this streams: memory holds one line (or
+    Parquet row group) and the ids seen, however large the input."""
     cfgs = cfg if isinstance(cfg, list) else [cfg]
-    located: list[Located] = []
-    for i, c in enumerate(cfgs):
-        located.extend(iter_located(c, i))
-    for _, item in drop_duplicate_ids(located):
+    located = (li for i, c in enumerate(cfgs) for li in iter_located(c, i))
+    for _, item in _drop_duplicates_in_order(located):
         yield item
 
 

@@ -36,22 +36,22 @@ def make_test_cases(problem: Problem, parsed: ParsedTests, writer: str = "", *,
     with their reason (a reply without tests gets one row too, so it can be looked at).
 
     Duplicates are counted (see ``problem_test_stats``) but get no row: their id (a content hash)
-    would be the id of the test they duplicate. Ids in ``exclude_ids`` (tests of another origin)
-    are skipped the same way."""
+    would be the id of the test they duplicate. Tests whose ``TestCase.content_key`` is in
+    ``exclude_ids`` (tests of another origin) are skipped the same way."""
     pid, kind, origin = problem.problem_id, TestKind.ASSERT.value, TestOrigin.SYNTHESIZED.value
     rows: dict[str, TestCase] = {}
     excluded = set(exclude_ids)
     for code in parsed.kept:
-        tid = TestCase.make_id(pid, kind, code)
-        if tid not in excluded and tid not in rows:
+        tid = TestCase.make_id(pid, origin, kind, code)
+        if TestCase.content_key(pid, kind, code) not in excluded and tid not in rows:
             rows[tid] = TestCase(test_id=tid, problem_id=pid, kind=kind, code=code, origin=origin,
                                  kept=True, drop_reason=None, for_training=True, writer=writer)
     for d in parsed.dropped:
         if d.reason == TestDropReason.DUPLICATE:
             continue
         code = d.code if d.code.strip() else f"# {d.reason.value}"
-        tid = TestCase.make_id(pid, kind, code)
-        if tid in excluded or tid in rows:
+        tid = TestCase.make_id(pid, origin, kind, code)
+        if TestCase.content_key(pid, kind, code) in excluded or tid in rows:
             continue
         rows[tid] = TestCase(test_id=tid, problem_id=pid, kind=kind, code=code, origin=origin, kept=False,
                              drop_reason=d.reason, drop_detail=d.detail[:_DETAIL_MAX], for_training=True,
@@ -67,7 +67,8 @@ def given_test_cases(problem: Problem, role: str = "eval") -> list[TestCase]:
         raise ValueError(f"given_tests_role must be train, eval or both, got {role!r}")
     out: dict[str, TestCase] = {}
     for spec in problem.given_tests:
-        tid = TestCase.make_id(problem.problem_id, spec.kind, spec.code, spec.stdin, spec.expected_stdout)
+        tid = TestCase.make_id(problem.problem_id, TestOrigin.GIVEN.value, spec.kind, spec.code, spec.stdin,
+                               spec.expected_stdout)
         out.setdefault(tid, TestCase(
             test_id=tid, problem_id=problem.problem_id, kind=spec.kind, code=spec.code,
             origin=TestOrigin.GIVEN.value, stdin=spec.stdin, expected_stdout=spec.expected_stdout,
@@ -81,7 +82,8 @@ def example_test_cases(problem: Problem, use_text: bool = True) -> list[TestCase
     out: dict[str, TestCase] = {}
     seen: set[str] = set()
     for spec in problem.example_tests:
-        tid = TestCase.make_id(problem.problem_id, spec.kind, spec.code, spec.stdin, spec.expected_stdout)
+        tid = TestCase.make_id(problem.problem_id, TestOrigin.EXAMPLE.value, spec.kind, spec.code, spec.stdin,
+                               spec.expected_stdout)
         seen.add(normalize_test(spec.code))
         out.setdefault(tid, TestCase(
             test_id=tid, problem_id=problem.problem_id, kind=spec.kind, code=spec.code,
@@ -92,7 +94,7 @@ def example_test_cases(problem: Problem, use_text: bool = True) -> list[TestCase
             if code in seen:
                 continue
             seen.add(code)
-            tid = TestCase.make_id(problem.problem_id, TestKind.ASSERT.value, code)
+            tid = TestCase.make_id(problem.problem_id, TestOrigin.EXAMPLE.value, TestKind.ASSERT.value, code)
             out.setdefault(tid, TestCase(test_id=tid, problem_id=problem.problem_id,
                                          kind=TestKind.ASSERT.value, code=code,
                                          origin=TestOrigin.EXAMPLE.value, kept=True, writer="problem_text"))
@@ -125,7 +127,9 @@ def assemble_problem_tests(problem: Problem, replies: Sequence[str] | None, cfg:
         parsed = parse_replies(list(replies), problem.entry_point, cfg.max_test_chars,
                                cfg.max_tests_per_problem, seen=seen)
         synthesized = make_test_cases(problem, parsed, writer,
-                                      exclude_ids=[t.test_id for t in given + examples])
+                                      exclude_ids=[TestCase.content_key(t.problem_id, t.kind, t.code, t.stdin,
+                                                                        t.expected_stdout)
+                                                   for t in given + examples])
     tests = given + examples + synthesized
     # identical snippets collapse into one row (same content id): count the extra ones as duplicates
     rows_wanted = len(parsed.kept) + sum(d.reason != TestDropReason.DUPLICATE and d.reason not in REPLY_DROPS

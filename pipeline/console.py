@@ -1,0 +1,309 @@
+"""What a run shows a person, and where everything else goes.
+
+Quiet by default: every log record (plumline's, vLLM's, transformers', Beam's, torch's) goes to
+``runs/<name>/plumline.log``, and so does whatever any process writes to its stdout or stderr (vLLM's
+engine process, Beam's worker processes, C libraries): the run's file descriptors 1 and 2 point at
+the log file while the stages run, and the console writes to a copy of the real stderr. The console
+shows plumline's warnings, one progress bar per stage (items done of total, rate, ETA; tokens/s
+while generating, executions/s while executing), one line per finished stage, then the summary.
+``-v`` shows everything on the console (and still writes the log file).
+
+Live progress crosses processes through ``plumline.llm.progress`` (a folder per stage that every
+process writes its counters into and this process polls).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import pyarrow.parquet as pq
+from plumline.data_schemas import Stage
+from plumline.llm import progress as live
+from plumline.pipeline.artifacts import ARTIFACTS
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+if TYPE_CHECKING:
+    from plumline.pipeline.config import RunConfig
+    from plumline.pipeline.layout import StageMarker
+
+LOG_NAME = "plumline.log"
+LIBRARY_LOGGERS = ("vllm", "transformers", "apache_beam", "torch", "datasets", "trl", "accelerate",
+                   "httpx", "urllib3", "filelock", "huggingface_hub")
+POLL_S = 0.5
+
+
+class _PlumlineWarnings(logging.Filter):
+    """The quiet console: plumline's own warnings and errors only (the rest is in the log file)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING and record.name.split(".")[0] in ("plumline", "__main__")
+
+
+def setup_logging(console: Console, verbose: bool, log_file: Path | None = None) -> None:
+    """Console handler (everything with -v, plumline warnings otherwise) and the run's log file."""
+    handler = RichHandler(console=console, show_path=False, rich_tracebacks=True, show_time=verbose)
+    if not verbose:
+        handler.addFilter(_PlumlineWarnings())
+    handlers: list[logging.Handler] = [handler]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"))
+        handlers.append(file_handler)
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
+    logging.getLogger("plumline").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.captureWarnings(True)
+    if not verbose:
+        # Beam relays every local worker's start-up chatter through this one; keep the log readable.
+        logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.WARNING)
+        logging.getLogger("apache_beam.typehints").setLevel(logging.WARNING)  # one line per type hint
+    # Engine processes read these when they start (vLLM configures its own loggers onto stdout, which
+    # the quiet mode points at the log file). No progress bars of libraries in the log file.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "DEBUG" if verbose else "INFO")
+    if not verbose:
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@contextlib.contextmanager
+def output_to_log(console: Console, log_file: Path) -> Iterator[None]:
+    """File descriptors 1 and 2 (this process and every process it starts) write to ``log_file``;
+    ``console`` keeps writing to the real stderr. Restored on exit."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        saved = (os.dup(1), os.dup(2))
+    except OSError:  # no real descriptors (an embedding host): nothing to redirect
+        yield
+        return
+    real_err = os.fdopen(os.dup(saved[1]), "w", encoding="utf-8", errors="replace", buffering=1)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    # Python-level streams too, in case they are not descriptors 1 and 2 (a test runner's capture).
+    py_streams = sys.stdout, sys.stderr
+    to_log = open(log_file, "a", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
+    sys.stdout = sys.stderr = to_log
+    console.file = real_err
+    try:
+        yield
+    finally:
+        to_log.flush()  # left open: loggers that captured it (vLLM's) keep writing into the log
+        sys.stdout, sys.stderr = py_streams
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        console.file = None  # back to sys.stderr
+        real_err.close()
+
+
+# --- progress ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Measure:
+    """What a stage's bar counts: a live-progress key, its unit, and the total from earlier files."""
+
+    key: str
+    unit: str
+    rate_unit: str
+    generates: bool = False
+
+
+MEASURES = {
+    Stage.TESTS: Measure("completions", "replies", "replies", generates=True),
+    Stage.SAMPLE: Measure("completions", "samples", "samples", generates=True),
+    Stage.EXECUTE: Measure("executions", "executions", "exec"),
+}
+
+
+def _rows(path: Path) -> int | None:
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # noqa: BLE001 - no file yet: no total
+        return None
+
+
+def stage_total(cfg: RunConfig, stage: Stage, round_dir: Path) -> int | None:
+    """Items the stage will count, from the files earlier stages wrote (None: unknown)."""
+    if stage == Stage.TESTS:
+        problems = _rows(round_dir / "problems.parquet")
+        return None if problems is None or not cfg.tests.enabled else problems * cfg.tests.num_replies
+    if stage == Stage.SAMPLE:
+        problems = _rows(round_dir / "problems.parquet")
+        return None if problems is None else problems * (cfg.sampling.n + int(cfg.sampling.greedy))
+    if stage == Stage.EXECUTE:
+        return _rows(round_dir / "samples.parquet")
+    return None
+
+
+def _rate(value: float, unit: str) -> str:
+    return f"{value:,.1f} {unit}/s" if value < 100 else f"{value:,.0f} {unit}/s"
+
+
+@dataclass
+class _Running:
+    round: int
+    stage: Stage
+    folder: Path
+    measure: Measure | None
+    total: int | None
+    task: Any
+    started: float
+    first_seen: float | None = None
+    counts: dict[str, float] | None = None
+
+
+class RunProgress:
+    """Per-stage progress bars fed by ``plumline.llm.progress``; hooks for ``run_rounds``.
+
+    On a terminal the current stage has a live bar; every finished stage prints one line."""
+
+    def __init__(self, console: Console, cfg: RunConfig, run_dir: Path):
+        self.console, self.cfg, self.run_dir = console, cfg, run_dir
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.fields[count]}"), TextColumn("{task.fields[rate]}"),
+            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("elapsed"), TimeElapsedColumn(),
+            console=console, transient=True, disable=not console.is_terminal)
+        self._current: _Running | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll_loop, name="plumline-progress", daemon=True)
+
+    def __enter__(self) -> Self:
+        self.progress.start()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        with self._lock:
+            if self._current is not None:  # the stage that failed
+                self.progress.remove_task(self._current.task)
+                self._current = None
+        live.close_channel()
+        self.progress.stop()
+
+    # -- hooks --------------------------------------------------------------------------------------
+    def stage_started(self, round_: int, stage: Stage) -> None:
+        round_dir = self.run_dir / f"round-{round_:03d}"
+        folder = live.open_channel(round_dir / ".progress" / stage.value)
+        measure = MEASURES.get(stage)
+        total = stage_total(self.cfg, stage, round_dir) if measure else None
+        task = self.progress.add_task(f"round {round_} {stage.value:8}", total=total, count="", rate="")
+        with self._lock:
+            self._current = _Running(round_, stage, folder, measure, total, task, time.monotonic())
+
+    def stage_done(self, round_: int, stage: Stage, marker: StageMarker, ran: bool) -> None:
+        live.flush()
+        with self._lock:
+            cur, self._current = self._current, None
+        if cur is None:
+            return
+        self._update(cur)
+        self.progress.remove_task(cur.task)
+        live.close_channel()
+        self.console.print(self.stage_line(cur, marker, ran), soft_wrap=True)
+
+    # -- drawing ------------------------------------------------------------------------------------
+    def stage_line(self, cur: _Running, marker: StageMarker, ran: bool) -> str:
+        head = f"round {cur.round} {cur.stage.value:8}"
+        if not ran:
+            return f"{head} [dim]done earlier ({marker.seconds:.0f} s), kept[/]"
+        parts = [f"{marker.seconds:6.1f} s"]
+        counts = cur.counts or {}
+        if cur.measure is not None and counts.get(cur.measure.key):
+            done = int(counts[cur.measure.key])
+            span = time.monotonic() - (cur.first_seen or cur.started)
+            rate = _rate(done / max(span, 1e-9), cur.measure.rate_unit)
+            parts.append(f"{done:,} {cur.measure.unit} ({rate})")
+            if cur.measure.generates and counts.get("tokens"):
+                tokens = int(counts["tokens"])
+                parts.append(f"{tokens:,} tokens ({_rate(tokens / max(span, 1e-9), 'tok')})")
+        rows = ", ".join(f"{n:,} {name}" for name, n in marker.rows.items()
+                         if name in ARTIFACTS and not ARTIFACTS[name].internal)
+        if rows:
+            parts.append(rows)
+        return f"{head} " + "  ·  ".join(parts)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(POLL_S):
+            with self._lock:
+                cur = self._current
+                if cur is not None:
+                    self._update(cur)
+
+    def _update(self, cur: _Running) -> None:
+        counts = live.read_progress(cur.folder)
+        cur.counts = counts
+        if cur.measure is None:
+            return
+        done = counts.get(cur.measure.key, 0)
+        if done and cur.first_seen is None:
+            cur.first_seen = time.monotonic()
+        if counts.get("completions_total") and cur.measure.generates:
+            cur.total = max(cur.total or 0, int(counts["completions_total"]))
+        rate = ""
+        if cur.first_seen is not None:
+            span = max(time.monotonic() - cur.first_seen, 1e-9)
+            if cur.measure.generates and counts.get("tokens"):
+                rate = _rate(counts["tokens"] / span, "tok")
+            else:
+                rate = _rate(done / span, cur.measure.rate_unit)
+        count = f"{int(done):,}/{cur.total:,}" if cur.total else f"{int(done):,}"
+        self.progress.update(cur.task, completed=done, total=cur.total, rate=rate,
+                             count=f"{count} {cur.measure.unit}")
+
+
+def slow_config_warnings(cfg: RunConfig) -> list[str]:
+    """Settings known to be slow on this machine (each logged once as a warning by the caller)."""
+    from plumline.llm.hardware import choose_dtype, cpu_info, engine_device
+    from plumline.pipeline.stages import cpu_workers
+
+    out = []
+    backends = [("policy", cfg.policy)]
+    if cfg.tests.writer is not None:
+        backends.append(("tests.writer", cfg.tests.writer))
+    for field, b in backends:
+        if b.kind in ("vllm", "transformers") and b.dtype != "auto":
+            choice = choose_dtype(b.dtype, engine_device(b.kind, b.device))
+            if choice.warning:
+                out.append(f"{field}.dtype: {choice.warning}")
+    method = cfg.training.method
+    if method != "none" and getattr(cfg, method).train.bf16:
+        choice = choose_dtype("bfloat16", engine_device("transformers"))
+        if choice.warning:
+            out.append(f"{method}.train.bf16: {choice.warning}")
+    cores = cpu_info().cores
+    workers = cpu_workers(cfg)
+    if cfg.sandbox.workers is not None and cfg.sandbox.workers * workers > cores:
+        out.append(f"sandbox.workers {cfg.sandbox.workers} x beam.cpu_workers {workers} = "
+                   f"{cfg.sandbox.workers * workers} sandbox slots on {cores} cores: executions will "
+                   f"queue for the CPU and hit their time limits (leave sandbox.workers unset)")
+    elif workers > cores:
+        out.append(f"beam.cpu_workers {workers} on {cores} cores: worker processes will fight for "
+                   f"the CPU (leave beam.cpu_workers unset)")
+    return out

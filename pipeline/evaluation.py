@@ -1,0 +1,101 @@
+"""Evaluation results of a round and of a run, read back from the files (like the manifest):
+``eval.json`` beside a round's ``eval_samples.parquet`` (also what ``plumline eval`` writes), the
+manifest's ``eval`` section (the same dict) and the run's ``rounds.json`` (one row per round).
+
+Which policy a round folder evaluates: the one that round samples from. Round 0 evaluates the
+untrained policy (the baseline); round r the model round r-1 trained; after the last round, the
+loop adds one more folder, ``round-<rounds>``, holding only the eval stage, for the last trained model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from plumline.data_schemas import EvalSample, from_table
+from plumline.pipeline.config import RunConfig
+from plumline.pipeline.errors import BadRunInput
+from plumline.pipeline.layout import RoundLayout, atomic_write_text
+from plumline.transforms.logic.evaluation import GREEDY_KEY, summarize
+
+EVAL_JSON = "eval.json"
+ROUNDS_JSON = "rounds.json"
+
+
+def eval_summary(cfg: RunConfig, layout: RoundLayout, model: str = "") -> dict[str, Any] | None:
+    """The summary of the round's ``eval_samples.parquet`` (None when the round evaluated nothing)."""
+    path = layout.artifact_path("eval_samples")
+    if not cfg.eval.enabled or not path.exists():
+        return None
+    rows = from_table(pq.read_table(path), EvalSample)
+    return summarize(rows, cfg.eval.k, model=model, sources=[s.path for s in cfg.eval.sources],
+                     n=cfg.eval.n)
+
+
+def write_eval_json(layout: RoundLayout, summary: dict[str, Any]) -> Path:
+    path = layout.dir / EVAL_JSON
+    atomic_write_text(path, json.dumps(summary, indent=2))
+    return path
+
+
+def round_row(manifest: dict[str, Any]) -> dict[str, Any]:
+    """One row of ``rounds.json``: the round, the policy it evaluated, its scores (keys as in eval.json)."""
+    ev = manifest.get("eval") or {}
+    scores = {k: v for k, v in ev.items() if k.startswith("pass@") or k == GREEDY_KEY}
+    return {"round": manifest["round"], "policy": ev.get("model") or manifest["policy"]["model"],
+            "eval_only": bool(manifest.get("eval_only")), **scores,
+            "problems": ev.get("problems"),
+            "by_source": {src: {k: v for k, v in s.items() if k.startswith("pass@") or k == GREEDY_KEY}
+                          for src, s in (ev.get("by_source") or {}).items()}}
+
+
+def write_rounds_json(run_dir: Path, cfg: RunConfig, manifests: list[dict[str, Any]]) -> Path:
+    """``rounds.json``: eval results of every round so far (pass@1 greedy, pass@k, per source)."""
+    path = run_dir / ROUNDS_JSON
+    rows = [round_row(m) for m in manifests]
+    atomic_write_text(path, json.dumps({"run": cfg.name, "k": cfg.eval.k, "n": cfg.eval.n,
+                                        "sources": [s.path for s in cfg.eval.sources], "rounds": rows},
+                                       indent=2))
+    return path
+
+
+def check_policy_model(model: str, kind: str, round: int) -> None:
+    """A policy given as a local path must be a model folder; say so before any engine starts."""
+    if kind == "openai":  # a served model's name, not a path
+        return
+    from plumline.trainers.model import resolve_model
+
+    try:
+        resolve_model(model)
+    except FileNotFoundError as exc:
+        raise BadRunInput(f"round {round}: the policy model cannot be loaded: {exc}") from None
+
+
+def eval_run_config(model: str, source: str, *, fmt: str = "auto", limit: int | None = None, n: int = 10,
+                    k: list[int] | None = None, greedy: bool = True, backend: str = "vllm",
+                    base_url: str | None = None, temperature: float | None = None,
+                    max_tokens: int | None = None, seed: int = 0, workers: int | None = None,
+                    name: str = "eval") -> RunConfig:
+    """The run config ``plumline eval`` runs the eval stage with (the policy is ``model``). Raises
+    ``ConfigError`` naming the option when the settings cannot work."""
+    from plumline.llm import BackendConfig
+    from plumline.pipeline.config import ConfigError, check_config, resolve_model_ref
+    from plumline.sandbox import SandboxConfig
+    from plumline.transforms.logic.evaluation import EvalConfig
+    from plumline.transforms.logic.readers import SourceConfig
+    from pydantic import ValidationError
+
+    try:
+        src = SourceConfig(path=source, format=fmt, limit=limit)
+        policy = BackendConfig(kind=backend, model=resolve_model_ref(model),
+                               **({"base_url": base_url} if base_url else {}))
+        ev = EvalConfig(sources=[src], n=n, k=k if k is not None else [1], greedy=greedy,
+                        temperature=temperature, max_tokens=max_tokens)
+        cfg = RunConfig(name=name, sources=[src], policy=policy, eval=ev, seed=seed,
+                        sandbox=SandboxConfig(workers=workers))
+    except ValidationError as exc:
+        raise ConfigError("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                    for e in exc.errors())) from None
+    return check_config(cfg, "plumline eval")

@@ -1,0 +1,169 @@
+"""The quiet console: log routing (console vs the run's log file, file descriptors included), the
+per-stage progress lines fed by the live channel, the slow-config warnings, and a whole small run
+through the CLI whose console output stays short while the log file holds the library logs."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from plumline.data_schemas import Stage
+from plumline.llm import hardware, progress
+from plumline.llm.hardware import parse_cpuinfo
+from plumline.pipeline.config import RunConfig
+from plumline.pipeline.console import (
+    RunProgress,
+    output_to_log,
+    setup_logging,
+    slow_config_warnings,
+    stage_total,
+)
+from plumline.pipeline.layout import StageMarker
+from plumline.transforms.logic.readers import SourceConfig
+from rich.console import Console
+
+ZEN3 = "processor : 0\nmodel name : AMD EPYC 7B13\nflags : sse2 avx avx2 fma\nprocessor : 1\n"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    yield
+    root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    logging.captureWarnings(False)
+
+
+def _cfg(**update) -> RunConfig:
+    return RunConfig(sources=[SourceConfig(path="bundled:easy")], **update)
+
+
+def test_quiet_console_shows_plumline_warnings_only_and_the_file_gets_everything(tmp_path):
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    log = tmp_path / "plumline.log"
+    setup_logging(console, verbose=False, log_file=log)
+    logging.getLogger("vllm.engine").warning("vllm engine chatter")
+    logging.getLogger("apache_beam.runners").info("beam info")
+    logging.getLogger("plumline.pipeline.round").info("stage tests ...")
+    logging.getLogger("plumline.llm.hardware").warning("slow dtype warning")
+    for h in logging.getLogger().handlers:
+        h.flush()
+    shown, written = out.getvalue(), log.read_text()
+    assert "slow dtype warning" in shown
+    assert "vllm engine chatter" not in shown and "beam info" not in shown and "stage tests" not in shown
+    for text in ("vllm engine chatter", "beam info", "stage tests ...", "slow dtype warning"):
+        assert text in written
+
+
+def test_verbose_console_shows_library_logs(tmp_path):
+    out = io.StringIO()
+    setup_logging(Console(file=out, width=200), verbose=True, log_file=tmp_path / "x.log")
+    logging.getLogger("vllm.engine").info("vllm engine chatter")
+    assert "vllm engine chatter" in out.getvalue()
+
+
+def test_output_of_this_process_and_its_children_goes_to_the_log(tmp_path, capfd):
+    log = tmp_path / "run.log"
+    console = Console(stderr=True, width=200)
+    with output_to_log(console, log):
+        os.write(1, b"fd one\n")
+        os.write(2, b"fd two\n")
+        print("python print")
+        subprocess.run([sys.executable, "-c", "import sys; print('child out'); print('child err', "
+                        "file=sys.stderr)"], check=True)
+        console.print("for the person")
+    captured = capfd.readouterr()
+    written = log.read_text()
+    for text in ("fd one", "fd two", "python print", "child out", "child err"):
+        assert text in written and text not in captured.out + captured.err
+    assert "for the person" in captured.err and "for the person" not in written
+    os.write(1, b"after\n")  # restored
+    assert "after" in capfd.readouterr().out
+
+
+def test_stage_totals_come_from_earlier_files(tmp_path):
+    cfg = _cfg()
+    pq.write_table(pa.table({"x": list(range(5))}), tmp_path / "problems.parquet")
+    pq.write_table(pa.table({"x": list(range(45))}), tmp_path / "samples.parquet")
+    assert stage_total(cfg, Stage.SAMPLE, tmp_path) == 5 * (cfg.sampling.n + int(cfg.sampling.greedy))
+    assert stage_total(cfg, Stage.TESTS, tmp_path) == 5 * cfg.tests.num_replies
+    assert stage_total(cfg, Stage.EXECUTE, tmp_path) == 45
+    assert stage_total(cfg, Stage.EXPORT, tmp_path) is None
+
+
+def test_progress_lines_carry_counts_rates_and_tokens(tmp_path):
+    out = io.StringIO()
+    console = Console(file=out, width=200)  # not a terminal: no live bar, one line per stage
+    rp = RunProgress(console, _cfg(), tmp_path)
+    marker = StageMarker("sample", "k", "t", ("samples",), 12.5, {"samples": 45}, {})
+    with rp:
+        rp.stage_started(0, Stage.SAMPLE)
+        assert os.environ[progress.ENV].endswith("sample")
+        progress.add("completions_total", 45)
+        progress.add("completions", 45)
+        progress.add("tokens", 9000)
+        time.sleep(0.05)
+        rp.stage_done(0, Stage.SAMPLE, marker, ran=True)
+        assert progress.ENV not in os.environ
+        rp.stage_started(0, Stage.EXPORT)
+        rp.stage_done(0, Stage.EXPORT, StageMarker("export", "k", "t", (), 3.0, {}, {}), ran=False)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert "round 0 sample" in lines[0] and "45 samples" in lines[0] and "9,000 tokens" in lines[0]
+    assert "tok/s" in lines[0] and lines[0].endswith("45 samples") and "12.5 s" in lines[0]
+    assert "done earlier" in lines[1]
+
+
+def test_slow_configs_get_a_warning(monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_info", lambda: parse_cpuinfo(ZEN3))
+    monkeypatch.setattr(hardware, "gpu_info", lambda: hardware.GpuInfo(False))
+    assert slow_config_warnings(_cfg()) == []
+    cfg = _cfg(policy={"kind": "vllm", "model": "m", "dtype": "bfloat16"})
+    [warning] = slow_config_warnings(cfg)
+    assert warning.startswith("policy.dtype") and "AMD EPYC" in warning
+    cfg = _cfg(sandbox={"workers": 2}, beam={"cpu_workers": 2})
+    [warning] = slow_config_warnings(cfg)
+    assert "4 sandbox slots on 2 cores" in warning
+    cfg = _cfg(training={"method": "dpo"}, dpo={"train": {"bf16": True}})
+    assert any(w.startswith("dpo.train.bf16") for w in slow_config_warnings(cfg))
+
+
+SMALL_RUN = """
+name: quiet
+out_dir: {out}
+sources: [{{path: bundled:easy, limit: 4}}]
+policy: {{kind: openai, model: canned, base_url: "{url}", max_retries: 1}}
+sampling: {{n: 2, max_tokens: 64, greedy: true}}
+tests: {{tests_per_problem: 3, given_tests_role: eval}}
+export: {{jsonl: false}}
+beam: {{cpu_workers: 2}}
+sandbox: {{workers: 1}}
+"""
+
+
+@pytest.mark.slow
+def test_a_run_through_the_cli_is_quiet_and_logs_to_the_run_folder(tmp_path, canned):
+    _, url = canned
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(SMALL_RUN.format(out=tmp_path / "runs", url=url))
+    env = {**os.environ, "COLUMNS": "120"}
+    res = subprocess.run([sys.executable, "-m", "plumline.pipeline.cli", "run", str(cfg)], env=env,
+                         capture_output=True, text=True, timeout=600, check=False)
+    shown = (res.stdout + res.stderr).splitlines()
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert len(shown) <= 30, "\n".join(shown)
+    text = "\n".join(shown)
+    assert "round 0 execute" in text and "executions" in text and "plumline.log" in text
+    assert "apache_beam" not in text and "INFO" not in text
+    log = (tmp_path / "runs" / "quiet" / "plumline.log").read_text()
+    assert "apache_beam" in log  # Beam's own loggers
+    assert "plumline.pipeline.round" in log and "stage execute" in log

@@ -1,0 +1,142 @@
+"""Evaluation stage: held-out problems -> the policy's completions (one engine call per batch) -> each
+run against the problem's own given tests in the sandbox -> ``EvalSample`` rows.
+
+Thin: sampling is ``logic.sampling.sample_batch`` (the same requests, seeds and code extraction as
+the sample stage), scoring is ``logic.evaluation``; the summary (``eval.json``) is computed from the
+rows after the stage (``logic.evaluation.summarize``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from plumline.data_schemas import ErrorKind, ErrorRecord, Problem, Stage, derive_seed, replace
+from plumline.llm import BackendConfig, PromptConfig, get_shared_backend
+from plumline.sandbox import Sandbox, SandboxLimits
+from plumline.transforms.logic.evaluation import eval_row
+from plumline.transforms.logic.sampling import SamplingConfig, sample_batch
+from plumline.transforms.sample import policy_prompt_renderer
+
+log = logging.getLogger(__name__)
+ERRORS = "errors"
+
+
+def _as_eval_error(err: ErrorRecord) -> ErrorRecord:
+    return replace(err, stage=Stage.EVAL.value)
+
+
+class _Generate(beam.DoFn):
+    """A batch of problems -> (problem, [Sample]) per problem, with ONE engine call."""
+
+    def __init__(self, policy: BackendConfig, sampling: SamplingConfig, prompt: PromptConfig, round: int,
+                 seed: int):
+        self._policy, self._sampling, self._prompt, self._round = policy, sampling, prompt, round
+        self._seed = derive_seed(seed, Stage.EVAL.value)
+        self._failures = Metrics.counter("plumline", "eval_sample_errors")
+
+    def setup(self):
+        self._backend = get_shared_backend(self._policy)
+        self._render = policy_prompt_renderer(self._backend, self._prompt)
+
+    def process(self, problems: list[Problem]):
+        b = self._backend
+        try:
+            samples, errors = sample_batch(
+                problems, render=self._render, generate=b.generate, cfg=self._sampling, round=self._round,
+                base_seed=self._seed, policy=b.model_name, policy_revision=b.revision, backend=b.name,
+                chat=bool(b.chat))
+        except Exception as exc:  # an engine failure loses this batch only, and says so per problem
+            log.exception("generation failed for a batch of %d eval problems", len(problems))
+            for p in problems:
+                self._failures.inc()
+                yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
+                    stage=Stage.EVAL, kind=ErrorKind.ENGINE_FAILED,
+                    reason=f"engine failed: {type(exc).__name__}: {exc}", input=p.problem_id,
+                    problem_id=p.problem_id))
+            return
+        for err in errors:
+            yield beam.pvalue.TaggedOutput(ERRORS, _as_eval_error(err))
+        by_problem: dict[str, list] = {}
+        for s in samples:
+            by_problem.setdefault(s.problem_id, []).append(s)
+        for p in problems:
+            if by_problem.get(p.problem_id):
+                yield p, by_problem[p.problem_id]
+
+
+class _Score(beam.DoFn):
+    """(problem, samples) -> one EvalSample per sample, every program run against the given tests."""
+
+    def __init__(self, limits: SandboxLimits, workers: int | None):
+        self._limits, self._workers = limits, workers
+        self._rows = Metrics.counter("plumline", "eval_samples")
+
+    def setup(self):
+        self._sandbox = Sandbox(limits=self._limits, workers=self._workers or os.cpu_count() or 1)
+
+    def teardown(self):
+        sandbox = getattr(self, "_sandbox", None)
+        if sandbox is not None:
+            sandbox.close()
+
+    def process(self, element):
+        problem, samples = element
+        samples = sorted(samples, key=lambda s: (s.is_greedy, s.sample_index))
+        with_code = [s for s in samples if s.code]
+        tests = list(problem.given_tests)
+        try:
+            results = self._sandbox.run_many(
+                [(s.code, tests, problem.entry_point or None) for s in with_code]) if with_code else []
+        except Exception as exc:  # one broken problem must not stop the evaluation
+            log.exception("scoring eval problem %s failed", problem.problem_id)
+            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
+                stage=Stage.EVAL, kind=ErrorKind.INTERNAL,
+                reason=f"scoring failed: {type(exc).__name__}: {exc}", input=problem.problem_id,
+                problem_id=problem.problem_id))
+            return
+        by_id = {s.sample_id: r for s, r in zip(with_code, results)}
+        for s in samples:
+            self._rows.inc()
+            yield eval_row(problem, s, by_id.get(s.sample_id))
+
+
+def _route_untested(problem: Problem):
+    if problem.given_tests:
+        yield problem
+    else:
+        yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
+            stage=Stage.EVAL, kind=ErrorKind.NO_EVAL_TESTS,
+            reason="eval problem has no tests of its own (given_tests): not scored",
+            input=problem.problem_id, problem_id=problem.problem_id))
+
+
+class EvaluatePolicy(beam.PTransform):
+    """PCollection[Problem] -> {"eval_samples": PCollection[EvalSample], "errors": ...}."""
+
+    def __init__(self, policy: BackendConfig, sampling: SamplingConfig, prompt: PromptConfig, round: int,
+                 seed: int, limits: SandboxLimits, workers: int | None = None,
+                 accelerator: str | None = None):
+        super().__init__()
+        self._gen = (policy, sampling, prompt, round, seed)
+        self._score = (limits, workers)
+        self._accelerator = accelerator
+
+    def expand(self, problems):
+        routed = problems | "NeedTests" >> beam.FlatMap(_route_untested).with_outputs(ERRORS, main="tested")
+        size = self._gen[1].batch_size
+        batches = routed.tested | "Batch" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
+        step = beam.ParDo(_Generate(*self._gen)).with_outputs(ERRORS, main="generated")
+        if self._accelerator:
+            step = step.with_resource_hints(accelerator=self._accelerator)
+        generated = batches | "Generate" >> step
+        scored = generated.generated | "Score" >> beam.ParDo(_Score(*self._score)).with_outputs(
+            ERRORS, main="eval_samples")
+        errors = ((routed[ERRORS], generated[ERRORS], scored[ERRORS])
+                  | "EvalErrors" >> beam.Flatten())
+        return {"eval_samples": scored.eval_samples, ERRORS: errors}
+
+
+__all__ = ["EvaluatePolicy"]
