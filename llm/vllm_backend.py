@@ -172,7 +172,9 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         params = [self.sampling_params(req) for req, _, _ in items]
         bars: list[progress.TokenProgress] = []
 
-        def live_progress(**kwargs: Any) -> progress.TokenProgress:  # vLLM's tqdm hook, printing nothing
+        def live_progress(iterable: Any = None, **kwargs: Any) -> Any:  # vLLM's tqdm hook, printing nothing
+            if iterable is not None:  # vLLM also wraps the requests it adds: pass them through
+                return iterable
             bars.append(progress.TokenProgress(**kwargs))
             return bars[-1]
 

@@ -171,7 +171,7 @@ class _Running:
     total: int | None
     task: Any
     started: float
-    first_seen: float | None = None
+    first_seen: float | None = None  # when work was first reported (rates count from there)
     counts: dict[str, float] | None = None
 
 
@@ -262,7 +262,9 @@ class RunProgress:
         if cur.measure is None:
             return
         done = counts.get(cur.measure.key, 0)
-        if done and cur.first_seen is None:
+        # Rates count from the first generate call (after the engine started) or the first item.
+        started = counts.get("completions_total") if cur.measure.generates else done
+        if started and cur.first_seen is None:
             cur.first_seen = time.monotonic()
         if counts.get("completions_total") and cur.measure.generates:
             cur.total = max(cur.total or 0, int(counts["completions_total"]))

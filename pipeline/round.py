@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,9 @@ def pipeline_options(cfg: RunConfig, spec: StageSpec) -> tuple[Any, Any]:
     engine stages (one engine per machine), multi-process workers for CPU stages."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    # Beam workers talk gRPC and the sandbox forks processes from them; gRPC's fork handlers running in
+    # such a child have crashed it (SIGSEGV before exec). The workers inherit this environment.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     args = list(cfg.beam.options)
     if cfg.beam.runner == "FnApiRunner":
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner

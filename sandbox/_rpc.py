@@ -30,6 +30,8 @@ this request (lists, dicts, sets, bytearrays and NaN floats are numbered in pre-
 ``h`` a handle to an object of the sender, ``y`` an object of the receiver (a handle coming back).
 """
 
+import array as _rarray
+import binascii as _rbinascii
 import builtins as _rbuiltins
 import json as _rjson
 import math as _rmath
@@ -58,9 +60,10 @@ _R_DUMPS = _rjson.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_c
 _R_EXACT = frozenset((list, tuple, dict, set, frozenset, bytes, bytearray, complex))
 _R_FAST = {int, str, float, bool, type(None)}
 _R_FLOAT = {float}
+_R_INT = {int}
+_R_PACKED = frozenset(("Lq", "Ld", "Tq", "Td"))
 _R_TUPLE = {tuple}
 _R_LIST = {list}
-_R_DICT = {dict}
 _R_FLAT_TAGS = frozenset(("t", "f", "s", "d"))
 _R_CONV = {int: int.__int__, float: float.__float__, str: str.__str__}
 _R_VIEWS = {type({}.keys()): "K", type({}.values()): "V", type({}.items()): "I"}
@@ -117,17 +120,44 @@ def _r_nan_free(items, types):
     return not any(x != x for x in items if type(x) is float)
 
 
-def _r_flat_items(items, kind):
-    """Are ``items`` all exact ``kind`` (list or tuple) holding only NaN-free JSON scalars, with no list
-    twice (aliasing needs the slow path)? Then they cross as they are."""
+def _r_pack(items, types):
+    """A long list/tuple of only ints (64-bit) or only NaN-free floats as base64 of its machine values
+    (exact, and about 10x cheaper than JSON numbers); None otherwise."""
+    if len(items) < 64:
+        return None
+    if types == _R_INT:
+        code = "q"
+    elif types == _R_FLOAT and _r_nan_free(items, types):
+        code = "d"
+    else:
+        return None
+    try:
+        raw = _rarray.array(code, items).tobytes()
+    except OverflowError:
+        return None
+    return code, _rbinascii.b2a_base64(raw, newline=False).decode("ascii")
+
+
+def _r_unpack(code, text):
+    try:
+        raw = _rbinascii.a2b_base64(text)
+    except (ValueError, _rbinascii.Error):
+        raise RpcProtocolError("malformed packed numbers")
+    if len(raw) % 8:
+        raise RpcProtocolError("malformed packed numbers")
+    a = _rarray.array(code)
+    a.frombytes(raw)
+    return a.tolist()
+
+
+def _r_flat_items(items):
+    """Do ``items`` (lists or tuples) hold only NaN-free JSON scalars? Then they cross as they are."""
     inner = set()
     for x in items:
         inner.update(map(type, x))
     if not inner <= _R_FAST:
         return False
-    if float in inner and not all(_r_nan_free(x, inner) for x in items):
-        return False
-    return True
+    return float not in inner or all(_r_nan_free(x, inner) for x in items)
 
 
 def _r_collections():
@@ -301,7 +331,7 @@ class RpcEndpoint:
     the test side serves only what a plain run could let the candidate do with objects the test handed
     it (call them, read/write their public attributes, iterate them)."""
 
-    def __init__(self, rfd, wfd, serves_all, os_module, protect_ids=()):
+    def __init__(self, rfd, wfd, serves_all, os_module):
         self.rfd = rfd
         self.wfd = wfd
         self.serves_all = serves_all
@@ -431,17 +461,22 @@ class RpcEndpoint:
                 items = v if t is list else list(list.__iter__(v))
                 types = set(map(type, items)) if fast and len(items) > 8 else None
                 if types is not None:
+                    packed = _r_pack(items, types)
+                    if packed is not None:
+                        dest[i] = {"L" + packed[0]: packed[1]}
+                        nodes += len(items)
+                        continue
                     # fast paths, serialised as they are (an int too long for JSON makes the sender retry)
                     if types <= _R_FAST and _r_nan_free(items, types):
                         dest[i] = items
                         nodes += len(items)
                         continue
-                    if types == _R_TUPLE and _r_flat_items(items, tuple):
-                        dest[i] = [{"t": list(x)} for x in items]
+                    if types == _R_TUPLE and _r_flat_items(items):
+                        dest[i] = {"Lt": list(map(list, items))}
                         nodes += sum(map(len, items)) + len(items)
                         continue
                     if types == _R_LIST and len(set(map(id, items))) == len(items) and \
-                            memo.keys().isdisjoint(map(id, items)) and _r_flat_items(items, list):
+                            memo.keys().isdisjoint(map(id, items)) and _r_flat_items(items):
                         for x in items:  # numbered in pre-order, as the decoder numbers them
                             memo[id(x)] = len(objs)
                             objs.append(x)
@@ -457,6 +492,11 @@ class RpcEndpoint:
                 items = list(v) if t is b else list(b.__iter__(v))
                 if fast:
                     types = set(map(type, items))
+                    packed = _r_pack(items, types) if b is tuple else None
+                    if packed is not None:
+                        dest[i] = {"T" + packed[0]: packed[1]}
+                        nodes += len(items)
+                        continue
                     if types <= _R_FAST and _r_nan_free(items, types):
                         dest[i] = {"t" if b is tuple else "f": items}
                         nodes += len(items)
@@ -615,7 +655,7 @@ class RpcEndpoint:
                         dest[i] = node
                         nodes += len(node)
                         continue
-                    if types == _R_LIST and _r_flat_items(node, list):
+                    if types == _R_LIST and _r_flat_items(node):
                         objs[k] = node
                         objs.extend(node)  # each inner list numbered in pre-order, as by the slow path
                         dest[i] = node
@@ -623,16 +663,6 @@ class RpcEndpoint:
                         if nodes > max_nodes:
                             raise RpcProtocolError("value too large")
                         continue
-                    if types == _R_DICT and all(len(d) == 1 and type(d.get("t")) is list for d in node):
-                        inner = [d["t"] for d in node]
-                        if _r_flat_items(inner, list):
-                            out = [tuple(x) for x in inner]
-                            objs[k] = out
-                            dest[i] = out
-                            nodes += sum(map(len, inner)) + len(inner)
-                            if nodes > max_nodes:
-                                raise RpcProtocolError("value too large")
-                            continue
                 out = [None] * len(node)
                 objs[k] = out
                 dest[i] = out
@@ -701,6 +731,18 @@ class RpcEndpoint:
 
     def _leaf(self, tag, body, objs):
         tb = type(body)
+        if tag == "Lt" and tb is list:  # a list of flat tuples
+            if set(map(type, body)) - _R_LIST or not _r_flat_items(body):
+                raise RpcProtocolError("malformed list of tuples")
+            out = list(map(tuple, body))
+            objs.append(out)
+            return out
+        if tag in _R_PACKED and tb is str and len(body) <= RPC_MAX_FRAME:
+            values = _r_unpack(tag[1], body)
+            if tag[0] == "T":
+                return tuple(values)
+            objs.append(values)  # a list: numbered, as the sender numbered it
+            return values
         if tag == "A":
             if tb is not int or not 0 <= body < len(objs) or objs[body] is None:
                 raise RpcProtocolError("bad reference")
@@ -1089,7 +1131,8 @@ class RpcEndpoint:
         """What the candidate may do with the test's own objects it was handed: call them, read or
         set public attributes, iterate, len/bool/str. Never private attributes (no way to a frame,
         a function's globals or an expected value the test did not hand over)."""
-        if not operands or not any(o is x for o in operands[:1] for x in self.local):
+        k = self.local_ids.get(id(operands[0])) if operands else None
+        if k is None or self.local[k] is not operands[0]:
             raise TypeError("not an object the test handed over")
         target = operands[0]
         if name == "call":

@@ -177,8 +177,10 @@ class Server:
             _socket.send_fds(self.ctrl, [tag], fds)
             while True:
                 msg = self.ctrl_message(True)
-                if msg.startswith(b"pid:") or msg == b"busy":
+                if msg.startswith((b"pid:", b"pids:")) or msg == b"busy":
                     break
+            if msg.startswith(b"pids:"):
+                return tuple(int(x) for x in msg[5:].split(b":"))
             if msg.startswith(b"pid:"):
                 return int(msg[4:])
             self.cleanup()  # pids limit still full of dying processes
@@ -201,16 +203,15 @@ class Server:
                 _fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ
             except OSError:
                 pass
-        tpid = self._fork_one(b"forkt", [tj_r, rep_w, ct_r, tc_w, out_w, err_w])
-        cpid = self._fork_one(b"forkc", [cj_r, tc_r, ct_w, out_w, err_w]) if tpid is not None else None
+        pids = self._fork_one(b"forkpair", [tj_r, rep_w, ct_r, tc_w, out_w, err_w,  # T's
+                                            cj_r, tc_r, ct_w, out_w, err_w])  # C's
         for fd in (tj_r, rep_w, tc_w, tc_r, ct_w, out_w, err_w, cj_r):
             _os.close(fd)
-        if cpid is None:
+        if pids is None:
             for fd in (tj_w, cj_w, rep_r, ct_r, out_r, err_r):
                 _os.close(fd)
-            if tpid is not None:
-                self.kill_wait(tpid)
             raise RuntimeError("cannot fork")
+        tpid, cpid = pids
         for fd in (rep_r, out_r, err_r):  # not ct_r: its file description is T's too (T blocks on it)
             _os.set_blocking(fd, False)
         self.zygote = (tpid, cpid, tj_w, cj_w, rep_r, ct_r, out_r, err_r)
@@ -1409,7 +1410,7 @@ class Template:
                     return
             if self.ctrl in r:
                 try:
-                    msg, fds, _, _ = _socket.recv_fds(self.ctrl, 65536, 8)
+                    msg, fds, _, _ = _socket.recv_fds(self.ctrl, 65536, 16)
                 except OSError:
                     return
                 if not msg:
@@ -1418,28 +1419,48 @@ class Template:
                     self.ctrl.send(self.arm(msg[3:]))
                 elif msg == b"fork" and len(fds) == 5:
                     self.fork(fds)
-                elif msg == b"forkc" and len(fds) == 5:
-                    self.fork(fds, _cand_child)
-                elif msg == b"forkt" and len(fds) == 6:
-                    self.fork(fds, _test_child)
+                elif msg == b"forkpair" and len(fds) == 11:
+                    self.fork_pair(fds)
                 else:
                     for fd in fds:
                         _os.close(fd)
 
     def fork(self, fds, target=None):
+        pid = self.spawn(fds, target or _child)
+        self.ctrl.send(b"busy" if pid is None else b"pid:%d" % pid)
+
+    def fork_pair(self, fds):
+        """The test process and the candidate process of one execution, forked back to back (one request,
+        and the template's own pages are shared with a new child once instead of twice between requests)."""
+        tpid = self.spawn(fds[:6], _test_child)
+        cpid = self.spawn(fds[6:], _cand_child) if tpid is not None else None
+        if tpid is None:
+            for fd in fds[6:]:
+                _os.close(fd)
+        if cpid is None:
+            if tpid is not None:
+                try:
+                    _os.kill(tpid, _signal.SIGKILL)  # reaped (and reported) like any child
+                except OSError:
+                    pass
+            self.ctrl.send(b"busy")
+            return
+        self.ctrl.send(b"pids:%d:%d" % (tpid, cpid))
+
+    def spawn(self, fds, target):
+        """Fork a child running ``target(*fds, limits)``; the pid, or None (fds closed either way)."""
         try:
             pid = _os.fork()
         except OSError:
             for fd in fds:
                 _os.close(fd)
-            self.ctrl.send(b"busy")
-            return
+            return None
         if pid == 0:
             code = 70
             try:
                 _csignal.set_wakeup_fd(-1)
                 _os.close(self.ctrl.detach())
-                code = (target or _child)(*fds, self.limits)
+                code = target(*fds, self.limits)
             except BaseException:
                 try:
                     _os.write(2, _traceback.format_exc().encode()[-2000:])
@@ -1449,7 +1470,7 @@ class Template:
         for fd in fds:
             _os.close(fd)
         self.children.add(pid)
-        self.ctrl.send(b"pid:%d" % pid)
+        return pid
 
     def reap(self):
         """Reap every zombie (orphans land here too); report our candidates' exits. True when the

@@ -644,6 +644,7 @@ def _run_split_tests(slot: _Slot, run: _Run) -> None:
         if top is None:
             if violation:
                 run.top_error = ("ProtocolViolation", None, f"protocol: {reason}")
+                run.stderr += f"\n[plumline] protocol: {reason}"
             else:
                 run.flags.add(flag)
                 if flag == "crash":
@@ -683,6 +684,7 @@ def _run_split_tests(slot: _Slot, run: _Run) -> None:
                 run.set(i, status, dur, death_type, None, None)
         if violation:
             run.top_error = ("ProtocolViolation", None, f"protocol: {reason}")
+            run.stderr += f"\n[plumline] protocol: {reason}"
             break
         rest = [i for i in pending if run.results[i] is None]
         if not rest:

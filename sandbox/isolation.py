@@ -491,10 +491,16 @@ def _probe_bwrap(switch_uid: bool) -> tuple[str | None, str]:
     kw: dict = {}
     if switch_uid:
         kw = {"user": 65533, "group": 65533, "extra_groups": []}
-    try:
-        p = subprocess.run(args, capture_output=True, timeout=20, env={}, cwd="/", check=False, **kw)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return None, f"bubblewrap failed to start: {exc}"
+    # A child forked from a busy multi-threaded parent (a Beam worker with gRPC threads) can die of a
+    # signal before it runs bwrap: that says nothing about bwrap, so such a start is tried again
+    # rather than silently putting the whole process on a weaker tier.
+    for _attempt in range(3):
+        try:
+            p = subprocess.run(args, capture_output=True, timeout=20, env={}, cwd="/", check=False, **kw)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return None, f"bubblewrap failed to start: {exc}"
+        if p.returncode >= 0:
+            break
     if p.returncode != 0 or p.stdout.strip() != b"42":
         return None, f"bubblewrap unusable (rc={p.returncode}): {p.stderr.decode(errors='replace')[:300]}"
     return bwrap, "bubblewrap with user, pid, net, ipc, uts namespaces works"

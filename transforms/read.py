@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -25,7 +25,7 @@ from plumline.transforms.logic.readers import (
     Location,
     SourceConfig,
     apply_limit,
-    drop_duplicate_ids,
+    duplicate_error,
     iter_located,
     parse_file_stream,
     read_error,
@@ -88,9 +88,20 @@ def _limit_group(element: tuple[int, Sequence[Located]], limits: dict[int, int |
     yield from apply_limit(items, limits.get(index))
 
 
-def _dedupe_group(element: tuple[str, Sequence[Located]]) -> Iterator[Located]:
-    _, items = element
-    yield from drop_duplicate_ids(items)
+def _first_of_duplicates(element: tuple[str, Iterable[Location]]) -> Iterator[tuple[str, Location]]:
+    problem_id, locations = element
+    locations = list(locations)
+    if len(locations) > 1:
+        yield problem_id, min(locations)
+
+
+def _drop_duplicate(located: Located, firsts: dict[str, Location]) -> Iterator[Located]:
+    loc, item = located
+    first = firsts.get(item.problem_id)  # type: ignore[union-attr]  only problems come here
+    if first is None or first == loc:
+        yield located
+    else:
+        yield loc, duplicate_error(loc, item.problem_id, first)  # type: ignore[union-attr]
 
 
 def _route(located: Located):
@@ -142,10 +153,15 @@ class ReadProblems(beam.PTransform):
         routed_in = located | "SplitErrors" >> beam.Partition(
             lambda li, n: 0 if isinstance(li[1], Problem) else 1, 2)
         problems_located, early_errors = routed_in[0], routed_in[1]
-        deduped = (problems_located
-                   | "KeyById" >> beam.Map(lambda li: (li[1].problem_id, li))
-                   | "GroupById" >> beam.GroupByKey()
-                   | "DropDuplicateIds" >> beam.FlatMap(_dedupe_group))
+        # Only (id, location) pairs are grouped: the ids seen twice and where each was first seen form a
+        # small side input, and the problems themselves are not shuffled (a 50 MB prompt is not copied
+        # through a grouping). Same rule and same errors as drop_duplicate_ids.
+        firsts = (problems_located
+                  | "KeyById" >> beam.Map(lambda li: (li[1].problem_id, li[0]))
+                  | "GroupById" >> beam.GroupByKey()
+                  | "FirstOfDuplicates" >> beam.FlatMap(_first_of_duplicates))
+        deduped = problems_located | "DropDuplicateIds" >> beam.FlatMap(
+            _drop_duplicate, firsts=beam.pvalue.AsDict(firsts))
         routed = ((deduped, early_errors) | "Rejoin" >> beam.Flatten()
                   | "Route" >> beam.FlatMap(_route).with_outputs(ERRORS, main=PROBLEMS))
         problems = routed[PROBLEMS]

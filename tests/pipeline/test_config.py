@@ -86,7 +86,7 @@ def test_layout_has_one_home_per_knob():
     """The sections of the target layout; no seed but the run's, no knob in two sections."""
     assert list(RunConfig.model_fields) == [
         "name", "out_dir", "rounds", "seed", "sources", "policy", "prompt", "sampling", "tests", "validation",
-        "sandbox", "dpo", "kto", "critic", "export", "training", "beam"]
+        "sandbox", "dpo", "kto", "critic", "export", "eval", "training", "beam"]
     names = [name for name, _, _ in describe_fields()]
     seeds = [n for n in names if n.rsplit(".", 1)[-1] == "seed"]
     assert seeds == ["seed"]

@@ -111,8 +111,15 @@ def test_entry_point_that_shadows_a_builtin(tmp_path):
     (tmp_path / "sol.py").write_text("def max(xs):\n    return -1\n")
     (tmp_path / "t.py").write_text("assert max([1, 2]) == -1\n")
     args = ("--code", str(tmp_path / "sol.py"), "--tests", str(tmp_path / "t.py"), "--json")
-    assert _cli(*args).returncode == 1  # the test sees the builtin max: 2 != -1
+    assert _cli(*args).returncode == 0  # as in plain Python, the tests call the candidate's max
     assert _cli(*args, "--entry-point", "max").returncode == 0
+    # With an entry point, only it may shadow a builtin: a helper named max does not reach the tests.
+    (tmp_path / "helper.py").write_text(
+        "def max(xs):\n    return -1\n\ndef top(xs):\n    return sorted(xs)[-1]\n")
+    (tmp_path / "t2.py").write_text("assert top([1, 2]) == max([1, 2])\n")
+    helper = ("--code", str(tmp_path / "helper.py"), "--tests", str(tmp_path / "t2.py"), "--json")
+    assert _cli(*helper).returncode == 1  # plain Python: the test's max is the candidate's (-1)
+    assert _cli(*helper, "--entry-point", "top").returncode == 0  # the test's max is the builtin
     bad = _cli(*args, "--entry-point", "not-a-name")
     assert bad.returncode == ExecExit.USAGE and "identifier" in bad.stderr
     jobs = tmp_path / "jobs.jsonl"

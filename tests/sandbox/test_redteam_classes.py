@@ -172,7 +172,7 @@ def test_class3_expensive_preamble_runs_once():
     with Sandbox(limits=SandboxLimits(timeout_s=3, test_timeout_s=2), workers=1) as box:
         t0 = _t.monotonic()
         r = run_file(box, code, test_file)
-    assert r.outcome == "passed" and r.passed == 8 and _t.monotonic() - t0 < 2.5, r
+    assert r.outcome == "passed" and r.passed == 8 and _t.monotonic() - t0 < 4.0, r  # 8 preambles: 4.8 s
 
 
 def test_class3_per_assert_results_after_a_failure(sb):
@@ -231,6 +231,7 @@ def test_class4_protocol_violation_is_runtime_error_with_reason(sb):
     r = run(sb, CLASS4["garbage_bytes"], "assert f(1) == 1")
     assert r.outcome == "runtime_error" and r.error_type == "ProtocolViolation", r
     assert r.test_results[0].error_type == "ProtocolViolation"
+    assert "protocol: " in r.stderr_tail
 
 
 def test_class4_swallowed_protocol_error_still_fails(sb):
@@ -355,14 +356,31 @@ def test_class5_correct_programs_pass(sb, name):
     assert r.outcome == "passed", (name, r)
 
 
-def test_class5_large_results_cross_fast(sb):
-    for code, test in [("def f(n):\n    return list(range(n))\n", "assert f(10**6) == list(range(10**6))"),
-                       ("def f(n):\n    return [(i, str(i)) for i in range(n)]\n",
-                        "r = f(10**5)\nassert len(r) == 10**5 and r[7] == (7, '7')"),
-                       ("def f(n):\n    return {i: i * 2 for i in range(n)}\n",
-                        "assert len(f(10**5)) == 10**5")]:
-        r = run(sb, code, test)
-        assert r.outcome == "passed" and r.test_results[0].duration_s < 1.5, r
+def test_class5_large_results_cross_fast():
+    """Results of 10**5-10**6 elements: correct through the sandbox, and the channel's CPU cost (encode on
+    the candidate's side, decode on the test's side) well under a second each. CPU time, not wall time:
+    this suite shares its machine."""
+    import json
+    import os
+
+    cases = [("def f(n):\n    return list(range(n))\n", "assert f(10**6) == list(range(10**6))",
+              list(range(10**6))),
+             ("def f(n):\n    return [(i, str(i)) for i in range(n)]\n",
+              "r = f(10**5)\nassert len(r) == 10**5 and r[7] == (7, '7')",
+              [(i, str(i)) for i in range(10**5)]),
+             ("def f(n):\n    return {i: i * 2 for i in range(n)}\n", "assert len(f(10**5)) == 10**5",
+              {i: i * 2 for i in range(10**5)}),
+             ("def f(n):\n    return [i / 7 for i in range(n)]\n", "assert f(10**6)[7] == 1.0",
+              [i / 7 for i in range(10**6)])]
+    with Sandbox(limits=SandboxLimits(timeout_s=60, test_timeout_s=30), workers=1) as box:
+        for code, test, _ in cases:
+            r = run(box, code, test)
+            assert r.outcome == "passed", r
+    cand, tst = RpcEndpoint(-1, -1, True, os), RpcEndpoint(-1, -1, False, os)
+    for _, _, value in cases:
+        t0 = time.process_time()
+        back = tst.decode(json.loads(cand.frame(["ret"], [value], {}, []))[1][0], [])
+        assert time.process_time() - t0 < 1.0 and back == value
 
 
 def test_the_earlier_design_still_runs():
@@ -412,15 +430,17 @@ def test_codec_round_trip_and_numbering_agree():
     rng = random.Random(11)
 
     def scalar():
-        return rng.choice([0, -7, 2**80, 2**4000, 1.5, float("nan"), float("inf"), "s", "", None, True, False])
+        return rng.choice([0, -7, 2**80, 2**4000, 1.5, float("nan"), float("inf"), "s", "", None, True,
+                           False])
 
     def value(depth):
         k = rng.randrange(9 if depth < 4 else 1)
         if k == 0:
             return scalar()
-        n = rng.choice([0, 1, 3, 9, 12, 20])
+        n = rng.choice([0, 1, 3, 9, 12, 20, 70])
         if k == 1:
-            return [scalar() for _ in range(n)]
+            pick = rng.choice([scalar, lambda: rng.randrange(-2**63, 2**63), lambda: rng.random() * 1e300])
+            return [pick() for _ in range(n)] if rng.random() < 0.5 else tuple(pick() for _ in range(n))
         if k == 2:
             return [tuple(scalar() for _ in range(2)) for _ in range(n)]
         if k == 3:
@@ -455,3 +475,37 @@ def test_codec_round_trip_and_numbering_agree():
         back = ep.decode(json.loads(text)[1][0], back_objs)
         assert same(v, back), (v, back)
         assert [type(o) for o in objs] == [type(o) for o in back_objs]
+
+
+HOSTILE_OBJECTS = {
+    "getattr_raises": (("class O:\n    def __getattr__(self, n):\n        raise SystemExit(0)\ndef f():\n"
+                       "    return O()\n"),
+                       "assert f().value == 1"),
+    "len_lies": ("class O:\n    def __len__(self):\n        return 'three'\ndef f():\n    return O()\n",
+                 "assert len(f()) == 3"),
+    "hash_huge": (("class O:\n    def __hash__(self):\n        return 10 ** 100\n    def __eq__(self, o):\n"
+                  "        return True\ndef f():\n    return O()\n"), "assert f() in {1: 2}"),
+    "bool_raises": (("class O:\n    def __bool__(self):\n        raise KeyboardInterrupt\ndef f():\n"
+                    "    return O()\n"),
+                    "assert f()"),
+    "repr_huge": (("class O:\n    def __repr__(self):\n        return 'x' * 10 ** 7\n"
+                   "    def __eq__(self, o):\n"
+                  "        return True\ndef f():\n    return O()\n"), "assert f() == 1"),
+    "many_handles": ("class O:\n    pass\ndef f():\n    return [O() for _ in range(200000)]\n",
+                     "assert f() == [1]"),
+    "iter_forever": ("def f():\n    while True:\n        yield 1\n", "assert 2 in f()"),
+    "callback_recursion": ("def f(cb, n):\n    return cb(f, n)\n",
+                           "def cb(g, n):\n    return g(cb, n + 1)\nassert f(cb, 0) == 1"),
+    "exception_with_handles": (("class E(Exception):\n    pass\nclass O:\n    pass\ndef f():\n"
+                               "    raise E(O(), O())\n"),
+                               "try:\n    f()\nexcept E as e:\n    assert e.args[0] == 5\n"),
+    "exit_in_callback": ("import os\ndef f(cb):\n    cb(1)\n    os._exit(0)\n", "assert f(lambda x: x) == 1"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_OBJECTS))
+def test_hostile_objects_never_pass_and_never_break_the_slot(sb, name):
+    code, test = HOSTILE_OBJECTS[name]
+    r = run(sb, code, test)
+    assert r.outcome not in ("passed", "sandbox_error"), (name, r)
+    healthy(sb)

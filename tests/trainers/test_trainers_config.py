@@ -167,7 +167,8 @@ def test_trl_configs_carry_the_knobs(tmp_path: Path):
             d.weight_decay) == (0.3, 2e-5, 2.0, 3, 5, 321, ["ipo"], 7, 7, 3, 0.01)
     assert d.save_strategy == "no"
     if not torch.cuda.is_available():
-        assert d.use_cpu is True and d.bf16 is False and d.gradient_checkpointing is False
+        from plumline.llm.hardware import cpu_info
+        assert d.use_cpu is True and d.bf16 is cpu_info().native_bf16 and d.gradient_checkpointing is False
     k = KtoTrainingConfig(desirable_weight=1.5, undesirable_weight=0.5).trl_config(tmp_path)
     assert isinstance(k, KTOConfig)
     assert (k.loss_type, k.desirable_weight, k.undesirable_weight) == ("kto", 1.5, 0.5)

@@ -27,6 +27,7 @@ from plumline.transforms.logic.readers.locations import Item, Located, Location,
 from plumline.transforms.logic.readers.sources import (
     apply_limit,
     drop_duplicate_ids,
+    duplicate_error,
     expand_paths,
     iter_located,
     read_problems,
@@ -40,8 +41,8 @@ from plumline.transforms.logic.readers.streams import (
 
 __all__ = [
     "BUNDLED", "Item", "LineSplitter", "Located", "Location", "RenameName", "SourceConfig", "apply_limit",
-    "bundled_path", "convert_row", "default_source_name", "drop_duplicate_ids", "expand_paths",
-    "humaneval_row_to_problem", "infer_entry_point", "iter_located", "mbpp_row_to_problem",
+    "bundled_path", "convert_row", "default_source_name", "drop_duplicate_ids", "duplicate_error",
+    "expand_paths", "humaneval_row_to_problem", "infer_entry_point", "iter_located", "mbpp_row_to_problem",
     "parse_file_bytes", "parse_file_stream", "parse_json_line", "parse_jsonl_bytes", "parse_jsonl_stream",
     "parse_parquet_stream", "read_error", "read_hf_disk", "read_problems", "resolve_format",
     "row_to_problem", "split_check_function",

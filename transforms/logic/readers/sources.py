@@ -78,13 +78,16 @@ def _drop_duplicates_in_order(items: Iterable[Located]) -> Iterator[Located]:
     for loc, item in items:
         if isinstance(item, Problem):
             if item.problem_id in first:
-                yield loc, read_error(
-                    loc, ErrorKind.DUPLICATE_ID,
-                    f"duplicate problem id {item.problem_id!r}: first seen at {first[item.problem_id]}",
-                    problem_id=item.problem_id)
+                yield loc, duplicate_error(loc, item.problem_id, first[item.problem_id])
                 continue
             first[item.problem_id] = loc
         yield loc, item
+
+
+def duplicate_error(loc: Location, problem_id: str, first: Location):
+    """The error of a problem whose id was first seen at ``first``."""
+    return read_error(loc, ErrorKind.DUPLICATE_ID,
+                      f"duplicate problem id {problem_id!r}: first seen at {first}", problem_id=problem_id)
 
 
 def read_problems(cfg: SourceConfig | list[SourceConfig]) -> Iterator[Item]:
