@@ -1,8 +1,11 @@
-"""Builders for Sample and Execution records and a JSONL writer fixture (readers/pairing tests)."""
+"""Builders for Sample and Execution records, a JSONL writer fixture, and the check of bundled reference
+solutions (readers, pairing and bundled-data tests)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,44 @@ def write_jsonl(tmp_path: Path):
         return path
 
     return _write
+
+
+# Bundled problem data is trusted, so its reference check runs it with plain exec, in a separate
+# interpreter (isolated from the test process, with a timeout). Prints the failures as JSON.
+_CHECK_REFERENCES = r"""
+import doctest, json, sys
+failures = []
+for p in json.load(sys.stdin):
+    for code in p["tests"]:
+        ns = {}
+        try:
+            exec(p["ref"], ns)
+            exec(code, ns)
+        except BaseException as e:
+            failures.append((p["id"], code, repr(e)))
+    ns = {}
+    exec(p["ref"], ns)
+    runner = doctest.DocTestRunner(verbose=False)
+    for test in doctest.DocTestFinder().find(ns[p["entry"]], p["entry"], globs=ns):
+        runner.run(test, out=lambda s: None)
+    if runner.failures or (p["examples"] is not None and runner.tries != p["examples"]):
+        failures.append((p["id"], "doctest", runner.tries, runner.failures))
+print(json.dumps(failures))
+"""
+
+
+def run_isolated(script: str, payload: object, timeout: float = 120) -> object:
+    """Run ``script`` in a fresh isolated interpreter, ``payload`` as JSON on stdin; its stdout as JSON."""
+    res = subprocess.run([sys.executable, "-I", "-c", script], input=json.dumps(payload), capture_output=True,
+                         text=True, timeout=timeout, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout)
+
+
+def reference_failures(problems, examples: int | None = None) -> list:
+    """Each problem's reference solution against its given and example tests and its docstring's
+    doctest examples (exactly ``examples`` of them when given): the failures, empty when all hold."""
+    payload = [{"id": p.problem_id, "ref": p.reference_solution, "entry": p.entry_point,
+                "tests": [t.code for t in (*p.given_tests, *p.example_tests)], "examples": examples}
+               for p in problems]
+    return run_isolated(_CHECK_REFERENCES, payload)

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from data_builders import reference_failures, run_isolated
 from plumline.data_schemas import ErrorRecord, Problem
 from plumline.transforms.logic.readers import BUNDLED, SourceConfig, bundled_path, read_problems
 
@@ -41,13 +42,6 @@ def splits() -> dict[str, list[Problem]]:
 @pytest.fixture(scope="module")
 def everything(splits) -> list[Problem]:
     return splits["train"] + splits["eval"]
-
-
-def _run_script(script: str, payload: object, timeout: float = 120) -> object:
-    res = subprocess.run([sys.executable, "-I", "-c", script], input=json.dumps(payload), capture_output=True,
-                         text=True, timeout=timeout, check=False)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return json.loads(res.stdout)
 
 
 def test_bundled_names_resolve():
@@ -121,33 +115,8 @@ def test_splits_are_disjoint(splits, everything):
     assert not {p.entry_point for p in old} & {p.entry_point for p in held_out}
 
 
-_CHECK_REFERENCES = r"""
-import doctest, json, sys
-failures = []
-for p in json.load(sys.stdin):
-    for code in p["tests"]:
-        ns = {}
-        try:
-            exec(p["ref"], ns)
-            exec(code, ns)
-        except BaseException as e:
-            failures.append((p["id"], code, repr(e)))
-    ns = {}
-    exec(p["ref"], ns)
-    runner = doctest.DocTestRunner(verbose=False)
-    tests = doctest.DocTestFinder().find(ns[p["entry"]], p["entry"], globs=ns)
-    for test in tests:
-        runner.run(test, out=lambda s: None)
-    if runner.tries != 2 or runner.failures:
-        failures.append((p["id"], "doctest", runner.tries, runner.failures))
-print(json.dumps(failures))
-"""
-
-
 def test_reference_solutions_pass_their_tests_and_examples(everything):
-    payload = [{"id": p.problem_id, "ref": p.reference_solution, "entry": p.entry_point,
-                "tests": [t.code for t in (*p.given_tests, *p.example_tests)]} for p in everything]
-    assert _run_script(_CHECK_REFERENCES, payload) == []
+    assert reference_failures(everything, examples=2) == []
 
 
 _MUTANTS = r"""
@@ -212,7 +181,7 @@ def test_hidden_tests_catch_simple_wrong_programs(everything):
     payload = [{"id": p.problem_id, "ref": p.reference_solution, "entry": p.entry_point,
                 "example": p.example_tests[0].code, "tests": [t.code for t in p.given_tests]}
                for p in everything]
-    assert _run_script(_MUTANTS, payload) == []
+    assert run_isolated(_MUTANTS, payload) == []
 
 
 def test_committed_files_are_what_the_generator_writes():
