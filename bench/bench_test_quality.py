@@ -11,6 +11,13 @@ Settings: no validation; oracle off + CodeT agreement on (policy samples, no ref
     python bench/bench_test_quality.py --backend transformers --limit 10
 
 Needs the sandbox (model-written tests and mutants are untrusted code) and a generation backend.
+
+Input-first mode (issue 13, EvalPlus): inputs from the examples (and the model unless --no-model),
+type-aware mutation, expected outputs from the canonical solution; mutant-catch rate of the example +
+generated tests beside HumanEval's own tests on the same mutants, with and without suite reduction
+(reduction picks tests on mutants from the same generator, so its figure is optimistic):
+
+    python bench/bench_test_quality.py --mode inputs --no-model --limit 164
 """
 
 from __future__ import annotations
@@ -74,6 +81,69 @@ def sample_solutions(backend, problems: list[Problem], n: int, max_tokens: int,
     return out
 
 
+def input_first_main(args) -> None:
+    """--mode inputs: the mutant-catch rate of input-first tests (see the module docstring)."""
+    from plumline.sandbox import Sandbox, SandboxLimits
+    from plumline.transforms.logic.synthesis.input_first import input_first_batch
+
+    t0 = time.perf_counter()
+    problems = load_humaneval(args.limit)
+    replies: dict[int, list[str]] = {}
+    writer = "none (examples + mutation)"
+    if not args.no_model:
+        from plumline.transforms.logic.synthesis.inputs import build_inputs_prompt
+
+        backend = make_backend(args.backend, args.model)
+        from plumline.llm.types import GenerationRequest
+        reqs = [GenerationRequest(request_id=str(i),
+                                  prompt=backend.render_chat(build_inputs_prompt(p, args.tests)), n=1,
+                                  temperature=0.2, top_p=0.95, max_tokens=512, seed=7)
+                for i, p in enumerate(problems)]
+        for res in backend.generate(reqs):
+            if res.error is None:
+                replies[int(res.request_id)] = [c.text for c in res.completions]
+        backend.close()
+        writer = args.model or "SmolLM2-135M-Instruct"
+    t_gen = time.perf_counter() - t0
+    out: dict[str, dict] = {}
+    with Sandbox(limits=SandboxLimits(), workers=args.workers) as sandbox:
+        for reduce in (False, True):
+            t1 = time.perf_counter()
+            cfg = TestSynthesisConfig(mode="inputs", max_inputs_per_problem=args.inputs, reduce=reduce)
+            done = input_first_batch(problems, replies, cfg, seed=7, run_many=sandbox.run_many, writer=writer)
+            t_tests = time.perf_counter() - t1
+            n_mut = caught = given_caught = n_tests = n_examples = 0
+            for p, pt in zip(problems, done):
+                train = [t for t in pt.tests if t.kept and t.for_training]
+                given = [t for t in pt.tests if t.origin == "given"]
+                n_tests += sum(t.origin == "synthesized" for t in train)
+                n_examples += sum(t.origin == "example" for t in train)
+                mutants = generate_mutants(p.reference_solution or "", args.mutants,
+                                           only_function=p.entry_point)
+                specs, gspecs = [t.spec for t in train], [t.spec for t in given]
+                results = sandbox.run_many([(m.code, specs + gspecs, p.entry_point) for m in mutants])
+                tids, gids = {t.test_id for t in train}, {t.test_id for t in given}
+                for r in results:
+                    st = passes(r)
+                    n_mut += 1
+                    caught += any(not st.get(t, False) for t in tids)
+                    given_caught += any(not st.get(t, False) for t in gids)
+            name = "reduced" if reduce else "full"
+            out[name] = {"mutants": n_mut, "caught": caught,
+                         "rate": caught / n_mut if n_mut else float("nan"),
+                         "given_rate": given_caught / n_mut if n_mut else float("nan"),
+                         "synth_tests": n_tests, "example_tests": n_examples, "tests_seconds": t_tests}
+    print(f"\nHumanEval, first {len(problems)} problems; input-first; inputs from: {writer}; "
+          f"cap {args.inputs} inputs/problem; {args.mutants} mutants/problem (generation {t_gen:.0f}s)")
+    print(f"{'suite':<10}{'synth tests':>12}{'example tests':>14}{'mutant-catch':>14}{'HumanEval own':>15}"
+          f"{'tests s':>9}")
+    for name, r in out.items():
+        print(f"{name:<10}{r['synth_tests']:>12}{r['example_tests']:>14}{r['rate']:>14.1%}"
+              f"{r['given_rate']:>15.1%}{r['tests_seconds']:>9.0f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+
+
 def passes(result) -> dict[str, bool]:
     return {r.test_id: r.status == TestStatus.PASSED for r in result.test_results}
 
@@ -89,8 +159,15 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct)")
     ap.add_argument("--workers", type=int, default=2, help="sandbox slots")
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
+    ap.add_argument("--mode", choices=["asserts", "inputs"], default="asserts",
+                    help="asserts: the model writes asserts; inputs: input-first (EvalPlus)")
+    ap.add_argument("--no-model", action="store_true", help="inputs mode: seeds from the examples only")
+    ap.add_argument("--inputs", type=int, default=40, help="inputs mode: inputs per problem (cap)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.mode == "inputs":
+        input_first_main(args)
+        return
 
     from plumline.sandbox import Sandbox, SandboxLimits
 

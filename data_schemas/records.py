@@ -102,6 +102,10 @@ class TestDropReason(str, Enum):
     OVER_LIMIT = "over_limit"
     NO_ASSERT = "no_assert"
     GENERATION_FAILED = "generation_failed"
+    WRONG_ARITY = "wrong_arity"  # an input with a number of arguments the signature does not take
+    # decided when expected outputs are computed (input-first synthesis)
+    UNREPRESENTABLE_OUTPUT = "unrepresentable_output"  # the output has no Python literal (or is too long)
+    REDUNDANT = "redundant"  # suite reduction: kills no mutant the kept tests do not kill
     # decided by validation
     ORACLE_FAILED = "oracle_failed"
     ORACLE_TIMEOUT = "oracle_timeout"

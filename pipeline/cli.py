@@ -194,6 +194,39 @@ def validate(run_dir: Annotated[Path, typer.Argument(help="A run folder (OUT/NAM
     console.print(f"[green]valid[/]: {run_dir}")
 
 
+RunDirArg = Annotated[Path, typer.Argument(help="A run folder (OUT/NAME).")]
+
+
+@app.command(epilog="Exit codes: 0 written; 2 not a run folder.")
+def report(run_dir: RunDirArg) -> None:
+    """(Re)build RUN_DIR/report.html: plots and tables over every round, one file that opens offline."""
+    from plumline.pipeline.report import write_report
+    if not (run_dir / "config.yaml").is_file():
+        console.print(f"[bold red]not a run folder[/]: {run_dir} has no config.yaml")
+        raise typer.Exit(2)
+    print(write_report(run_dir))
+
+
+@app.command("export", epilog="Exit codes: 0 written; 2 not a run folder or an unfinished round.")
+def export_(run_dir: RunDirArg,
+            to: Annotated[Path, typer.Option("--to", help="Folder to write (datasets.load_dataset(DIR, "
+                                                            "'dpo') reads it; nothing is uploaded).")],
+            round_: Annotated[list[int] | None, typer.Option(
+                "--round", help="Export only this round (repeatable); default: every finished round.")]
+            = None) -> None:
+    """Write the run's exports (dpo, kto, critic) and a dataset card (README.md) into a folder ready
+    for datasets.load_dataset / push_to_hub."""
+    from plumline.pipeline.dataset_card import export_dataset
+    try:
+        summary = export_dataset(run_dir, to, round_ or None)
+    except ValueError as exc:
+        console.print(f"[bold red]cannot export[/]: {exc}")
+        raise typer.Exit(2) from exc
+    for name, rows in summary.rows.items():
+        print(f"{name}\t{rows} rows\t{to / name}")
+    print(f"card:   {to / 'README.md'}")
+
+
 @config_app.command("list")
 def config_list() -> None:
     """Names of the bundled configs and their files (a name works wherever a config is asked for)."""

@@ -136,6 +136,24 @@ def _execution_stats(executions: list[Execution], greedy_ids: set[str]) -> dict[
     }
 
 
+def hidden_test_precision(executions: list[Execution], dpo_rows: list[Any]) -> dict[str, Any]:
+    """How right the pairs are, judged by tests the training never saw (a dataset's own hidden tests,
+    run as evaluation-only tests beside the training tests): ``chosen_precision`` is the share of
+    distinct chosen programs that pass every hidden test, ``rejected_pass_share`` the share of distinct
+    rejected programs that pass them anyway (a wrongly rejected program). None without hidden tests."""
+    by_id = {e.sample_id: e for e in executions if e.eval_total}
+
+    def share(ids: set[str]) -> tuple[float | None, int]:
+        judged = [by_id[i] for i in ids if i in by_id]
+        ok = sum(e.eval_passed == e.eval_total for e in judged)
+        return (round(ok / len(judged), 4) if judged else None), len(judged)
+
+    chosen, n_chosen = share({r.chosen_sample_id for r in dpo_rows})
+    rejected, n_rejected = share({r.rejected_sample_id for r in dpo_rows})
+    return {"chosen_precision": chosen, "chosen_judged": n_chosen,
+            "rejected_pass_share": rejected, "rejected_judged": n_rejected}
+
+
 def hardware_section(cfg: RunConfig) -> dict[str, Any]:
     """The machine (CPU model, the flags that decide matrix speed, cores, GPU) and the dtype each local
     engine runs in here, with the reason (``plumline.llm.hardware``: bf16 only where it is native)."""
@@ -200,7 +218,8 @@ def build_manifest(cfg: RunConfig, layout: RoundLayout, started_at: float) -> di
         # Held-out evaluation of the policy this round sampled from (eval.json holds the same).
         "eval": eval_summary(cfg, layout, model=cfg.policy.model),
         "tests": {**_test_stats(tests), "synthesis": sum_records(records("tests_stats"))},
-        "pairs": {**sum_records(pair_stats), "dpo_rows": counts["dpo"]},
+        "pairs": {**sum_records(pair_stats), "dpo_rows": counts["dpo"],
+                  "hidden_tests": hidden_test_precision(executions, records("dpo"))},
         "kto": {"rows": len(kto), "desirable": sum(1 for r in kto if r.label),
                 "undesirable": sum(1 for r in kto if not r.label)},
         "critic": {"rows": len(critic), "by_class": {

@@ -26,6 +26,7 @@ from plumline.pipeline.errors import RunFolderError, StageFailed, storage_proble
 from plumline.pipeline.evaluation import check_policy_model, eval_summary, write_eval_json, write_rounds_json
 from plumline.pipeline.layout import RoundLayout, StageMarker, atomic_write_parquet, atomic_write_text
 from plumline.pipeline.manifest import build_manifest, read_errors
+from plumline.pipeline.report import try_write_report
 from plumline.pipeline.stages import (
     POLICY,
     STAGES,
@@ -274,6 +275,7 @@ def run_rounds(cfg: RunConfig, run_dir: Path, *, force: bool = False,
                              policy_run_token=token, reference=reference, on_stage_done=on_stage_done)
         manifests.append(runner.run())
         write_rounds_json(run_dir, cfg, manifests)
+        try_write_report(run_dir)  # report.html over the rounds so far (plumline report rebuilds it)
         if runner.trained_model is not None:
             policy, token = str(runner.trained_model), runner.model_token
     if cfg.eval.enabled and policy != sampled_from:
@@ -282,6 +284,7 @@ def run_rounds(cfg: RunConfig, run_dir: Path, *, force: bool = False,
                             on_stage_done=on_stage_done)
         manifests.append(final.run())
         write_rounds_json(run_dir, cfg, manifests)
+        try_write_report(run_dir)
     close_shared_backends()
     return manifests
 

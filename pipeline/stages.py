@@ -206,7 +206,8 @@ def build_tests(ctx: StageContext) -> None:
 
     cfg = ctx.cfg
     out = ctx.read("problems") | "SynthesizeTests" >> SynthesizeTests(
-        None, cfg.tests, cfg.policy, seed=cfg.seed)
+        None, cfg.tests, cfg.policy, seed=cfg.seed, sandbox_limits=cfg.sandbox.limits,
+        sandbox_workers=cfg.sandbox.workers)
     ctx.write("tests_candidates", out["tests"])
     ctx.write("tests_stats", out["stats"])
     ctx.errors(out["errors"])
@@ -286,7 +287,9 @@ def _tests_inputs(cfg: RunConfig) -> tuple[str, ...]:
 
 
 def _tests_sections(cfg: RunConfig) -> tuple[str, ...]:
-    return ("tests", "seed") if cfg.tests.writer is not None else ("tests", "seed", "policy")
+    base = ("tests", "seed") if cfg.tests.writer is not None else ("tests", "seed", "policy")
+    # input-first tests run the reference solutions in the sandbox
+    return (*base, "sandbox.limits") if cfg.tests.mode == "inputs" else base
 
 
 def _train_inputs(cfg: RunConfig) -> tuple[str, ...]:

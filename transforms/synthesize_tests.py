@@ -31,16 +31,28 @@ def _default_factory(cfg: Any) -> Any:
 
 class _SynthesizeBatch(beam.DoFn):
     def __init__(self, backend_factory: Callable[[Any], Any] | None, writer_cfg: Any,
-                 cfg: TestSynthesisConfig, seed: int):
+                 cfg: TestSynthesisConfig, seed: int, sandbox_limits: Any = None,
+                 sandbox_workers: int | None = None):
         self._factory, self._writer_cfg, self._cfg, self._seed = backend_factory, writer_cfg, cfg, seed
+        self._limits, self._workers = sandbox_limits, sandbox_workers
         self._written = Metrics.counter("plumline", "tests_written")
         self._kept = Metrics.counter("plumline", "tests_parsed_kept")
         self._failures = Metrics.counter("plumline", "test_synthesis_errors")
 
     def setup(self) -> None:
         self._backend = None
+        self._sandbox = None
         if self._cfg.enabled:
             self._backend = (self._factory or _default_factory)(self._writer_cfg)
+        if self._cfg.enabled and self._cfg.mode == "inputs":
+            # expected outputs come from the reference solutions, run in the sandbox
+            from plumline.sandbox import Sandbox
+            self._sandbox = Sandbox(limits=self._limits, workers=self._workers)
+
+    def teardown(self) -> None:
+        sandbox = getattr(self, "_sandbox", None)
+        if sandbox is not None:
+            sandbox.close()
 
     def process(self, problems: list[Problem]):
         b = self._backend
@@ -50,7 +62,8 @@ class _SynthesizeBatch(beam.DoFn):
         done, errors = synthesize_batch(
             problems, self._cfg, seed=self._seed, generate=(b.generate if b is not None else _no_generate),
             render_chat=getattr(b, "render_chat", None), chat=chat,
-            writer=f"{writer}@{rev}" if rev else writer)
+            writer=f"{writer}@{rev}" if rev else writer,
+            run_many=self._sandbox.run_many if self._sandbox is not None else None)
         for pt in done:
             self._written.inc(pt.stats.written)
             self._kept.inc(sum(t.kept for t in pt.tests if t.origin == "synthesized"))
@@ -71,11 +84,15 @@ class SynthesizeTests(beam.PTransform):
 
     ``backend_factory(BackendConfig) -> GenerationBackend`` (default: ``get_shared_backend``) opens the
     test writer: ``cfg.writer`` when set, else ``policy_cfg`` (the policy writes its own tests).
-    ``seed`` is the run's seed (each problem's replies use ``derive_seed(seed, "tests", problem_id)``)."""
+    ``seed`` is the run's seed (each problem's replies use ``derive_seed(seed, "tests", problem_id)``).
+    With ``cfg.mode`` "inputs" a sandbox (``sandbox_limits``, ``sandbox_workers`` slots) is opened per
+    worker to run the reference solutions."""
 
     def __init__(self, backend_factory: Callable[[Any], Any] | None, cfg: TestSynthesisConfig,
-                 policy_cfg: Any = None, *, seed: int = 0):
+                 policy_cfg: Any = None, *, seed: int = 0, sandbox_limits: Any = None,
+                 sandbox_workers: int | None = None):
         super().__init__()
+        self._limits, self._workers = sandbox_limits, sandbox_workers
         self._factory = backend_factory
         self._cfg = cfg
         self._seed = seed
@@ -87,6 +104,7 @@ class SynthesizeTests(beam.PTransform):
         size = self._cfg.batch_size
         batches = problems | "BatchForWriter" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
         return batches | "WriteTests" >> beam.ParDo(
-            _SynthesizeBatch(self._factory, self._writer_cfg, self._cfg, self._seed)).with_outputs(
+            _SynthesizeBatch(self._factory, self._writer_cfg, self._cfg, self._seed, self._limits,
+                             self._workers)).with_outputs(
                 ERRORS, STATS, main=TESTS)
 

@@ -241,14 +241,17 @@ def test_class4_swallowed_protocol_error_still_fails(sb):
 
 
 def test_class4_candidate_cannot_signal_the_test_process(sb):
-    code = ("import os, signal\ndef f(x):\n    hit = 0\n    for pid in range(1, 400):\n"
-            "        if pid == os.getpid():\n"
-            "            continue\n        for sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGINT):\n"
-            "            try:\n"
-            "                os.kill(pid, sig)\n                hit += 1\n            except OSError:\n"
-            "                pass\n    return x\n")
-    r = run(sb, code, "assert f(1) == 1", "assert f(2) == 2")
-    assert r.outcome == "passed", r
+    code = ("import os, signal\ndef f(x):\n    hit = []\n"
+            "    pids = [int(p) for p in os.listdir('/proc') if p.isdigit()]\n"
+            "    for pid in pids:\n        if pid == os.getpid():\n            continue\n"
+            "        for sig in (signal.SIGSTOP, signal.SIGINT, signal.SIGKILL):\n            try:\n"
+            "                os.kill(pid, sig)\n                hit.append(pid)\n"
+            "            except OSError:\n"
+            "                pass\n        try:\n            os.kill(-pid, signal.SIGKILL)\n"
+            "            hit.append(-pid)\n        except OSError:\n            pass\n"
+            "    return [x, len(pids), hit]\n")
+    r = run(sb, code, "r = f(1)\nassert r[0] == 1 and r[1] >= 4 and r[2] == []", "assert f(2)[0] == 2")
+    assert r.outcome == "passed", r  # init, supervisor, the test process: none could be signalled
 
 
 def test_class4_run_many_keeps_other_results(sb):
@@ -508,4 +511,20 @@ def test_hostile_objects_never_pass_and_never_break_the_slot(sb, name):
     code, test = HOSTILE_OBJECTS[name]
     r = run(sb, code, test)
     assert r.outcome not in ("passed", "sandbox_error"), (name, r)
+    healthy(sb)
+
+
+def test_class4_io_programs_that_forge_reports(sb):
+    """An I/O program reports to the supervisor itself: forged, deep or huge reports end as a candidate
+    outcome, never sandbox_error, and the slot stays healthy."""
+    forged = {
+        "deep": FORGE + "os.write(3, frame('[' * 100000 + ']' * 100000))\nprint(5)\n",
+        "huge": "import os\nos.write(3, b'\\x00\\x10\\x00\\x00' + b'[' * (2 << 20))\nprint(5)\n",
+        "garbage": "import os\nos.write(3, b'\\xff' * 64)\nprint(5)\n",
+        "fake_done": FORGE + "os.write(3, frame('[\"top\", true, null, null, null]') + frame('[\"done\"]'))\n"
+                             "print(4)\n",
+    }
+    for name, code in forged.items():
+        r = sb.run(code, [TestSpec(kind="io", stdin="", expected_stdout="5")])
+        assert r.outcome not in ("passed", "sandbox_error"), (name, r)
     healthy(sb)

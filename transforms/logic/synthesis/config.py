@@ -16,11 +16,17 @@ class TestSynthesisConfig(BaseModel):
     __test__ = False  # not a pytest class
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    mode: Literal["inputs", "asserts"] = Field(
+        "asserts", description="inputs: the writer proposes call inputs only, type-aware mutation multiplies "
+                              "them and the reference solution gives the expected outputs (EvalPlus; "
+                              "problems without a reference keep their example tests); asserts: the writer "
+                              "writes whole asserts (guessing expected values), validated in execute.")
     enabled: bool = Field(True, description="Ask the test-writer model for tests (off: only example and "
                                             "given tests are used).")
     writer: BackendConfig | None = Field(None, description="Backend of the test-writer model; null uses the "
                                                            "policy's backend.")
-    tests_per_problem: int = Field(10, ge=1, le=100, description="Tests (K) asked for in each reply.")
+    tests_per_problem: int = Field(10, ge=1, le=100, description="Tests (K) asked for in each reply (inputs "
+                                                                 "mode: inputs asked for).")
     num_replies: int = Field(1, ge=1, le=32, description="Replies sampled per problem; their tests are "
                                                          "merged and deduplicated.")
     temperature: float = Field(0.2, ge=0.0, description="Sampling temperature of the test writer "
@@ -39,4 +45,15 @@ class TestSynthesisConfig(BaseModel):
     chat: bool | None = Field(None, description="Prompt through the chat template; false: a plain-text "
                                                 "prompt for base models; null: the writer backend's own "
                                                 "choice.")
+    max_inputs_per_problem: int = Field(40, ge=1, le=1000, description="inputs mode: most inputs (the "
+                                                                       "model's plus mutations) per problem.")
+    max_input_chars: int = Field(400, ge=8, description="inputs mode: longest input (argument source, "
+                                                        "characters); longer ones are too_long.")
+    mutate: bool = Field(True, description="inputs mode: multiply the seed inputs by type-aware mutation.")
+    reduce: bool = Field(True, description="inputs mode: keep only tests that kill mutants of the reference "
+                                           "the others do not (greedy set cover).")
+    reduce_mutants: int = Field(20, ge=1, description="inputs mode: mutants of the reference used to "
+                                                      "reduce the suite.")
+    reduce_min_tests: int = Field(5, ge=0, description="inputs mode: synthesized tests kept per problem "
+                                                       "even when fewer kill every mutant.")
     batch_size: int = Field(64, ge=1, description="Problems sent to the test writer in one generate call.")
