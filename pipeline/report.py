@@ -117,6 +117,7 @@ def fig_pass_ratio(rounds: list[RoundData]):
         if d.pass_ratios:
             fig.add_trace(go.Histogram(x=d.pass_ratios, name=d.label, xbins={"start": 0, "end": 1.0001,
                                                                             "size": 0.1}))
+    fig.update_xaxes(range=[0, 1.05])
     return fig
 
 

@@ -19,6 +19,8 @@ command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 # /usr/bin/python3 inside the sandbox (an interpreter under /root is unreadable to the sandbox user).
 ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2' || need_apt+=(libseccomp2)
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
+# Headless Chromium renders report.html in tests/pipeline/test_report_e2e.py (skipped without it).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     log "installing Debian packages: ${need_apt[*]}"

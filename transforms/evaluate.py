@@ -17,7 +17,7 @@ from plumline.data_schemas import ErrorKind, ErrorRecord, Problem, Stage, derive
 from plumline.llm import BackendConfig, PromptConfig, get_shared_backend
 from plumline.sandbox import Sandbox, SandboxLimits
 from plumline.transforms.logic.evaluation import eval_row
-from plumline.transforms.logic.sampling import SamplingConfig, sample_batch
+from plumline.transforms.logic.sampling import SamplingConfig, engine_failure_errors, sample_batch
 from plumline.transforms.sample import policy_prompt_renderer
 
 log = logging.getLogger(__name__)
@@ -50,12 +50,9 @@ class _Generate(beam.DoFn):
                 chat=bool(b.chat))
         except Exception as exc:  # an engine failure loses this batch only, and says so per problem
             log.exception("generation failed for a batch of %d eval problems", len(problems))
-            for p in problems:
+            for err in engine_failure_errors(problems, Stage.EVAL, exc):
                 self._failures.inc()
-                yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
-                    stage=Stage.EVAL, kind=ErrorKind.ENGINE_FAILED,
-                    reason=f"engine failed: {type(exc).__name__}: {exc}", input=p.problem_id,
-                    problem_id=p.problem_id))
+                yield beam.pvalue.TaggedOutput(ERRORS, err)
             return
         for err in errors:
             yield beam.pvalue.TaggedOutput(ERRORS, _as_eval_error(err))

@@ -12,10 +12,10 @@ from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from plumline.data_schemas import ErrorKind, ErrorRecord, Problem, Stage
+from plumline.data_schemas import Problem, Stage
 from plumline.llm import BackendConfig, GenerationBackend, PromptConfig, get_shared_backend
 from plumline.transforms.checkpoint import MAIN, CheckpointStore, checkpointed, with_restored
-from plumline.transforms.logic.sampling import SamplingConfig, sample_batch
+from plumline.transforms.logic.sampling import SamplingConfig, engine_failure_errors, sample_batch
 
 log = logging.getLogger(__name__)
 ERRORS = "errors"
@@ -51,12 +51,9 @@ class _SampleBatch(beam.DoFn):
                 policy_revision=self._backend.revision, backend=self._backend.name, chat=self._chat)
         except Exception as exc:  # an engine failure loses this batch only, and says so per problem
             log.exception("generation failed for a batch of %d problems", len(problems))
-            for p in problems:
+            for err in engine_failure_errors(problems, Stage.SAMPLE, exc):
                 self._failures.inc()
-                yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
-                    stage=Stage.SAMPLE, kind=ErrorKind.ENGINE_FAILED,
-                    reason=f"engine failed: {type(exc).__name__}: {exc}",
-                    input=p.problem_id, problem_id=p.problem_id))
+                yield beam.pvalue.TaggedOutput(ERRORS, err)
             return
         self._samples.inc(len(samples))
         yield from samples

@@ -113,6 +113,7 @@ def ink_fraction(png: Path) -> tuple[float, int]:
 
     img = Image.open(png).convert("RGB")
     small = img.resize((img.width // 4, img.height // 4))
-    pixels = list(small.getdata())
-    ink = sum(1 for r, g, b in pixels if min(r, g, b) < 235)
+    raw = small.tobytes()
+    pixels = [raw[i:i + 3] for i in range(0, len(raw), 3)]
+    ink = sum(1 for p in pixels if min(p) < 235)
     return ink / len(pixels), len(set(pixels))

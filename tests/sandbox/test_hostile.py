@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from plumline.sandbox import probe_isolation
+from plumline.sandbox import Sandbox, probe_isolation
 from sandbox_helpers import healthy, specs
 
 # Escape / snooping / persistence tests need the full tier (namespaces, cgroups, seccomp). On a
@@ -502,7 +502,13 @@ def test_fake_passes_are_caught(sb, name, code):
      "'print(6*7)'], capture_output=True, text=True).stdout.strip()\n"), "assert f() == '42'"),
 ])
 def test_benign_programs_pass(sb, name, code, test):
-    r = run(sb, code, test)
+    if name == "half_second_cpu":
+        # 0.5 s of CPU within the 2 s test timeout needs a quarter of a core; a machine shared with other
+        # work may not give it: this case runs with the default limits (3 s per test, 10 s in all)
+        with Sandbox(workers=1) as box:
+            r = run(box, code, test)
+    else:
+        r = run(sb, code, test)
     assert r.outcome == "passed", (name, r)
 
 

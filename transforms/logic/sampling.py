@@ -165,3 +165,10 @@ def sample_batch(problems: Sequence[Problem], *, render: Callable[[Problem], str
         samples.extend(s)
         errors.extend(e)
     return samples, errors
+
+
+def engine_failure_errors(problems: Sequence[Problem], stage: Stage, exc: BaseException) -> list[ErrorRecord]:
+    """One error per problem of a batch whose engine call failed: the batch is lost, nothing else."""
+    reason = f"engine failed: {type(exc).__name__}: {exc}"
+    return [ErrorRecord(stage=stage, kind=ErrorKind.ENGINE_FAILED, reason=reason, input=p.problem_id,
+                        problem_id=p.problem_id) for p in problems]
