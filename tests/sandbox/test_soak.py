@@ -65,7 +65,7 @@ def _rss_mib() -> float:
 @pytest.mark.slow
 def test_ten_thousand_mixed_executions_leak_nothing():
     n = int(os.environ.get("PLUMLINE_SOAK_N", "10000"))
-    limits = SandboxLimits(timeout_s=2.0, test_timeout_s=1.0)
+    limits = SandboxLimits(timeout_s=3.0, test_timeout_s=1.5)  # generous: a loaded machine is slow
     fds_before = len(os.listdir("/proc/self/fd"))
     threads_before = threading.active_count()
     children_before = _children()
