@@ -443,23 +443,23 @@ class Server:
         st = statuses.get(tpid)
         if st is not None and _os.WIFSIGNALED(st):
             reply["tsignal"] = _os.WTERMSIG(st)
-        if kill_reason:
-            reply["stop"] = kill_reason
-        elif done:
-            reply["stop"] = "done"
-        else:
-            reply["stop"] = "exit"
+        return self.finish_reply(reply, kill_reason, done, stdout_buf[:out_cap] if keep_stdout else b"",
+                                 err_tail, out_total, t_start)
+
+    # --- cleanup --------------------------------------------------------------------------------
+    def finish_reply(self, reply, kill_reason, done, stdout, err_tail, out_total, t_start):
+        """The end of a run's reply (both paths): why it stopped, the running test's duration, output."""
+        reply["stop"] = kill_reason or ("done" if done else "exit")
         for t in reply["tests"]:
             t0 = t.pop("t0", None)
             if t["state"] == "running":
                 t["dur"] = (_now() - t0) if t0 is not None else 0.0
-        reply["stdout"] = bytes(stdout_buf[:out_cap]).decode("utf-8", "replace") if keep_stdout else ""
+        reply["stdout"] = bytes(stdout).decode("utf-8", "replace")
         reply["stderr_tail"] = bytes(err_tail[-4096:]).decode("utf-8", "replace")
         reply["out_bytes"] = out_total
         reply["dur"] = _now() - t_start
         return reply
 
-    # --- cleanup --------------------------------------------------------------------------------
     def cleanup(self, pgid=None):
         """Kill every process but us and the template (pid 1), or the child's group without a pid
         namespace. Zombies are reaped by the template; ``kill(-1)`` fails once none is left."""
@@ -752,21 +752,8 @@ class Server:
                 reply["signal"] = _os.WTERMSIG(status)
             elif _os.WIFEXITED(status):
                 reply["exit"] = _os.WEXITSTATUS(status)
-        if kill_reason:
-            reply["stop"] = kill_reason
-        elif done:
-            reply["stop"] = "done"
-        else:
-            reply["stop"] = "exit"
-        for t in reply["tests"]:
-            t0 = t.pop("t0", None)
-            if t["state"] == "running":
-                t["dur"] = (_now() - t0) if t0 is not None else 0.0
-        reply["stdout"] = bytes(stdout_buf[:out_cap]).decode("utf-8", "replace") if keep_stdout else ""
-        reply["stderr_tail"] = bytes(err_tail[-4096:]).decode("utf-8", "replace")
-        reply["out_bytes"] = out_total
-        reply["dur"] = _now() - t_start
-        return reply
+        return self.finish_reply(reply, kill_reason, done, stdout_buf[:out_cap] if keep_stdout else b"",
+                                 err_tail, out_total, t_start)
 
 
 def _test_code(wire):

@@ -468,6 +468,20 @@ def _call(slot: _Slot, run: _Run, unit: dict) -> dict | None:
     return reply
 
 
+def _top_level_failed(run, top: dict) -> bool:
+    """Record a candidate whose top-level code did not compile or raised; True when it did."""
+    if top.get("ok"):
+        return False
+    err = (str(top.get("type")), top.get("line"), str(top.get("msg") or ""))
+    if top.get("kind") == "compile":
+        run.compile_error = err
+    else:
+        run.top_error = err
+        if err[0] == "MemoryError":
+            run.flags.add("memory")
+    return True
+
+
 def _death(reply: dict) -> tuple[str, str]:
     """Why a unit's child stopped early: (flag, error_type)."""
     stop = reply.get("stop")
@@ -518,14 +532,7 @@ def _run_assert_tests(slot: _Slot, run: _Run) -> None:
             if flag == "crash":
                 run.top_error = (death_type, None, "process ended before running the tests")
             break
-        if not top.get("ok"):
-            err = (str(top.get("type")), top.get("line"), str(top.get("msg") or ""))
-            if top.get("kind") == "compile":
-                run.compile_error = err
-            else:
-                run.top_error = err
-                if err[0] == "MemoryError":
-                    run.flags.add("memory")
+        if _top_level_failed(run, top):
             break
         reported: list[int] = []
         for rec in reply.get("tests", []):
@@ -650,14 +657,7 @@ def _run_split_tests(slot: _Slot, run: _Run) -> None:
                 if flag == "crash":
                     run.top_error = (death_type, None, "process ended before running the tests")
             break
-        if not top.get("ok"):
-            err = (str(top.get("type")), top.get("line"), str(top.get("msg") or ""))
-            if top.get("kind") == "compile":
-                run.compile_error = err
-            else:
-                run.top_error = err
-                if err[0] == "MemoryError":
-                    run.flags.add("memory")
+        if _top_level_failed(run, top):
             break
         reported: list[int] = []
         for rec in reply.get("tests", []):
