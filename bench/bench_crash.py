@@ -126,13 +126,25 @@ def stage_in_flight(run_dir: Path) -> str:
     return f"{rounds[-1].name}/after export"
 
 
+def _relocated(value: object, old: str, new: str) -> object:
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [_relocated(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: _relocated(v, old, new) for k, v in value.items()}
+    return value
+
+
 def compare(reference: Path, candidate: Path) -> list[str]:
     problems = []
     ref, got = tables(reference), tables(candidate)
     if set(ref) != set(got):
         problems.append(f"files differ: {sorted(set(ref) ^ set(got))}")
     for name in sorted(set(ref) & set(got)):
-        a, b = comparable_rows(ref[name]), comparable_rows(got[name])
+        # a trained model is recorded by its path, which lies in the run folder: compare up to that
+        a = comparable_rows(ref[name])
+        b = _relocated(comparable_rows(got[name]), str(candidate), str(reference))
         if a != b:
             first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
                          min(len(a), len(b)))

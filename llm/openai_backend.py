@@ -82,7 +82,14 @@ class OpenAIBackend(HFTokenizerMixin, GenerationBackend):
                              "request_timeout_s > 0")
         self.model_name = cfg.model
         base_url = cfg.base_url.rstrip("/")
-        self.revision = hashlib.sha256(f"openai\0{cfg.model}\0{base_url}".encode()).hexdigest()[:12]
+        if os.path.exists(cfg.model):
+            # A local model folder served under its path (e.g. a policy an earlier round trained):
+            # its weights identify it, wherever the run folder lies.
+            from .assets import model_revision
+
+            self.revision = model_revision(cfg.model)
+        else:
+            self.revision = hashlib.sha256(f"openai\0{cfg.model}\0{base_url}".encode()).hexdigest()[:12]
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
         if key:
