@@ -84,7 +84,13 @@ def _run(cfg, force: bool, verbose: bool = False) -> None:
 
     from plumline.llm.hardware import warn_once
     from plumline.pipeline.config import resolve_assets
-    from plumline.pipeline.console import LOG_NAME, RunProgress, output_to_log, slow_config_warnings
+    from plumline.pipeline.console import (
+        FILE_ONLY,
+        LOG_NAME,
+        RunProgress,
+        output_to_log,
+        slow_config_warnings,
+    )
     from plumline.pipeline.round import StageFailed, run_rounds
 
     run_dir = Path(cfg.out_dir) / cfg.name
@@ -105,7 +111,7 @@ def _run(cfg, force: bool, verbose: bool = False) -> None:
             console.print(f"[bold red]stage failed[/]: {exc}\n[dim]engine and library logs: {log_file}[/]")
             raise typer.Exit(1) from exc
         except Exception:
-            logging.getLogger("plumline").exception("the run failed")
+            logging.getLogger("plumline").exception("the run failed", extra=FILE_ONLY)
             console.print(f"[bold red]the run failed[/]; the traceback is in {log_file}")
             raise typer.Exit(1) from None
     _summary(run_dir, manifests, log_file)

@@ -54,7 +54,11 @@ class _PlumlineWarnings(logging.Filter):
     """The quiet console: plumline's own warnings and errors only (the rest is in the log file)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING and record.name.split(".")[0] in ("plumline", "__main__")
+        return (record.levelno >= logging.WARNING and getattr(record, "console", True)
+                and record.name.split(".")[0] in ("plumline", "__main__"))
+
+
+FILE_ONLY = {"console": False}  # logging extra= for records meant for the log file only (tracebacks)
 
 
 def setup_logging(console: Console, verbose: bool, log_file: Path | None = None) -> None:
@@ -135,6 +139,7 @@ MEASURES = {
     Stage.TESTS: Measure("completions", "replies", "replies", generates=True),
     Stage.SAMPLE: Measure("completions", "samples", "samples", generates=True),
     Stage.EXECUTE: Measure("executions", "executions", "exec"),
+    Stage.EVAL: Measure("completions", "samples", "samples", generates=True),  # total: from the engine
 }
 
 

@@ -50,7 +50,8 @@ def test_empty_cpuinfo_still_names_a_cpu():
     assert cpu.model and cpu.flags == frozenset() and cpu.cores == 1
 
 
-@pytest.mark.parametrize("text, want", [(ZEN3, "float32"), (SKYLAKE, "float32"), (SAPPHIRE_RAPIDS, "bfloat16")])
+@pytest.mark.parametrize("text, want",
+                         [(ZEN3, "float32"), (SKYLAKE, "float32"), (SAPPHIRE_RAPIDS, "bfloat16")])
 def test_auto_on_cpu_is_bf16_only_with_native_support(text, want):
     choice = choose_dtype("auto", "cpu", cpu=parse_cpuinfo(text), gpu=NO_GPU)
     assert choice.dtype == want and choice.warning is None

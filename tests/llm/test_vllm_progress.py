@@ -41,3 +41,11 @@ def test_generate_reports_completions_and_tokens(tmp_path):
         got = progress.read_progress(folder)
     assert [len(r.completions) for r in results] == [2, 3]
     assert got == {"completions_total": 5, "completions": 5, "tokens": 25}
+
+
+def test_cpu_engines_reuse_inductors_cache_unless_the_user_chose():
+    pytest.importorskip("vllm")
+    from plumline.llm.vllm_backend import cpu_compile_cache_env
+
+    assert cpu_compile_cache_env({}) == {"VLLM_USE_AOT_COMPILE": "0"}
+    assert cpu_compile_cache_env({"VLLM_USE_AOT_COMPILE": "1"}) == {}

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,6 +19,7 @@ from plumline.llm import hardware, progress
 from plumline.llm.hardware import parse_cpuinfo
 from plumline.pipeline.config import RunConfig
 from plumline.pipeline.console import (
+    FILE_ONLY,
     RunProgress,
     output_to_log,
     setup_logging,
@@ -55,12 +55,15 @@ def test_quiet_console_shows_plumline_warnings_only_and_the_file_gets_everything
     logging.getLogger("apache_beam.runners").info("beam info")
     logging.getLogger("plumline.pipeline.round").info("stage tests ...")
     logging.getLogger("plumline.llm.hardware").warning("slow dtype warning")
+    logging.getLogger("plumline").error("a long traceback", extra=FILE_ONLY)
     for h in logging.getLogger().handlers:
         h.flush()
     shown, written = out.getvalue(), log.read_text()
     assert "slow dtype warning" in shown
     assert "vllm engine chatter" not in shown and "beam info" not in shown and "stage tests" not in shown
-    for text in ("vllm engine chatter", "beam info", "stage tests ...", "slow dtype warning"):
+    assert "a long traceback" not in shown
+    for text in ("vllm engine chatter", "beam info", "stage tests ...", "slow dtype warning",
+                 "a long traceback"):
         assert text in written
 
 
@@ -78,8 +81,8 @@ def test_output_of_this_process_and_its_children_goes_to_the_log(tmp_path, capfd
         os.write(1, b"fd one\n")
         os.write(2, b"fd two\n")
         print("python print")
-        subprocess.run([sys.executable, "-c", "import sys; print('child out'); print('child err', "
-                        "file=sys.stderr)"], check=True)
+        child = "import sys; print('child out'); print('child err', file=sys.stderr)"
+        subprocess.run([sys.executable, "-c", child], check=True)
         console.print("for the person")
     captured = capfd.readouterr()
     written = log.read_text()
