@@ -40,9 +40,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 VPY=.venv/bin/python
 stamp=.venv/.plumline-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-${EXTRAS//,/_}
-# One line per step: pip runs quietly (-q, no version check); its errors still show.
+# One line per step: pip runs quietly (-q, no version check) and its warnings (build backends, the
+# machine's own pip config) go to .venv/pip.log; when a step fails, the end of that log is shown.
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
-pip() { $VPY -m pip "$@"; }
+pip() {
+  if ! $VPY -m pip "$@" 2>>.venv/pip.log; then
+    tail -n 40 .venv/pip.log >&2
+    log "pip $1 failed; the whole log is in .venv/pip.log"
+    return 1
+  fi
+}
 if [ ! -f "$stamp" ]; then
   log "updating pip, wheel, setuptools"
   pip install -q --upgrade pip wheel setuptools
