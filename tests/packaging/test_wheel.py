@@ -86,6 +86,7 @@ def test_the_wheel_ships_the_configs_and_problems(installed):
     names = set(zipfile.ZipFile(installed["wheel"]).namelist())
     assert {"plumline/pipeline/configs/demo.yaml", "plumline/pipeline/configs/humaneval.yaml",
             "plumline/pipeline/configs/tiny.yaml", "plumline/pipeline/assets/easy_problems.jsonl",
+            "plumline/pipeline/assets/easy_train.jsonl", "plumline/pipeline/assets/easy_eval.jsonl",
             "plumline/trainers/__main__.py", "plumline/sandbox/__main__.py"} <= names
     assert not any(n.startswith(("tests/", "bench/", "configs/")) for n in names)
 
@@ -96,7 +97,7 @@ def test_config_list_and_show_come_from_the_installed_package(installed):
     assert set(listed) >= {"demo", "humaneval", "tiny"}
     assert all(path.startswith(site) for path in listed.values()), listed
     shown = yaml.safe_load(_plumline(installed, "config", "show", "demo").stdout)
-    assert shown["name"] == "demo" and [s["path"] for s in shown["sources"]] == ["bundled:easy"]
+    assert shown["name"] == "demo" and [s["path"] for s in shown["sources"]] == ["bundled:easy-train"]
     checked = json.loads(_plumline(installed, "config", "check", "demo").stdout.strip().splitlines()[-1])
     assert checked["ok"] is True and checked["name"] == "demo"
 
@@ -118,7 +119,7 @@ def test_the_demo_config_resolves_to_the_packaged_problems(installed):
     assert out["package"].startswith(site), out  # not the checkout
     assert out["config"].startswith(site)
     (problems,) = out["files"]
-    assert problems.startswith(site) and problems.endswith("pipeline/assets/easy_problems.jsonl")
+    assert problems.startswith(site) and problems.endswith("pipeline/assets/easy_train.jsonl")
     assert Path(problems).stat().st_size > 1000
 
 
