@@ -61,6 +61,9 @@ class _PlumlineWarnings(logging.Filter):
 FILE_ONLY = {"console": False}  # logging extra= for records meant for the log file only (tracebacks)
 
 
+_SELF_CONFIGURED = ("vllm",)
+
+
 def setup_logging(console: Console, verbose: bool, log_file: Path | None = None) -> None:
     """Console handler (everything with -v, plumline warnings otherwise) and the run's log file."""
     handler = RichHandler(console=console, show_path=False, rich_tracebacks=True, show_time=verbose)
@@ -74,6 +77,12 @@ def setup_logging(console: Console, verbose: bool, log_file: Path | None = None)
             "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"))
         handlers.append(file_handler)
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
+    # vLLM gives its logger a stdout handler of its own and stops it propagating when it is imported;
+    # in this process its records go through the handlers above like every other library's.
+    for name in _SELF_CONFIGURED:
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate = True
     logging.getLogger("plumline").setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.captureWarnings(True)
     if not verbose:
