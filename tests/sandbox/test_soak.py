@@ -71,6 +71,7 @@ def test_ten_thousand_mixed_executions_leak_nothing():
     children_before = _children()
     rss: list[float] = []
     with_expectation = 0
+    load_retries: list[int] = []
     # the slow and hostile programs are rarer, as in real data: mostly quick programs
     weights = [60, 20, 4, 2, 4, 1, 1, 1, 1, 1, 2, 1, 1, 1]
     assert len(weights) == len(PROGRAMS)
@@ -86,12 +87,18 @@ def test_ten_thousand_mixed_executions_leak_nothing():
                 assert result.outcome != "sandbox_error", (k, program, result)
                 if expected is not None:
                     with_expectation += 1
+                    if result.outcome == "timeout" != expected:
+                        # a wall-clock limit met on an overloaded machine: the program, run again on
+                        # its own, must get its verdict (and such retries must stay rare)
+                        load_retries.append(k)
+                        result = sandbox.run(*jobs[k])
                     assert result.outcome == expected, (k, program, result.outcome, result.error_type)
             gc.collect()
             rss.append(_rss_mib())
     finally:
         sandbox.close()
     assert with_expectation > n * 0.9
+    assert len(load_retries) <= max(5, n // 100), load_retries
     # nothing left: processes, descriptors, threads (allow the pool's own, now closed)
     assert _children() <= children_before, _children() - children_before
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
