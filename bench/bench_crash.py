@@ -57,7 +57,7 @@ sandbox: {{workers: 1}}
 
 
 # A kill point: "random" (a delay drawn over the uninterrupted run's duration) or a stage name (the
-# kill comes 0.1-0.6 s after the stage before it finished, i.e. while this stage runs).
+# kill comes 0-0.2 s after the stage before it finished, i.e. while this stage runs).
 
 
 def run(cfg: Path, out: Path, kill: Callable[[float], bool] | None = None) -> tuple[float, bool]:
@@ -91,7 +91,7 @@ def kill_rule(point: str, cfg: Path, run_dir: Path, ref_seconds: float,
     if point not in order[1:]:
         raise SystemExit(f"--kill-at {point}: this config runs {order}; pick a stage after {order[0]}")
     before = order[order.index(point) - 1]
-    wait = rng.uniform(0.1, 0.6)  # stages of a small config last seconds
+    wait = rng.uniform(0.0, 0.2)  # stages of a small config last a few seconds, Beam's start included
     since: list[float] = []
 
     def due(elapsed: float) -> bool:

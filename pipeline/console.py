@@ -79,10 +79,13 @@ def setup_logging(console: Console, verbose: bool, log_file: Path | None = None)
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
     # vLLM gives its logger a stdout handler of its own and stops it propagating when it is imported;
     # in this process its records go through the handlers above like every other library's.
-    for name in _SELF_CONFIGURED:
-        library = logging.getLogger(name)
-        library.handlers.clear()
-        library.propagate = True
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.split(".")[0] in _SELF_CONFIGURED:
+            # its dictConfig also disabled the loggers that existed then
+            logger.handlers.clear()
+            logger.propagate = True
+            logger.disabled = False
+            logger.setLevel(logging.NOTSET)
     logging.getLogger("plumline").setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.captureWarnings(True)
     if not verbose:
