@@ -468,6 +468,14 @@ def _call(slot: _Slot, run: _Run, unit: dict) -> dict | None:
     return reply
 
 
+def _blame_next(run, rest: list[int], flag: str, death_type: str | None) -> list[int]:
+    """A run stopped between tests: the next test takes the blame, so the loop always advances."""
+    run.flags.add(flag)
+    run.set(rest[0], TestStatus.TIMEOUT.value if flag == "timeout" else TestStatus.ERROR.value,
+            0.0, death_type)
+    return rest[1:]
+
+
 def _top_level_failed(run, top: dict) -> bool:
     """Record a candidate whose top-level code did not compile or raised; True when it did."""
     if top.get("ok"):
@@ -554,11 +562,7 @@ def _run_assert_tests(slot: _Slot, run: _Run) -> None:
                 run.set(i, TestStatus.ERROR.value, et="NotReported")
             break
         if not reported or run.results[reported[-1]].status == TestStatus.PASSED.value:
-            # killed between tests: blame the next one so the loop always advances
-            run.flags.add(flag)
-            run.set(rest[0], TestStatus.TIMEOUT.value if flag == "timeout" else TestStatus.ERROR.value,
-                    0.0, death_type)
-            rest = rest[1:]
+            rest = _blame_next(run, rest, flag, death_type)
         if reply.get("stop") == "budget":
             break
         pending = rest
@@ -694,11 +698,7 @@ def _run_split_tests(slot: _Slot, run: _Run) -> None:
                 run.set(i, TestStatus.ERROR.value, et="NotReported")
             break
         if not reported or run.results[reported[-1]].status == TestStatus.PASSED.value:
-            # stopped between tests: blame the next one so the loop always advances
-            run.flags.add(flag)
-            run.set(rest[0], TestStatus.TIMEOUT.value if flag == "timeout" else TestStatus.ERROR.value,
-                    0.0, death_type)
-            rest = rest[1:]
+            rest = _blame_next(run, rest, flag, death_type)
         if reply.get("stop") == "budget":
             break
         pending = rest
