@@ -25,6 +25,17 @@ def wrong_test(test: str) -> str:
     return test.replace("==", "!=", 1) if "==" in test else test + " and False"
 
 
+def calls_of(code: str, name: str) -> list[str]:
+    """The calls of ``name`` in ``code`` (``f(1, [2])``), as source text."""
+    import ast
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    return [ast.get_source_segment(code, node) or "" for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name]
+
+
 class CannedModel:
     def __init__(self):
         self.problems = load_easy()
@@ -44,6 +55,9 @@ class CannedModel:
         if row is None:
             return ["I do not understand the question."] * n
         name = row["entry_point"]
+        if "different inputs for" in text:  # input-first synthesis: the calls of the problem's own tests
+            calls = [c for t in row["given_tests"] for c in calls_of(t["code"], name)]
+            return ["```python\n" + "\n".join(dict.fromkeys(calls)) + "\n```"] * n
         if "unit tests" in text:
             tests = [t["code"] for t in row["given_tests"]]
             return ["```python\n" + "\n".join(tests + [wrong_test(tests[0])]) + "\n```"] * n

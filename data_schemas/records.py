@@ -43,6 +43,9 @@ class TestKind(str, Enum):
     __test__ = False
     ASSERT = "assert"  # a snippet of asserts run after the candidate, in its namespace
     IO = "io"  # stdin text in, expected stdout out (APPS style)
+    # a call whose expected output is unknown when the tests are written (no reference solution):
+    # execute runs the policy's samples on it and turns it into an assert when they agree
+    PROBE = "probe"
 
 
 class TestOrigin(str, Enum):
@@ -112,6 +115,7 @@ class TestDropReason(str, Enum):
     ORACLE_ERROR = "oracle_error"
     ORACLE_NOT_RUN = "oracle_not_run"
     AGREEMENT_FAILED = "codet_disagreement"
+    NO_AGREEMENT = "no_agreement"  # a probe on which too few of the policy's samples agree
 
 
 # CodeRL's outcome classes (arXiv 2207.01780): 0 compile error, 1 runtime error, 2 failed tests,

@@ -107,6 +107,9 @@ def _test_stats(tests: list[TestCase]) -> dict[str, Any]:
         c["for_training"] += int(t.for_training)
         if not t.kept:
             dropped[t.drop_reason or "unknown"] += 1
+    problems = len({t.problem_id for t in tests}) or 1
+    for c in by_origin.values():  # kept tests per problem of the round, by origin
+        c["kept_per_problem"] = round(c["kept"] / problems, 2)
     return {"total": len(tests), "kept": sum(int(t.kept) for t in tests),
             "by_origin": {k: dict(v) for k, v in sorted(by_origin.items())},
             "dropped_by_reason": dict(dropped.most_common())}

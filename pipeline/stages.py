@@ -281,13 +281,17 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
     return train_round(ctx.cfg, ctx.layout, ctx.policy_model, reference=ctx.reference_model)
 
 
+def _policy_writes_tests(cfg: RunConfig) -> bool:
+    # The policy writes its own tests unless tests.writer names another model or no model is asked.
+    return cfg.tests.enabled and cfg.tests.writer is None
+
+
 def _tests_inputs(cfg: RunConfig) -> tuple[str, ...]:
-    # The policy writes its own tests unless tests.writer names another model.
-    return ("problems",) if cfg.tests.writer is not None else ("problems", POLICY)
+    return ("problems", POLICY) if _policy_writes_tests(cfg) else ("problems",)
 
 
 def _tests_sections(cfg: RunConfig) -> tuple[str, ...]:
-    base = ("tests", "seed") if cfg.tests.writer is not None else ("tests", "seed", "policy")
+    base = ("tests", "seed", "policy") if _policy_writes_tests(cfg) else ("tests", "seed")
     # input-first tests run the reference solutions in the sandbox
     return (*base, "sandbox.limits") if cfg.tests.mode == "inputs" else base
 
@@ -320,7 +324,8 @@ STAGES: tuple[StageSpec, ...] = (
               description="read every source into Problem records, minus those overlapping eval sources"),
     StageSpec(Stage.TESTS, inputs=_tests_inputs, outputs=("tests_candidates", "tests_stats"),
               sections=_tests_sections, engine=True, build=build_tests,
-              description="the test writer proposes tests; example and given tests join them"),
+              description="inputs from the writer and the examples, mutated; expected outputs from the "
+                          "reference (asserts mode: the writer's asserts); example and given tests join"),
     StageSpec(Stage.SAMPLE, inputs=lambda cfg: ("problems", POLICY), outputs=("samples",),
               sections=_static("policy", "prompt", "sampling", "seed"), engine=True, build=build_sample,
               description="sample n solutions (and a greedy one) per problem from the policy"),

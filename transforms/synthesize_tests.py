@@ -44,7 +44,7 @@ class _SynthesizeBatch(beam.DoFn):
         self._sandbox = None
         if self._cfg.enabled:
             self._backend = (self._factory or _default_factory)(self._writer_cfg)
-        if self._cfg.enabled and self._cfg.mode == "inputs":
+        if self._cfg.mode == "inputs":  # also without the writer: the examples' inputs are mutated
             # expected outputs come from the reference solutions, run in the sandbox
             from plumline.sandbox import Sandbox
             self._sandbox = Sandbox(limits=self._limits, workers=self._workers)

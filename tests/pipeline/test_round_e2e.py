@@ -13,7 +13,8 @@ from plumline.pipeline.config import load_config
 from plumline.pipeline.round import run_rounds
 
 
-def _config(tmp_path: Path, url: str, extra: list[str] = (), sources: str | None = None) -> Path:
+def _config(tmp_path: Path, url: str, extra: list[str] = (), sources: str | None = None,
+            mode: str = "asserts") -> Path:
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"""
 name: e2e
@@ -22,7 +23,7 @@ sources:
   {sources or '- {path: bundled:easy, limit: 6}'}
 policy: {{kind: openai, model: canned, base_url: "{url}", max_retries: 1}}
 sampling: {{n: 4, max_tokens: 64, greedy: true}}
-tests: {{tests_per_problem: 4, given_tests_role: eval}}
+tests: {{tests_per_problem: 4, given_tests_role: eval, mode: {mode}}}
 validation: {{oracle: true, agreement: true, min_kept_tests: 1}}
 export: {{jsonl: true}}
 beam: {{cpu_workers: 2}}
@@ -37,6 +38,7 @@ def _rows(path: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_one_round_end_to_end(tmp_path, canned):
+    """Asserts mode: the writer writes whole asserts, one of them wrong, that the oracle drops."""
     model, url = canned
     cfg = load_config(_config(tmp_path, url))
     manifests = run_rounds(cfg, Path(cfg.out_dir) / cfg.name)
@@ -123,6 +125,34 @@ def test_one_round_end_to_end(tmp_path, canned):
     found = [str(f) for f in validate_run(run_dir)]
     assert any("row 0: chosen does not pass more than rejected" in f for f in found), found
     assert any("row 0: chosen pass ratio differs from its execution" in f for f in found), found
+
+
+@pytest.mark.slow
+def test_one_round_with_input_first_tests(tmp_path, canned):
+    """The default tests mode: the writer proposes calls, mutation multiplies them, the reference gives
+    the expected outputs; the dataset's own tests (reserved for evaluation) measure the chosen programs."""
+    model, url = canned
+    cfg = load_config(_config(tmp_path, url, mode="inputs"))
+    before = len(model.requests)
+    m = run_rounds(cfg, Path(cfg.out_dir) / cfg.name)[0]
+    rd = Path(cfg.out_dir) / "e2e" / "round-000"
+    tests = _rows(rd / "tests.parquet")
+    synthesized = [t for t in tests if t["origin"] == "synthesized" and t["kept"]]
+    assert {t["kind"] for t in synthesized} == {"assert"}
+    assert {t["writer"].split("@")[0] for t in synthesized} == {"canned", "type_mutation"}
+    assert len(synthesized) > len([t for t in tests if t["origin"] == "example"])
+    writer_requests = [r for r in model.requests[before:] if "different inputs for" in json.dumps(r)]
+    assert len(writer_requests) == 6  # one reply per problem, nothing else asked of the writer
+    executions = {e["sample_id"]: e for e in _rows(rd / "executions.parquet")}
+    for s in _rows(rd / "samples.parquet"):
+        e = executions[s["sample_id"]]
+        if "return None" in s["completion"]:
+            assert e["outcome"] == "failed"
+        elif s["code"]:  # the reference itself: every generated test agrees with it
+            assert e["outcome"] == "passed" and e["total"] >= 5, e
+    hidden = m["pairs"]["hidden_tests"]
+    assert hidden["chosen_precision"] == 1.0 and hidden["rejected_pass_share"] == 0.0
+    assert m["tests"]["by_origin"]["synthesized"]["kept_per_problem"] > 1
 
 
 @pytest.mark.slow

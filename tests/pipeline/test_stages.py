@@ -42,7 +42,8 @@ CHANGES = [
     ("seed", "seed=7", {TESTS, SAMPLE, EVAL, EXECUTE, EXPORT, TRAIN}),
     ("tests", "tests.tests_per_problem=2", {TESTS, EXECUTE, EXPORT, TRAIN}),
     ("validation", "validation.min_kept_tests=2", {EXECUTE, EXPORT, TRAIN}),
-    ("sandbox.limits", "sandbox.limits.timeout_s=9", {EVAL, EXECUTE, EXPORT, TRAIN}),
+    # tests: input-first tests (the default mode) run the reference solutions in the sandbox
+    ("sandbox.limits", "sandbox.limits.timeout_s=9", {TESTS, EVAL, EXECUTE, EXPORT, TRAIN}),
     ("eval.n", "eval.n=6", {EVAL}),
     ("eval.k", "eval.k=[1, 2]", {EVAL}),
     ("eval.greedy", "eval.greedy=false", {EVAL}),
@@ -119,6 +120,14 @@ def test_a_separate_test_writer_does_not_follow_the_policy(tmp_path):
     writer = ["tests.writer.model=writer-model"]
     _run(_config(tmp_path, writer), run_dir)
     ran = _run(_config(tmp_path, [*writer, "policy.model=another"]), run_dir)
+    assert TESTS not in ran and SAMPLE in ran
+
+
+def test_tests_written_without_a_model_do_not_follow_the_policy(tmp_path):
+    run_dir = tmp_path / "run"
+    no_writer = ["tests.enabled=false"]
+    _run(_config(tmp_path, no_writer), run_dir)
+    ran = _run(_config(tmp_path, [*no_writer, "policy.model=another"]), run_dir)
     assert TESTS not in ran and SAMPLE in ran
 
 

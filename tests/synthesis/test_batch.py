@@ -22,14 +22,15 @@ def test_each_problem_is_seeded_from_the_run_seed_and_its_id():
         seen.extend(requests)
         return [_reply(r) for r in requests]
 
-    done, errors = synthesize_batch(PROBLEMS, TestSynthesisConfig(), seed=5, generate=generate,
+    done, errors = synthesize_batch(PROBLEMS, TestSynthesisConfig(mode="asserts"), seed=5, generate=generate,
                                     render_chat=lambda m: m[-1]["content"])
     assert errors == [] and len(done) == 3
     assert [r.seed for r in seen] == [derive_seed(5, "tests", p.problem_id) for p in PROBLEMS]
     assert len({r.seed for r in seen}) == 3
     again = []
-    synthesize_batch(PROBLEMS, TestSynthesisConfig(), seed=6, generate=lambda rs: again.extend(rs) or
-                     [_reply(r) for r in rs], render_chat=lambda m: m[-1]["content"])
+    synthesize_batch(PROBLEMS, TestSynthesisConfig(mode="asserts"), seed=6,
+                     generate=lambda rs: again.extend(rs) or [_reply(r) for r in rs],
+                     render_chat=lambda m: m[-1]["content"])
     assert all(a.seed != b.seed for a, b in zip(seen, again))  # another run seed, other streams
 
 
@@ -43,7 +44,7 @@ def test_failures_are_typed_errors_and_the_problem_keeps_its_other_tests():
         return [GenerationResult(request_id=r.request_id, error="prompt too long") if "p2" in r.request_id
                 else _reply(r) for r in requests]
 
-    done, errors = synthesize_batch(PROBLEMS, TestSynthesisConfig(), seed=0, generate=generate,
+    done, errors = synthesize_batch(PROBLEMS, TestSynthesisConfig(mode="asserts"), seed=0, generate=generate,
                                     render_chat=render)
     assert {(e.problem_id, e.stage, e.kind) for e in errors} == {
         ("p1", Stage.TESTS.value, ErrorKind.PROMPT_FAILED.value),
@@ -56,7 +57,7 @@ def test_failures_are_typed_errors_and_the_problem_keeps_its_other_tests():
     def explode(requests):
         raise RuntimeError("engine died")
 
-    _, errors = synthesize_batch(PROBLEMS, TestSynthesisConfig(), seed=0, generate=explode,
+    _, errors = synthesize_batch(PROBLEMS, TestSynthesisConfig(mode="asserts"), seed=0, generate=explode,
                                  render_chat=lambda m: m[-1]["content"])
     assert [e.kind for e in errors] == [ErrorKind.ENGINE_FAILED.value] * 3
     assert all("engine died" in e.reason for e in errors)

@@ -58,7 +58,7 @@ def test_synthesize_tests_on_fnapi_runner():
         Problem(problem_id="p2", source="s", prompt="def sub(a, b):\n    pass\n", entry_point="sub"),
         Problem(problem_id="boom", source="s", prompt="def mul(a, b):\n    pass\n", entry_point="mul"),
     ]
-    cfg = TestSynthesisConfig(num_replies=2, batch_size=8)
+    cfg = TestSynthesisConfig(mode="asserts", num_replies=2, batch_size=8)
     RecordedBackend.calls = []
     with TestPipeline(runner="FnApiRunner") as p:
         out = (p | beam.Create(problems) | SynthesizeTests(_factory, cfg, BackendConfig()))

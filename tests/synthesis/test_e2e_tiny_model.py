@@ -32,7 +32,8 @@ def _make(cfg):
 def test_tiny_model_tests_flow_through_the_stage(tiny_model, humaneval):
     problems = humaneval[:3]
     writer = BackendConfig(kind="transformers", model=str(tiny_model), device="cpu", batch_size=4)
-    cfg = TestSynthesisConfig(num_replies=2, max_tokens=48, temperature=0.8, batch_size=3)
+    cfg = TestSynthesisConfig(mode="asserts", num_replies=2, max_tokens=48, temperature=0.8,
+                              batch_size=3)
     collected: list = []
 
     def check(rows: list[TestCase]) -> None:

@@ -267,11 +267,33 @@ def test_batch_input_first_catches_wrong_programs(sandbox):
     assert sandbox.run(wrong, synth, p.entry_point).outcome != "passed"
 
 
-def test_batch_without_sandbox_or_reference_keeps_examples():
+def test_batch_without_reference_and_agreement_off_keeps_examples():
     problems = [_problem(ref=None)]
     gen = _Gen("(1, 2)")
-    out, errors = synthesize_batch(problems, TestSynthesisConfig(mode="inputs"), seed=0, generate=gen,
+    cfg = TestSynthesisConfig(mode="inputs", agreement_inputs=False)
+    out, errors = synthesize_batch(problems, cfg, seed=0, generate=gen,
                                    render_chat=lambda m: m[-1]["content"], run_many=None)
     assert gen.calls == 0 and not errors  # nothing can give expected outputs: no generation spent
     assert {t.origin for t in out[0].tests} == {"example"}
     assert math.isfinite(out[0].stats.kept)
+
+
+def test_batch_without_reference_writes_probes_for_agreement():
+    """No reference: the model's inputs and the mutations of the examples' inputs become probe rows
+    (the call only, no expected value); nothing runs in the sandbox at this stage."""
+    problems = [_problem(ref=None)]
+    gen = _Gen("f(5, 6)\n(7, 8)")
+    cfg = TestSynthesisConfig(mode="inputs", max_inputs_per_problem=6)
+    out, errors = synthesize_batch(problems, cfg, seed=0, generate=gen,
+                                   render_chat=lambda m: m[-1]["content"], run_many=None)
+    assert gen.calls == 1 and not errors
+    probes = [t for t in out[0].tests if t.kind == "probe"]
+    assert probes and all(t.kept and t.origin == "synthesized" and t.for_training for t in probes)
+    calls = [t.code for t in probes]
+    assert "f(5, 6)" in calls and "f(7, 8)" in calls  # the model's inputs, as calls
+    assert "f(1, 2)" not in calls  # the example's own input is already an example test
+    assert all(c.startswith("f(") and "assert" not in c for c in calls)
+    assert {t.writer for t in probes} >= {"type_mutation"}
+    again, _ = synthesize_batch(problems, cfg, seed=0, generate=_Gen("f(5, 6)\n(7, 8)"),
+                                render_chat=lambda m: m[-1]["content"], run_many=None)
+    assert [t.test_id for t in again[0].tests] == [t.test_id for t in out[0].tests]  # deterministic

@@ -60,6 +60,12 @@ class TestValidationConfig(BaseModel):
                                                      "(listed with a reason).")
     drop_oracle_not_run: bool = Field(True, description="Drop a test the reference never reached (the "
                                                         "reference died before it).")
+    probe_min_share: float = Field(0.5, gt=0.0, le=1.0, description="A probe (an input without a "
+                                   "reference, tests.agreement_inputs) becomes a test when the largest group "
+                                   "of distinct sampled programs with the same output on it holds at least "
+                                   "this share of the distinct programs that ran it.")
+    probe_min_size: int = Field(2, ge=1, description="... and at least this many distinct programs (a "
+                                                     "single program agrees with itself).")
 
 
 def _status(value: Any) -> str:

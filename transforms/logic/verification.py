@@ -1,6 +1,9 @@
 """Verifying one problem: validate its tests, execute its samples, decide what counts.
 
 Order (DESIGN.md, PLUM + CodeT + AceCoder):
+  0. probes (inputs-mode inputs of a problem without a reference): every distinct sampled program runs
+     on them; a probe whose output enough programs agree on becomes an assert, the others are dropped
+     as ``no_agreement`` (``resolve_probes``);
   1. oracle: with a reference solution, drop training tests the reference fails or times out on;
   2. execute every sample that has code against the surviving training tests and the
      evaluation-only tests (a dataset's own tests when reserved), in one sandbox job per sample;
@@ -15,7 +18,7 @@ Pure apart from the injected ``run_many`` (the sandbox), so it is tested without
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from plumline.data_schemas import (
@@ -28,7 +31,17 @@ from plumline.data_schemas import (
     Sample,
     Stage,
     TestCase,
+    TestDropReason,
+    TestKind,
+    TestOrigin,
     TestSpec,
+)
+from plumline.transforms.logic.synthesis.expected import (
+    agreed_output,
+    canonical_key,
+    expected_assert_for_call,
+    probe_specs_for_calls,
+    read_probe_results,
 )
 from plumline.transforms.logic.validation import (
     TestValidationConfig,
@@ -83,12 +96,68 @@ def result_to_execution(sample: Sample, result: Any, train_ids: Sequence[str]) -
         eval_passed=sum(r.status == "passed" for r in eval_results), eval_total=len(eval_results))
 
 
+PROBES_PER_JOB = 20  # probes per sandbox program: one slow input costs its chunk, not the sample
+
+
+def _is_probe(t: TestCase) -> bool:
+    return t.kind == TestKind.PROBE.value and t.kept
+
+
+def resolve_probes(problem: Problem, tests: Sequence[TestCase], samples: Sequence[Sample], *,
+                   run_many: RunMany, cfg: TestValidationConfig) -> list[TestCase]:
+    """Probe rows -> asserts where the policy's samples agree on the output (CodeT/rStar-Coder style
+    agreement, ``agreed_output``), dropped probes (``no_agreement``) elsewhere; other tests unchanged.
+
+    Each distinct program (samples with the same code count once: copies of one program are no
+    independent evidence) runs every probe in ONE ``run_many`` call; outputs are compared by value
+    (``canonical_key``); a program that raises or times out on an input counts against agreement.
+    """
+    probes = [t for t in tests if _is_probe(t)]
+    if not probes:
+        return list(tests)
+    programs = list(dict.fromkeys(s.code.strip() for s in samples if s.code and s.code.strip()))
+    specs = probe_specs_for_calls([t.code for t in probes])
+    jobs: list[tuple[str, Sequence[TestSpec], str | None]] = []
+    spans = []
+    for code in programs:
+        start = len(jobs)
+        jobs.extend((code, specs[k:k + PROBES_PER_JOB], problem.entry_point or None)
+                    for k in range(0, len(specs), PROBES_PER_JOB))
+        spans.append((start, len(jobs)))
+    results = list(run_many(jobs)) if jobs else []
+    outputs: list[dict[str, str | None]] = [{} for _ in probes]
+    values: list[dict[str, Any]] = [{} for _ in probes]
+    for p_index, (a, b) in enumerate(spans):
+        for i, got in enumerate(read_probe_results(results[a:b], len(probes))):
+            key = canonical_key(got.value) if got.ok else None
+            outputs[i][str(p_index)] = key
+            if key is not None:
+                values[i].setdefault(key, got.value)
+    resolved: dict[str, TestCase] = {}
+    for probe, outs, vals in zip(probes, outputs, values):
+        key = agreed_output(outs, min_share=cfg.probe_min_share, min_size=cfg.probe_min_size)
+        if key is None:
+            sizes = sorted((sum(v == k for v in outs.values()) for k in vals), reverse=True)
+            detail = (f"largest group of equal outputs: {sizes[0] if sizes else 0} of {len(outs)} distinct "
+                      f"programs (needs {cfg.probe_min_size} and a share of {cfg.probe_min_share:g})")
+            resolved[probe.test_id] = replace(
+                probe, kept=False, drop_reason=TestDropReason.NO_AGREEMENT.value, drop_detail=detail)
+            continue
+        code = expected_assert_for_call(probe.code, vals[key])
+        kind, origin = TestKind.ASSERT.value, TestOrigin.SYNTHESIZED.value
+        tid = TestCase.make_id(problem.problem_id, origin, kind, code)
+        resolved[probe.test_id] = replace(probe, test_id=tid, kind=kind, code=code, origin=origin)
+    out = [resolved.get(t.test_id, t) for t in tests]
+    return list({t.test_id: t for t in out}.values())  # two probes may agree into the same assert
+
+
 def verify_problem(problem: Problem, tests: Sequence[TestCase], samples: Sequence[Sample], *,
                    run_many: RunMany, cfg: TestValidationConfig, round: int) -> VerifiedProblem:
     pid = problem.problem_id
     errors: list[ErrorRecord] = []
-    tests = sorted(tests, key=lambda t: t.test_id)
     samples = sorted(samples, key=lambda s: s.sample_id)
+    tests = sorted(resolve_probes(problem, tests, samples, run_many=run_many, cfg=cfg),
+                   key=lambda t: t.test_id)
 
     # 1. oracle
     training = [t for t in tests if t.for_training and t.kept]

@@ -8,7 +8,7 @@ from typing import Any
 
 from plumline.data_schemas import ErrorKind, ErrorRecord, Problem, Stage, derive_seed
 from plumline.transforms.logic.synthesis.config import TestSynthesisConfig
-from plumline.transforms.logic.synthesis.input_first import input_first_batch
+from plumline.transforms.logic.synthesis.input_first import input_first_batch, wants_inputs
 from plumline.transforms.logic.synthesis.inputs import (
     build_inputs_prompt,
     build_inputs_prompt_text,
@@ -52,7 +52,7 @@ def synthesize_batch(problems: Sequence[Problem], cfg: TestSynthesisConfig, *, s
     for i, p in enumerate(problems):
         if not (cfg.enabled and p.entry_point):
             continue
-        if inputs and not (p.reference_solution and run_many is not None):
+        if inputs and not wants_inputs(p, cfg, run_many is not None):
             continue  # no way to compute expected outputs: do not spend generation on it
         try:
             if chat:

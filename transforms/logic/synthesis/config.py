@@ -17,12 +17,20 @@ class TestSynthesisConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     mode: Literal["inputs", "asserts"] = Field(
-        "asserts", description="inputs: the writer proposes call inputs only, type-aware mutation multiplies "
-                              "them and the reference solution gives the expected outputs (EvalPlus; "
-                              "problems without a reference keep their example tests); asserts: the writer "
-                              "writes whole asserts (guessing expected values), validated in execute.")
-    enabled: bool = Field(True, description="Ask the test-writer model for tests (off: only example and "
-                                            "given tests are used).")
+        "inputs", description="inputs: the writer proposes call inputs only (the docstring examples' inputs "
+                              "are seeds too), type-aware mutation multiplies them, and the reference "
+                              "solution gives the expected outputs (EvalPlus); without a reference, "
+                              "agreement among the policy's samples does (see agreement_inputs); asserts: "
+                              "the writer writes whole asserts (guessing expected values), validated in "
+                              "execute.")
+    agreement_inputs: bool = Field(
+        True, description="inputs mode, problems without a reference solution: keep the inputs as probes; "
+                          "execute runs the policy's samples on them and an input becomes a test when enough "
+                          "samples agree on its output (validation.probe_min_share/probe_min_size); false: "
+                          "such problems keep their example and given tests only.")
+    enabled: bool = Field(True, description="Ask the test-writer model for tests or inputs (off: asserts "
+                                            "mode keeps only example and given tests; inputs mode still "
+                                            "mutates the examples' inputs, without a model call).")
     writer: BackendConfig | None = Field(None, description="Backend of the test-writer model; null uses the "
                                                            "policy's backend.")
     tests_per_problem: int = Field(10, ge=1, le=100, description="Tests (K) asked for in each reply (inputs "

@@ -34,9 +34,13 @@ REL_TOL, ABS_TOL = 1e-6, 1e-9
 def probe_specs(entry_point: str, inputs: Sequence[Args], prefix: str = "p") -> list[TestSpec]:
     """One probe test per input: call the entry point, report ``repr`` of its result (``test_id``
     ``{prefix}{index}``). The value is computed where the test runs; only its text comes back."""
-    return [TestSpec(code=f"_out = {call_source(entry_point, args)}\n"
-                          f"assert False, {PROBE_MARK!r} + repr(_out)",
-                     test_id=f"{prefix}{i}") for i, args in enumerate(inputs)]
+    return probe_specs_for_calls([call_source(entry_point, args) for args in inputs], prefix)
+
+
+def probe_specs_for_calls(calls: Sequence[str], prefix: str = "p") -> list[TestSpec]:
+    """``probe_specs`` for calls already written as source (``f(1, [2])``)."""
+    return [TestSpec(code=f"_out = {call}\nassert False, {PROBE_MARK!r} + repr(_out)", test_id=f"{prefix}{i}")
+            for i, call in enumerate(calls)]
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,11 @@ def _has_float(v: Any) -> bool:
 
 def expected_assert(entry_point: str, args: Args, value: Any) -> str:
     """The assert that checks ``entry_point(*args)`` against ``value`` (the reference's output)."""
-    call = call_source(entry_point, args)
+    return expected_assert_for_call(call_source(entry_point, args), value)
+
+
+def expected_assert_for_call(call: str, value: Any) -> str:
+    """The assert that checks the call (source text) against ``value``."""
     close = f"rel_tol={REL_TOL!r}, abs_tol={ABS_TOL!r}"
     if value is None:
         return f"assert {call} is None"
@@ -114,6 +122,20 @@ def expected_assert(entry_point: str, args: Args, value: Any) -> str:
                 f"assert isinstance(_out, {kind}) and len(_out) == len(_want) and "
                 f"all(math.isclose(a, b, {close}) for a, b in zip(_out, _want))")
     return f"assert {call} == {value!r}"
+
+
+def canonical_key(value: Any) -> str:
+    """A text that is the same for equal literal values, whatever the order a set or dict was built in
+    (a set's repr follows hashing and insertion history), so outputs can be grouped by equality."""
+    def canon(v: Any) -> Any:
+        if isinstance(v, (set, frozenset)):
+            return (type(v).__name__, sorted((canon(x) for x in v), key=repr))
+        if isinstance(v, dict):
+            return ("dict", sorted(((canon(k), canon(x)) for k, x in v.items()), key=repr))
+        if isinstance(v, (list, tuple)):
+            return (type(v).__name__, [canon(x) for x in v])
+        return (type(v).__name__, v)
+    return repr(canon(value))
 
 
 def agreed_output(outputs: Mapping[str, str | None], *, min_share: float = 0.5,

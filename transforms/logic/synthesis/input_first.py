@@ -3,8 +3,10 @@ examples' inputs are the seeds, type-aware mutation multiplies them up to a cap,
 (run in the sandbox, ONE ``run_many`` call for the whole batch) gives the expected outputs, and the
 suite is reduced to the tests that kill the reference's mutants (a second ``run_many`` call).
 
-Problems without a reference solution get no input-first tests here (their example and given tests
-only): expected outputs for them need the policy's samples (agreement, ``expected.agreed_output``).
+Problems without a reference solution (``tests.agreement_inputs``) get their inputs as *probe* rows
+(kind ``probe``: the call only): the execute stage runs the policy's samples on them and turns a probe
+into an assert when enough samples agree on its output (``verification.resolve_probes``), as in
+CodeT/rStar-Coder. Without agreement they keep their example and given tests only.
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ class _Plan:
 
 
 def _row(pid: str, code: str, writer: str, reason: TestDropReason | None = None,
-         detail: str = "") -> TestCase:
-    kind, origin = TestKind.ASSERT.value, TestOrigin.SYNTHESIZED.value
+         detail: str = "", kind: str = TestKind.ASSERT.value) -> TestCase:
+    origin = TestOrigin.SYNTHESIZED.value
     return TestCase(test_id=TestCase.make_id(pid, origin, kind, code), problem_id=pid, kind=kind, code=code,
                     origin=origin, kept=reason is None, drop_reason=reason, drop_detail=detail[:_DETAIL_MAX],
                     for_training=True, writer=writer)
@@ -92,7 +94,7 @@ def _plan(problem: Problem, replies: Sequence[str] | None, cfg: TestSynthesisCon
         parsed.kept += one.kept
         parsed.dropped += one.dropped
     plan = _Plan(problem, given, examples, parsed, len(replies or []))
-    if not (ep and problem.reference_solution and can_run):
+    if not (ep and wants_inputs(problem, cfg, can_run)):
         return plan
     model = parsed.kept[:cfg.max_inputs_per_problem]
     for args in parsed.kept[cfg.max_inputs_per_problem:]:
@@ -112,6 +114,15 @@ def _plan(problem: Problem, replies: Sequence[str] | None, cfg: TestSynthesisCon
     return plan
 
 
+def wants_inputs(problem: Problem, cfg: TestSynthesisConfig, can_run: bool) -> bool:
+    """Whether input-first tests can be made for the problem: its reference gives expected outputs
+    (when the sandbox is there to run it), or the policy's samples will, by agreement."""
+    if not problem.entry_point:
+        return False
+    return bool(problem.reference_solution and can_run) or (not problem.reference_solution
+                                                            and cfg.agreement_inputs)
+
+
 def input_first_batch(problems: Sequence[Problem], replies: dict[int, list[str]], cfg: TestSynthesisConfig, *,
                       seed: int, run_many: RunMany | None, writer: str = "",
                       failures: dict[int, str] | None = None) -> list[ProblemTests]:
@@ -124,6 +135,10 @@ def input_first_batch(problems: Sequence[Problem], replies: dict[int, list[str]]
     jobs: list[tuple[str, list, str | None]] = []
     for plan in plans:
         start = len(jobs)
+        if not plan.problem.reference_solution:
+            _write_probes(plan, writer)
+            plan.job_span = (start, start)
+            continue
         specs = probe_specs(plan.problem.entry_point, plan.inputs)
         for k in range(0, len(specs), PROBES_PER_JOB):
             jobs.append((plan.problem.reference_solution or "", specs[k:k + PROBES_PER_JOB],
@@ -131,7 +146,8 @@ def input_first_batch(problems: Sequence[Problem], replies: dict[int, list[str]]
         plan.job_span = (start, len(jobs))
     results = list(run_many(jobs)) if jobs and run_many is not None else []
     for plan in plans:
-        _write_asserts(plan, results[plan.job_span[0]:plan.job_span[1]], cfg, writer)
+        if plan.problem.reference_solution:
+            _write_asserts(plan, results[plan.job_span[0]:plan.job_span[1]], cfg, writer)
     # 2. suite reduction against the reference's mutants: one more run_many call
     if cfg.reduce and run_many is not None:
         _reduce(plans, cfg, run_many)
@@ -139,6 +155,14 @@ def input_first_batch(problems: Sequence[Problem], replies: dict[int, list[str]]
     for i, plan in enumerate(plans):
         out.append(_finish(plan, writer, failures.get(i)))
     return out
+
+
+def _write_probes(plan: _Plan, writer: str) -> None:
+    """No reference: each input becomes a probe row (the call only), resolved in execute."""
+    pid, ep = plan.problem.problem_id, plan.problem.entry_point
+    for args, source in zip(plan.inputs, plan.sources):
+        who = writer if source == "model" else MUTATION_WRITER
+        plan.candidates.append((_row(pid, call_source(ep, args), who, kind=TestKind.PROBE.value), source))
 
 
 def _write_asserts(plan: _Plan, results: Sequence[Any], cfg: TestSynthesisConfig, writer: str) -> None:
@@ -170,7 +194,7 @@ def _reduce(plans: Sequence[_Plan], cfg: TestSynthesisConfig, run_many: RunMany)
     for plan in plans:
         start = len(jobs)
         tests = [t for t, _ in plan.candidates]
-        if len(tests) > cfg.reduce_min_tests:
+        if plan.problem.reference_solution and len(tests) > cfg.reduce_min_tests:
             specs = [t.spec for t in plan.examples + tests if t.kind == TestKind.ASSERT.value]
             for m in generate_mutants(plan.problem.reference_solution or "", cfg.reduce_mutants,
                                       only_function=plan.problem.entry_point):
