@@ -457,6 +457,7 @@ class EvalSample(Record):
     completion_tokens: int = 0
     error_type: str | None = None
     duration_s: float = 0.0
+    prompt: str = ""  # the rendered prompt the policy saw (what a critic or PRM scores the code after)
 
     def validate(self) -> None:
         super().validate()

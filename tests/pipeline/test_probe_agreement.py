@@ -62,16 +62,50 @@ def test_agreed_probes_become_asserts_that_judge_the_samples(run_many):
 
 def test_probes_without_agreement_are_dropped_with_the_reason(run_many):
     tests = [_probe("add(2, 3)"), _probe("add('x', 1)")]  # the second raises in every program
-    samples = _samples([RIGHT[0], WRONG])  # one right, one wrong: 1 of 2 on add(2, 3)
+    samples = _samples([RIGHT[0], WRONG])  # one right, one wrong: no cluster of two
     out = resolve_probes(PROBLEM, tests, samples, run_many=run_many, cfg=TestValidationConfig())
     assert all(not t.kept and t.drop_reason == TestDropReason.NO_AGREEMENT.value for t in out)
     assert all(t.kind == "probe" for t in out)
+    assert all("largest holds 1 of 2 voting programs" in t.drop_detail for t in out)
+    per_input = TestValidationConfig(probe_agreement="input")
+    out = resolve_probes(PROBLEM, tests, samples, run_many=run_many, cfg=per_input)
     details = {t.code: t.drop_detail for t in out}
-    assert "1 of 2 distinct programs" in details["add(2, 3)"]
-    assert "0 of 2" in details["add('x', 1)"]
+    assert "1 of 2 voting programs" in details["add(2, 3)"] and "0 of 2" in details["add('x', 1)"]
     looser = TestValidationConfig(probe_min_size=1, probe_min_share=0.5)
     out = resolve_probes(PROBLEM, tests, _samples([RIGHT[0]]), run_many=run_many, cfg=looser)
     assert {t.code for t in out if t.kept} == {"assert add(2, 3) == 5"}
+    dropped = [t for t in out if not t.kept]
+    assert [t.code for t in dropped] == ["add('x', 1)"] and "raised or timed out" in dropped[0].drop_detail
+
+
+def test_only_programs_that_pass_the_known_tests_vote(run_many):
+    """Three distinct wrong programs agree with each other, but the docstring example refutes them:
+    the one right program is the only voter (and, alone, too few)."""
+    example = TestCase(test_id="ex", problem_id=PID, kind="assert", code="assert add(1, 2) == 3",
+                       origin="example")
+    wrong = ["def add(a, b):\n    return a * b\n", "def add(a, b):\n    return b * a\n",
+             "def add(a, b):\n    r = a\n    return r * b\n"]
+    tests = [example, _probe("add(2, 3)")]
+    out = resolve_probes(PROBLEM, tests, _samples([*wrong, RIGHT[0]]), run_many=run_many,
+                         cfg=TestValidationConfig())
+    probe = next(t for t in out if t.test_id != "ex")
+    assert not probe.kept and "1 of 4 distinct programs pass the known tests" in probe.drop_detail
+    out = resolve_probes(PROBLEM, tests, _samples([*wrong, *RIGHT]), run_many=run_many,
+                         cfg=TestValidationConfig())
+    assert {t.code for t in out if t.kept} == {"assert add(1, 2) == 3", "assert add(2, 3) == 5"}
+
+
+def test_program_clusters_not_single_inputs_decide():
+    """Two wrong programs agreeing on one input cannot outvote the right cluster there; a cluster that
+    never returns a value never wins."""
+    from plumline.transforms.logic.synthesis.expected import agreed_behaviour, canonical_key
+    right = ["5", "4", "0"]
+    behaviours = {"r1": right, "r2": right, "w1": ["6", "4", "9"], "w2": ["6", "7", "1"]}
+    assert agreed_behaviour(behaviours) == (right, 2)
+    assert agreed_behaviour({"a": ["1"], "b": ["2"]}) is None  # a tie
+    none = canonical_key(None)
+    assert agreed_behaviour({"a": [none, None], "b": [none, None], "c": ["1", "2"]}) is None
+    assert agreed_behaviour(behaviours, min_size=3) is None
 
 
 def test_outputs_are_compared_by_value_not_by_repr(run_many):
@@ -87,7 +121,7 @@ def test_outputs_are_compared_by_value_not_by_repr(run_many):
     assert [t.kept for t in out] == [True]
     floats = ["def f(n):\n    return n / 3\n", "def f(n):\n    return n * (1 / 3)\n"]
     out = resolve_probes(problem, [_probe("f(1)")], _samples(floats), run_many=run_many,
-                         cfg=TestValidationConfig(probe_min_size=1))
+                         cfg=TestValidationConfig(probe_min_share=1.0))
     assert out[0].kept and "math.isclose" in out[0].code
 
 
@@ -96,5 +130,5 @@ def test_no_sample_with_code_drops_every_probe_without_running_anything(run_many
     samples = [_sample(0, None)]
     out = resolve_probes(PROBLEM, [_probe("add(2, 3)")], samples, run_many=run_many,
                          cfg=TestValidationConfig())
-    assert not out[0].kept and "0 of 0" in out[0].drop_detail
+    assert not out[0].kept and "0 of 0 voting programs" in out[0].drop_detail
     assert len(run_many.calls) == before

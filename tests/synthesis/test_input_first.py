@@ -233,7 +233,7 @@ def test_batch_input_first_with_real_sandbox(sandbox):
         calls.append(len(jobs))
         return sandbox.run_many(jobs)
 
-    cfg = TestSynthesisConfig(mode="inputs", max_inputs_per_problem=12, reduce_min_tests=2)
+    cfg = TestSynthesisConfig(mode="inputs", max_inputs_per_problem=12, reduce=True, reduce_min_tests=2)
     gen = _Gen("```python\n'Hello big World'\n''\n1, 2, 3\n```")
     out, errors = synthesize_batch(problems, cfg, seed=5, generate=gen,
                                    render_chat=lambda m: m[-1]["content"], run_many=run_many, writer="fake")

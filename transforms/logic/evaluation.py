@@ -118,7 +118,7 @@ def eval_row(problem: Problem, sample: Sample, result: Any | None) -> EvalSample
         passed=outcome == Outcome.PASSED.value and total > 0 and passed == total, outcome=outcome,
         tests_passed=passed, tests_total=total, completion=sample.completion,
         finish_reason=sample.finish_reason, completion_tokens=sample.completion_tokens,
-        error_type=error, duration_s=seconds)
+        error_type=error, duration_s=seconds, prompt=sample.prompt)
 
 
 # --- summary --------------------------------------------------------------------------------------

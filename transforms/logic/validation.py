@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from plumline.data_schemas import (
     CODERL_CLASS,
@@ -60,10 +60,15 @@ class TestValidationConfig(BaseModel):
                                                      "(listed with a reason).")
     drop_oracle_not_run: bool = Field(True, description="Drop a test the reference never reached (the "
                                                         "reference died before it).")
-    probe_min_share: float = Field(0.5, gt=0.0, le=1.0, description="A probe (an input without a "
-                                   "reference, tests.agreement_inputs) becomes a test when the largest group "
-                                   "of distinct sampled programs with the same output on it holds at least "
-                                   "this share of the distinct programs that ran it.")
+    probe_agreement: Literal["program", "input"] = Field(
+        "program", description="How probes (inputs without a reference, tests.agreement_inputs) get expected "
+                               "outputs from the policy's distinct sampled programs. program: programs with "
+                               "the same outputs on every probe form a cluster; the largest cluster's "
+                               "outputs become the tests (CodeT/MBR-exec). input: each probe on its own "
+                               "takes the most common output (looser: unrelated wrong programs can outvote "
+                               "the right ones on one input).")
+    probe_min_share: float = Field(0.5, gt=0.0, le=1.0, description="The winning cluster (or output group) "
+                                   "must hold at least this share of the distinct programs that ran.")
     probe_min_size: int = Field(2, ge=1, description="... and at least this many distinct programs (a "
                                                      "single program agrees with itself).")
 

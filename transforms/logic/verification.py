@@ -17,6 +17,7 @@ Pure apart from the injected ``run_many`` (the sandbox), so it is tested without
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -37,6 +38,7 @@ from plumline.data_schemas import (
     TestSpec,
 )
 from plumline.transforms.logic.synthesis.expected import (
+    agreed_behaviour,
     agreed_output,
     canonical_key,
     expected_assert_for_call,
@@ -105,43 +107,49 @@ def _is_probe(t: TestCase) -> bool:
 
 def resolve_probes(problem: Problem, tests: Sequence[TestCase], samples: Sequence[Sample], *,
                    run_many: RunMany, cfg: TestValidationConfig) -> list[TestCase]:
-    """Probe rows -> asserts where the policy's samples agree on the output (CodeT/rStar-Coder style
-    agreement, ``agreed_output``), dropped probes (``no_agreement``) elsewhere; other tests unchanged.
+    """Probe rows -> asserts where the policy's samples agree on the output (``validation.probe_agreement``:
+    clusters of programs with the same outputs on every probe, ``agreed_behaviour``, or each probe on its
+    own, ``agreed_output``), dropped probes (``no_agreement``) elsewhere; other tests unchanged.
 
     Each distinct program (samples with the same code count once: copies of one program are no
-    independent evidence) runs every probe in ONE ``run_many`` call; outputs are compared by value
-    (``canonical_key``); a program that raises or times out on an input counts against agreement.
+    independent evidence) runs every probe, and the problem's known training tests (its examples,
+    a dataset's tests given for training), in ONE ``run_many`` call. Only programs that pass every
+    known test vote (CodeT's dual agreement: a program the examples already refute is no witness);
+    outputs are compared by value (``canonical_key``); a voter that raises or times out on an input
+    counts against agreement there.
     """
     probes = [t for t in tests if _is_probe(t)]
     if not probes:
         return list(tests)
+    known = [t.spec for t in tests if t.kept and t.for_training and not _is_probe(t)]
     programs = list(dict.fromkeys(s.code.strip() for s in samples if s.code and s.code.strip()))
     specs = probe_specs_for_calls([t.code for t in probes])
     jobs: list[tuple[str, Sequence[TestSpec], str | None]] = []
     spans = []
     for code in programs:
         start = len(jobs)
-        jobs.extend((code, specs[k:k + PROBES_PER_JOB], problem.entry_point or None)
-                    for k in range(0, len(specs), PROBES_PER_JOB))
+        jobs.extend((code, ([*known] if k == 0 else []) + specs[k:k + PROBES_PER_JOB],
+                     problem.entry_point or None) for k in range(0, len(specs), PROBES_PER_JOB))
         spans.append((start, len(jobs)))
     results = list(run_many(jobs)) if jobs else []
-    outputs: list[dict[str, str | None]] = [{} for _ in probes]
-    values: list[dict[str, Any]] = [{} for _ in probes]
-    for p_index, (a, b) in enumerate(spans):
+    known_ids = {t.test_id for t in known}
+    voters = [i for i, (a, _) in enumerate(spans)  # the known tests ran in each program's first job
+              if sum(r.test_id in known_ids and _passed(r) for r in results[a].test_results) == len(known)]
+    outputs: list[dict[str, str | None]] = [{} for _ in probes]  # per probe: voter -> output key
+    values: list[dict[str, Any]] = [{} for _ in probes]  # per probe: output key -> the value
+    for p_index in voters:
+        a, b = spans[p_index]
         for i, got in enumerate(read_probe_results(results[a:b], len(probes))):
             key = canonical_key(got.value) if got.ok else None
             outputs[i][str(p_index)] = key
             if key is not None:
                 values[i].setdefault(key, got.value)
+    agreed, why = _agree(outputs, voters, len(programs), cfg)
     resolved: dict[str, TestCase] = {}
-    for probe, outs, vals in zip(probes, outputs, values):
-        key = agreed_output(outs, min_share=cfg.probe_min_share, min_size=cfg.probe_min_size)
+    for probe, key, vals, reason in zip(probes, agreed, values, why):
         if key is None:
-            sizes = sorted((sum(v == k for v in outs.values()) for k in vals), reverse=True)
-            detail = (f"largest group of equal outputs: {sizes[0] if sizes else 0} of {len(outs)} distinct "
-                      f"programs (needs {cfg.probe_min_size} and a share of {cfg.probe_min_share:g})")
             resolved[probe.test_id] = replace(
-                probe, kept=False, drop_reason=TestDropReason.NO_AGREEMENT.value, drop_detail=detail)
+                probe, kept=False, drop_reason=TestDropReason.NO_AGREEMENT.value, drop_detail=reason)
             continue
         code = expected_assert_for_call(probe.code, vals[key])
         kind, origin = TestKind.ASSERT.value, TestOrigin.SYNTHESIZED.value
@@ -149,6 +157,35 @@ def resolve_probes(problem: Problem, tests: Sequence[TestCase], samples: Sequenc
         resolved[probe.test_id] = replace(probe, test_id=tid, kind=kind, code=code, origin=origin)
     out = [resolved.get(t.test_id, t) for t in tests]
     return list({t.test_id: t for t in out}.values())  # two probes may agree into the same assert
+
+
+def _passed(result: Any) -> bool:
+    return str(getattr(result.status, "value", result.status)) == "passed"
+
+
+def _agree(outputs: list[dict[str, str | None]], voters: Sequence[int], n_programs: int,
+           cfg: TestValidationConfig) -> tuple[list[str | None], list[str]]:
+    """The agreed output key of each probe (None: no agreement) and, for the others, why."""
+    need = (f"needs {cfg.probe_min_size} and a share of {cfg.probe_min_share:g}; {len(voters)} of "
+            f"{n_programs} distinct programs pass the known tests and vote")
+    if cfg.probe_agreement == "input":
+        keys, why = [], []
+        for outs in outputs:
+            keys.append(agreed_output(outs, min_share=cfg.probe_min_share, min_size=cfg.probe_min_size))
+            sizes = Counter(v for v in outs.values() if v is not None).most_common(1)
+            why.append(f"largest group of equal outputs: {sizes[0][1] if sizes else 0} of {len(outs)} "
+                       f"voting programs ({need})")
+        return keys, why
+    behaviours = {str(p): [outs.get(str(p)) for outs in outputs] for p in voters}
+    won = agreed_behaviour(behaviours, min_share=cfg.probe_min_share, min_size=cfg.probe_min_size)
+    if won is None:
+        sizes = Counter(tuple(v) for v in behaviours.values()).most_common(1)
+        reason = (f"no cluster of programs with the same outputs on every probe is large enough: the "
+                  f"largest holds {sizes[0][1] if sizes else 0} of {len(voters)} voting programs ({need})")
+        return [None] * len(outputs), [reason] * len(outputs)
+    keys, size = won
+    why = f"the {size} agreeing programs (of {len(voters)} voting) raised or timed out on it"
+    return keys, [why] * len(outputs)
 
 
 def verify_problem(problem: Problem, tests: Sequence[TestCase], samples: Sequence[Sample], *,

@@ -58,8 +58,11 @@ class TestSynthesisConfig(BaseModel):
     max_input_chars: int = Field(400, ge=8, description="inputs mode: longest input (argument source, "
                                                         "characters); longer ones are too_long.")
     mutate: bool = Field(True, description="inputs mode: multiply the seed inputs by type-aware mutation.")
-    reduce: bool = Field(True, description="inputs mode: keep only tests that kill mutants of the reference "
-                                           "the others do not (greedy set cover).")
+    reduce: bool = Field(False, description="inputs mode: keep only tests that kill mutants of the reference "
+                                            "the others do not (greedy set cover, EvalPlus). Off by default: "
+                                            "mutants of the reference miss real bugs (a forgotten case, an "
+                                            "empty input), so reduction lets wrong programs be chosen; turn "
+                                            "it on when execution time matters more than precision.")
     reduce_mutants: int = Field(20, ge=1, description="inputs mode: mutants of the reference used to "
                                                       "reduce the suite.")
     reduce_min_tests: int = Field(5, ge=0, description="inputs mode: synthesized tests kept per problem "

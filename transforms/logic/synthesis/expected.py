@@ -156,6 +156,30 @@ def agreed_output(outputs: Mapping[str, str | None], *, min_share: float = 0.5,
     return best
 
 
+def agreed_behaviour(behaviours: Mapping[str, Sequence[str | None]], *, min_share: float = 0.5,
+                     min_size: int = 2) -> tuple[list[str | None], int] | None:
+    """Agreement at the program level (CodeT's functional clusters, MBR-exec): ``behaviours[program]``
+    is a program's outputs on every input in order (None where it raised or timed out). Programs with
+    the same outputs on every input form a cluster; the largest one wins when it has at least
+    ``min_size`` programs and ``min_share`` of all programs; ties mean no agreement. A cluster that
+    returned nothing on any input (raised, or returned None everywhere) never wins. Returns the
+    winning outputs and the cluster's size.
+
+    Stricter than ``agreed_output`` per input: two wrong programs that happen to agree on one input
+    but not on the rest cannot outvote the right ones there."""
+    n = len(behaviours)
+    nothing = (None, canonical_key(None))  # raised, or returned None: a program that never returns
+    groups = Counter(tuple(v) for v in behaviours.values() if any(x not in nothing for x in v))
+    if not n or not groups:
+        return None
+    (best, size), *rest = groups.most_common()
+    if rest and rest[0][1] == size:
+        return None
+    if size < min_size or size / n < min_share:
+        return None
+    return list(best), size
+
+
 def kill_matrix(test_ids: Sequence[str], mutant_results: Sequence[Any]) -> dict[str, set[int]]:
     """test_id -> indices of the mutants it kills: any status but passed (not_run too: a mutant
     that stalls or dies before a test is caught by the suite either way)."""
