@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from plumline.data_schemas import EvalSample
-from plumline.transforms.logic.rerank import aggregate_steps, rerank_summary
+from plumline.transforms.logic.rerank import rerank_summary
 
 
 def _row(pid: str, i: int, passed: bool, greedy: bool = False, code: str | None = "x = 1") -> EvalSample:
@@ -35,6 +34,7 @@ def test_unscored_samples_lose_and_ties_go_to_the_first_sample():
     rows = [_row("a", 0, False, code=None), _row("a", 1, True), _row("a", 2, False)]
     assert rerank_summary(rows, {"a-1": 0.5, "a-2": 0.5})["pass@1_reranked"] == 1.0
     assert rerank_summary(rows, {"a-2": 0.0})["pass@1_reranked"] == 0.0
+    assert rerank_summary(rows, {"a-1": math.nan, "a-2": 0.0})["pass@1_reranked"] == 0.0
     assert rerank_summary([], {})["pass@1_reranked"] is None
 
 
@@ -46,11 +46,3 @@ def test_the_pick_never_beats_the_ceiling_and_an_oracle_scorer_reaches_it(sample
     assert out["pass@1_reranked"] <= out["pass@n"]
     oracle = rerank_summary(rows, {r.sample_id: float(r.passed) for r in rows})
     assert oracle["pass@1_reranked"] == out["pass@n"]
-
-
-def test_step_aggregates():
-    assert aggregate_steps([0.9, 0.5, 0.8]) == 0.5
-    assert math.isclose(aggregate_steps([0.9, 0.5, 0.8], "product"), 0.36)
-    assert aggregate_steps([], "min") == 0.0
-    with pytest.raises(ValueError, match="unknown aggregate"):
-        aggregate_steps([1.0], "mean")

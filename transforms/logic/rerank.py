@@ -2,7 +2,8 @@
 among the n sampled programs of each problem, pick the one the scorer likes best, and compare the
 pick's pass@1 with a random pick's and the greedy sample's on the same samples.
 
-Pure: the scores are computed elsewhere (``plumline.trainers``) and passed in by sample id.
+Pure: the scores are computed elsewhere (``plumline.trainers``: ``critic_scores``, ``prm_step_scores``
+and ``prm.aggregate``) and passed in by sample id.
 """
 
 from __future__ import annotations
@@ -13,28 +14,15 @@ from typing import Any
 
 from plumline.data_schemas import EvalSample
 
-AGGREGATES = ("min", "product")
-
-
-def aggregate_steps(step_scores: Sequence[float], how: str = "min") -> float:
-    """A program's score from its per-step scores (probability the step is still on a correct path):
-    the weakest step (``min``) or all of them together (``product``, as a probability of no bad step).
-    A program without steps scores 0."""
-    if how not in AGGREGATES:
-        raise ValueError(f"unknown aggregate {how!r}; choose from {list(AGGREGATES)}")
-    if not step_scores:
-        return 0.0
-    return min(step_scores) if how == "min" else math.prod(step_scores)
-
 
 def rerank_summary(rows: Sequence[EvalSample], scores: Mapping[str, float]) -> dict[str, Any]:
     """pass@1 of the scorer's pick beside a random pick's and the greedy sample's, over the problems
     with at least one sampled (non-greedy) completion.
 
-    ``scores[sample_id]``: higher is better; a sample without a score (no code) is never picked over
-    one with a score; ties go to the lower ``sample_index`` (deterministic). The random pick's pass@1
-    is its expectation (passing samples / samples per problem), not one draw. ``pass@n`` (any sample
-    passes) is the ceiling any reranker can reach."""
+    ``scores[sample_id]``: higher is better; a sample without a finite score (no code, NaN) is never
+    picked over one with a score; ties go to the lower ``sample_index`` (deterministic). The random
+    pick's pass@1 is its expectation (passing samples / samples per problem), not one draw.
+    ``pass@n`` (any sample passes) is the ceiling any reranker can reach."""
     by_problem: dict[str, list[EvalSample]] = {}
     greedy: dict[str, EvalSample] = {}
     for r in rows:
@@ -42,6 +30,7 @@ def rerank_summary(rows: Sequence[EvalSample], scores: Mapping[str, float]) -> d
             greedy[r.problem_id] = r
         else:
             by_problem.setdefault(r.problem_id, []).append(r)
+    scores = {k: v for k, v in scores.items() if math.isfinite(v)}
     picked = random = ceiling = 0.0
     for samples in by_problem.values():
         best = max(samples, key=lambda s: (s.sample_id in scores, scores.get(s.sample_id, -math.inf),
@@ -62,4 +51,4 @@ def rerank_summary(rows: Sequence[EvalSample], scores: Mapping[str, float]) -> d
             "pass@n": ratio(ceiling, n)}
 
 
-__all__ = ["AGGREGATES", "aggregate_steps", "rerank_summary"]
+__all__ = ["rerank_summary"]
