@@ -66,6 +66,7 @@ class Stage(str, Enum):
     EXPORT = "export"
     TRAIN = "train"
     EVAL = "eval"  # held-out evaluation of the round's policy (pass@k on the eval sources' own tests)
+    PRM = "prm"  # process-supervision labels: binary search over line prefixes (arXiv 2410.17621)
 
 
 class ErrorKind(str, Enum):
@@ -84,6 +85,7 @@ class ErrorKind(str, Enum):
     CONTAMINATED = "contaminated"  # a training problem that overlaps an eval source (id or prompt text)
     NO_EVAL_TESTS = "no_eval_tests"  # an eval problem without tests of its own: not scored
     INVALID_RECORD = "invalid_record"  # a record a stage produced cannot be stored (e.g. a NUL byte)
+    NOT_LABELLED = "not_labelled"  # a program the prm stage cannot label (its lines, its length)
     INTERNAL = "internal"  # an unexpected exception in plumline for this element (a bug: report it)
 
 
@@ -398,19 +400,120 @@ class KtoChatRow(Record):
 
 @dataclass(frozen=True)
 class CriticRow(Record):
-    """CodeRL critic training row: program -> outcome class."""
+    """CodeRL critic training row: program -> outcome class, with the greedy baseline (CodeRL's
+    relative return: this program's return minus the greedy sample's, for the same problem)."""
+
+    SOURCES: ClassVar[tuple[str, ...]] = ("sample", "reference")
 
     prompt: str
     code: str
-    outcome: str
-    coderl_class: int
-    coderl_return: float
+    outcome: str  # an Outcome value
+    coderl_class: int  # 0 compile error, 1 runtime error, 2 failed tests, 3 passed (CODERL_CLASS)
+    coderl_return: float  # CODERL_RETURN of the class: -1, -0.6, -0.3, +1
     error_type: str | None
-    error_line: int | None
-    pass_ratio: float
+    error_line: int | None  # line of the program where the error was raised
+    pass_ratio: float  # kept tests passed / run
+    problem_id: str
+    sample_id: str  # the sample's id; for a reference row, a content id of the reference solution
+    round: int
+    greedy_class: int | None = None  # the problem's greedy sample's class; None: no greedy baseline
+    greedy_sample_id: str | None = None
+    relative_return: float | None = None  # coderl_return - the greedy's return; None: no greedy baseline
+    source: str = "sample"  # "sample" (sampled from the policy) or "reference" (the reference solution)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.source not in self.SOURCES:
+            raise RecordError("CriticRow", "source", f"{self.source!r} is not one of {list(self.SOURCES)}")
+        for name in ("coderl_class", "greedy_class"):
+            value = getattr(self, name)
+            if value is not None and value not in CODERL_RETURN:
+                raise RecordError("CriticRow", name, f"{value!r} is not a CodeRL class (0-3)")
+        _check_enum("CriticRow", "outcome", self.outcome, Outcome)
+
+
+@dataclass(frozen=True)
+class DenseRewardRow(Record):
+    """Per-line rewards of one sample from a trained PRM (``plumline train rewards``): ``rewards[i]``
+    is given at the end of ``lines[i]`` (a step as ``data_schemas.steps.split_steps`` makes it)."""
+
+    REQUIRED_TEXT: ClassVar[tuple[str, ...]] = ("sample_id", "problem_id")
+
+    sample_id: str
+    problem_id: str
+    round: int
+    prm_model: str  # the PRM folder that scored the lines
+    lines: tuple[str, ...]
+    scores: tuple[float, ...]  # the PRM's P(good) at each line's end
+    rewards: tuple[float, ...]  # (score - baseline) / number of lines
+    baseline: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        if not len(self.lines) == len(self.scores) == len(self.rewards):
+            raise RecordError("DenseRewardRow", "rewards", f"{len(self.lines)} lines, {len(self.scores)} "
+                              f"scores and {len(self.rewards)} rewards: one each per line")
+
+
+@dataclass(frozen=True)
+class PrmRow(Record):
+    """Step labels of one program (arXiv 2410.17621): a row of ``prm.parquet`` in TRL's stepwise-supervision
+    format (``prompt``, ``completions`` = the program's steps as ``data_schemas.steps.split_steps`` makes
+    them, ``labels`` = one bool per step) plus provenance. ``labels[i]`` is True while a passing program
+    can still be completed from the prefix ending with step i; ``first_bad_step`` is the first False
+    (None: the program passes, every label True). ``probed[j]`` is the prefix length (steps) of the
+    j-th probe and ``probe_passes[j]`` how many of its ``k`` completions passed every kept test."""
+
+    REQUIRED_TEXT: ClassVar[tuple[str, ...]] = ("sample_id", "problem_id")
+
+    prompt: str  # the sample's prompt: exactly the text the policy saw
+    completions: tuple[str, ...]
+    labels: tuple[bool, ...]
     problem_id: str
     sample_id: str
     round: int
+    first_bad_step: int | None
+    k: int  # completions per probed prefix
+    probed: tuple[int, ...] = ()
+    probe_passes: tuple[int, ...] = ()
+    outcome: str = Outcome.FAILED.value  # the program's own outcome (execute stage)
+
+    def validate(self) -> None:
+        super().validate()
+        _check_enum("PrmRow", "outcome", self.outcome, Outcome)
+        if not self.completions or len(self.labels) != len(self.completions):
+            raise RecordError("PrmRow", "labels", f"{len(self.labels)} labels for {len(self.completions)} "
+                                                  "steps: one per step, at least one step")
+        if len(self.probed) != len(self.probe_passes):
+            raise RecordError("PrmRow", "probe_passes", f"{len(self.probe_passes)} values for "
+                                                        f"{len(self.probed)} probes")
+        first = self.labels.index(False) if False in self.labels else None
+        if self.first_bad_step != first or (first is not None and any(self.labels[first:])):
+            raise RecordError("PrmRow", "first_bad_step", f"{self.first_bad_step!r} does not fit the labels "
+                                                          "(True up to the first bad step, False from it on)")
+
+
+@dataclass(frozen=True)
+class PrmStats(Record):
+    """What the prm stage did for one problem (selection) or one batch of programs (labelling); the
+    manifest's ``prm`` section sums them. ``probe_levels``: engine calls (one per probe level of a
+    batch); ``completions``: continuations asked for; ``executions``: those that held code and ran."""
+
+    scope: str  # "problem <id>", "selection" or "batch <first sample id>"
+    failing: int = 0  # failing programs (with code and a verdict) in selected problems
+    passing: int = 0  # passing programs in selected problems
+    duplicates: int = 0  # programs with the same code as another of their problem: labelled once
+    candidates: int = 0  # programs selected for labelling (before max_programs)
+    over_budget: int = 0  # candidates left out by prm.max_programs
+    programs: int = 0  # programs handed to labelling
+    not_labelled: int = 0  # no row: lines not in the completion, too long, engine or sandbox failure
+    rows: int = 0
+    probe_levels: int = 0
+    probes: int = 0
+    completions: int = 0
+    executions: int = 0
+    passed_completions: int = 0
+    duration_s: float = 0.0  # labelling wall time (generation and execution)
 
 
 @dataclass(frozen=True)

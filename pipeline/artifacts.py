@@ -23,6 +23,7 @@ from plumline.data_schemas import (
     TestCase,
     TestSynthesisStats,
 )
+from plumline.data_schemas.records import PrmRow, PrmStats
 
 if TYPE_CHECKING:
     from plumline.pipeline.config import RunConfig
@@ -78,6 +79,8 @@ ARTIFACTS: dict[str, Artifact] = {a.name: a for a in (
     Artifact("eval_problems", Problem, internal=True, description="the held-out problems evaluated"),
     Artifact("eval_samples", EvalSample,
              description="held-out evaluation: one row per completion, run on the problem's own tests"),
+    Artifact("prm", PrmRow, description="step labels of programs (prompt, completions, labels) for a PRM"),
+    Artifact("prm_stats", PrmStats, internal=True, description="prm selection and labelling counts"),
 )}
 
 

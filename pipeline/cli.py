@@ -175,9 +175,11 @@ def demo(out: OutOpt = None, set_: SetOpt = None, force: ForceOpt = False,
          verbose: VerboseOpt = False) -> None:
     """The demo: the bundled config `demo` (same as `plumline run demo`).
 
-    SmolLM2-135M-Instruct on vLLM (CPU), the bundled easy problems, policy-written tests, one round.
+    SmolLM2-135M-Instruct on vLLM (CPU) samples solutions to 40 bundled easy problems; input-first
+    tests (the examples' inputs mutated, expected outputs from the reference solutions) judge them in
+    the sandbox; DPO trains on the pairs; two rounds, each policy scored on 50 held-out problems.
 
-    Prints where the dataset and manifest are."""
+    Prints where the dataset, manifest and report are (`plumline config show demo` for every knob)."""
     _setup_logging(verbose)
     _run(_load(config_path("demo"), set_ or [], out, []), force, verbose)
 
@@ -320,9 +322,17 @@ def eval_(model: Annotated[str, typer.Option("--model", help="The model to evalu
           temperature: Annotated[float, typer.Option("--temperature")] = 0.8,
           max_tokens: Annotated[int, typer.Option("--max-tokens")] = 512,
           seed: Annotated[int, typer.Option("--seed")] = 0,
+          rerank: Annotated[list[str] | None, typer.Option(
+              "--rerank", help="A trained critic (plumline train critic) or process reward model (plumline "
+              "train prm) that picks one of the --n samples per problem; its pick's pass@1 is reported "
+              "beside a random pick's and the greedy sample's. Repeatable.")] = None,
+          rerank_aggregate: Annotated[str, typer.Option(
+              "--rerank-aggregate", help="How a PRM's step scores make a program's score: min (the weakest "
+              "line) or product.")] = "min",
           force: ForceOpt = False, verbose: VerboseOpt = False) -> None:
     """pass@k of MODEL on SOURCE's own tests, run in plumline's sandbox (unbiased estimator, Chen et
-    al. 2021), plus greedy pass@1. Writes OUT/eval.json and OUT/eval_samples.parquet."""
+    al. 2021), plus greedy pass@1. Writes OUT/eval.json and OUT/eval_samples.parquet. With --rerank,
+    also the pass@1 of a critic's or PRM's pick among the samples (eval.json's "rerank")."""
     from plumline.pipeline.config import ConfigError
     from plumline.pipeline.errors import BadRunInput
     from plumline.pipeline.evaluation import eval_run_config
@@ -334,7 +344,16 @@ def eval_(model: Annotated[str, typer.Option("--model", help="The model to evalu
         cfg = eval_run_config(model, source, fmt=format_, limit=limit, n=n, k=ks, greedy=greedy,
                               backend=backend, base_url=base_url, temperature=temperature,
                               max_tokens=max_tokens, seed=seed)
+        if rerank_aggregate not in ("min", "product"):
+            raise ConfigError(f"--rerank-aggregate: {rerank_aggregate!r} is not min or product")
         summary = evaluate_model(cfg, out, force=force)
+        if rerank:
+            from plumline.pipeline.evaluation import write_eval_json
+            from plumline.pipeline.rerank import rerank_eval
+            from plumline.pipeline.round import FlatLayout
+
+            summary["rerank"] = rerank_eval(out, list(rerank), aggregate=rerank_aggregate)
+            write_eval_json(FlatLayout(out, 0), summary)
     except (ConfigError, ValueError) as exc:
         console.print(f"[bold red]bad arguments[/]: {exc}")
         raise typer.Exit(2) from exc
@@ -349,6 +368,17 @@ def eval_(model: Annotated[str, typer.Option("--model", help="The model to evalu
         table.add_row(name, str(s["problems"]), str(s["samples"]),
                       *("-" if s.get(key) is None else f"{s[key]:.1%}" for key in scores))
     Console().print(table)
+    if summary.get("rerank"):
+        picks = Table(title="pass@1 of the scorer's pick beside a random pick, the greedy sample and "
+                            "pass@n (any sample right: the ceiling)")
+        for col in ("scorer", "kind", "problems", "pick", "random", "greedy", "pass@n"):
+            picks.add_column(col, justify="right")
+        keys = ("pass@1_reranked", "pass@1_random", "greedy_pass@1", "pass@n")
+        for r in summary["rerank"]:
+            kind = r["kind"] + (f" {r['aggregate']}" if r.get("aggregate") else "")
+            picks.add_row(Path(r["model"]).name, kind, str(r["problems"]),
+                          *("-" if r.get(k) is None else f"{r[k]:.1%}" for k in keys))
+        Console().print(picks)
     print(f"summary: {out / 'eval.json'}")
     print(f"samples: {out / 'eval_samples.parquet'}")
 

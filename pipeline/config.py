@@ -16,9 +16,10 @@ show`` prints a complete config and ``plumline config fields`` documents every f
     sandbox      SandboxConfig          plumline.sandbox
     dpo          pairs: PairingConfig (transforms.logic.pairing), train: DpoTrainingConfig (trainers)
     kto          rows: KtoRowsConfig (transforms.logic.pairing), train: KtoTrainingConfig (trainers)
-    critic       rows: CriticRowsConfig (transforms.logic.pairing)
+    critic       rows: CriticRowsConfig (transforms.logic.pairing), train: CriticTrainingConfig (trainers)
     export       ExportConfig           plumline.transforms.logic.pairing
     eval         EvalConfig             plumline.transforms.logic.evaluation (held-out pass@k per round)
+    prm          PrmConfig              plumline.transforms.logic.prm (process-supervision step labels)
     training     TrainingConfig         here: which method trains the policy between rounds
     beam         BeamConfig             here: runner and options
 """
@@ -35,11 +36,14 @@ from typing import Any, Literal
 import yaml
 from plumline.data_schemas.overrides import OverrideError, apply_overrides
 from plumline.llm import BackendConfig, PromptConfig
+from plumline.pipeline.runners import DaskConfig, DataflowConfig, runner_problems
 from plumline.sandbox import SandboxConfig
 from plumline.trainers import DpoTrainingConfig, KtoTrainingConfig
 from plumline.trainers.config import SAVE_FIELD
+from plumline.trainers.critic import CriticTrainingConfig
 from plumline.transforms.logic.evaluation import EvalConfig, eval_problems
 from plumline.transforms.logic.pairing import CriticRowsConfig, ExportConfig, KtoRowsConfig, PairingConfig
+from plumline.transforms.logic.prm import PrmConfig, prm_problems
 from plumline.transforms.logic.readers import SourceConfig
 from plumline.transforms.logic.sampling import SamplingConfig
 from plumline.transforms.logic.synthesis import TestSynthesisConfig
@@ -91,10 +95,14 @@ class KtoConfig(_Section):
 
 
 class CriticConfig(_Section):
-    """CodeRL critic data."""
+    """CodeRL critic: its rows, and how ``plumline train critic`` trains it (never the online loop)."""
 
     rows: CriticRowsConfig = Field(default_factory=CriticRowsConfig,
                                    description="Program -> outcome class rows (critic.parquet).")
+    train: CriticTrainingConfig = Field(
+        default_factory=CriticTrainingConfig,
+        description="Critic trainer knobs for `plumline train critic --config RUN.yaml` (a separate "
+                    "command: the online loop does not train the critic).")
 
 
 class TrainingConfig(_Section):
@@ -108,14 +116,20 @@ class TrainingConfig(_Section):
 
 class BeamConfig(_Section):
     runner: str = Field("FnApiRunner", description="Beam runner. FnApiRunner runs locally (never Prism); "
-                                                   "DataflowRunner for Google Cloud.")
+                                                   "dask: CPU stages on Beam's DaskRunner (beam.dask); "
+                                                   "DataflowRunner for Google Cloud (beam.dataflow).")
     cpu_workers: int | None = Field(None, ge=1, description="Local worker processes for CPU stages "
                                                             "(read, execute, export); default: cores.")
     options: list[str] = Field(default_factory=list,
-                               description="Extra Beam pipeline options, e.g. --project=... --region=...")
+                               description="Extra Beam pipeline options, passed unchanged (Dataflow's "
+                                           "project, region, image: beam.dataflow).")
     sampling_accelerator: str | None = Field(
-        None, description="Dataflow resource hint for the generation stages, e.g. "
-                          "'type:nvidia-l4;count:1;install-nvidia-driver'.")
+        None, description="Accelerator resource hint on the engine step of the generation stages (tests, "
+                          "sample, eval, prm) whose engine runs in the pipeline, e.g. "
+                          "'type:nvidia-l4;count:1;machine_type:g2-standard-8;install-nvidia-driver'.")
+    dask: DaskConfig = Field(default_factory=DaskConfig, description="The Dask cluster of runner: dask.")
+    dataflow: DataflowConfig = Field(default_factory=DataflowConfig,
+                                     description="Project, buckets, worker image of runner: DataflowRunner.")
 
 
 class RunConfig(_Section):
@@ -137,11 +151,13 @@ class RunConfig(_Section):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Execution sandbox.")
     dpo: DpoConfig = Field(default_factory=DpoConfig, description="DPO pairs and DPO training.")
     kto: KtoConfig = Field(default_factory=KtoConfig, description="KTO rows and KTO training.")
-    critic: CriticConfig = Field(default_factory=CriticConfig, description="CodeRL critic rows.")
+    critic: CriticConfig = Field(default_factory=CriticConfig, description="CodeRL critic rows and trainer.")
     export: ExportConfig = Field(default_factory=ExportConfig,
                                  description="How the round's files are written.")
     eval: EvalConfig = Field(default_factory=EvalConfig,
                              description="Held-out evaluation (pass@k) of every round's policy.")
+    prm: PrmConfig = Field(default_factory=PrmConfig,
+                           description="Process-supervision step labels (prm.parquet, arXiv 2410.17621).")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Training between rounds.")
     beam: BeamConfig = Field(default_factory=BeamConfig, description="Beam runner settings.")
 
@@ -186,6 +202,12 @@ def config_problems(cfg: RunConfig) -> list[tuple[str, str]]:
                    f"next round cannot load as its policy (set it true, or rounds: 1)")
     if method == "kto" and not cfg.kto.rows.enabled:
         cannot("kto.rows.enabled", "false with training.method: kto: no KTO rows to train on")
+    if cfg.critic.rows.include_references:
+        # make_critic_rows takes the reference only when it is known to pass the kept tests; the execute
+        # stage does not record that verdict yet, so the export stage cannot pass it on (issue 11).
+        cannot("critic.rows.include_references",
+               "true, but the execute stage does not yet record whether a reference solution passes the "
+               "kept tests, so the export stage would write no reference row; set it false")
     if method == "dpo":
         per_problem = cfg.sampling.n + int(cfg.sampling.greedy and cfg.dpo.pairs.include_greedy)
         if per_problem < 2:
@@ -198,10 +220,16 @@ def config_problems(cfg: RunConfig) -> list[tuple[str, str]]:
                                            "completion, so no two programs differ and no pair forms")
     for field, why in eval_problems(cfg.eval):
         cannot(f"eval.{field}", why)
+    for field, why in prm_problems(cfg.prm, cfg.policy):
+        cannot(field, why)
+    for field, why in runner_problems(cfg):
+        cannot(field, why)
     if cfg.export.format == "conversational" and cfg.policy.chat is False:
         cannot("export.format", "conversational with policy.chat: false: the policy saw plain text, not "
                                 "chat messages; use standard (the exact text it saw)")
     _check_context(cannot, "sampling.max_tokens", cfg.sampling.max_tokens, "policy", cfg.policy)
+    if cfg.prm.enabled and cfg.prm.max_tokens is not None:
+        _check_context(cannot, "prm.max_tokens", cfg.prm.max_tokens, "policy", cfg.policy)
     if cfg.tests.enabled:
         writer = cfg.tests.writer or cfg.policy
         _check_context(cannot, "tests.max_tokens", cfg.tests.max_tokens,

@@ -39,16 +39,27 @@ _USAGE = {
     "kto": ("trl.KTOTrainer", "KTOConfig", "KTOTrainer",
             "unpaired rows: `prompt`, `completion`, `label` (true: passes every kept test)"),
     "critic": (None, None, None,
-               ("CodeRL critic rows: `prompt`, `code`, `outcome`, `coderl_class` (0 compile error, 1 runtime "
-                "error, 2 failed tests, 3 passed) and `coderl_return`, for a sequence classifier")),
+               ("CodeRL critic rows, one per executed program (per distinct program with dedupe): `prompt`, "
+                "`code`, `outcome`, `coderl_class` (0 compile error, 1 runtime error, 2 failed tests, 3 "
+                "passed), `coderl_return` (-1, -0.6, -0.3, +1), `error_type`, `error_line`, `pass_ratio`; "
+                "the greedy baseline of the same "
+                "problem: `greedy_class`, `greedy_sample_id` and `relative_return` (`coderl_return` minus "
+                "the greedy sample's; null when the problem has no greedy sample); `source` (`sample`, or "
+                "`reference` for a reference solution known to pass). For a sequence classifier: "
+                "`plumline train critic`")),
+    "prm": (None, None, None,
+            ("process-supervision rows in TRL's stepwise format: `prompt`, `completions` (the program's "
+             "lines, blank and comment lines joined to the next), `labels` (true while a passing program can "
+             "still be completed from the prefix ending with that line), `first_bad_step`, `k`, `probed`; "
+             "for a process reward model: `plumline train prm`")),
 }
 
 
 def export_names() -> tuple[str, ...]:
-    """The training exports: what the export stage writes that is part of the dataset."""
+    """The training exports: what the export and prm stages write that is part of the dataset."""
     from plumline.pipeline.stages import stage_spec
 
-    return tuple(n for n in stage_spec(Stage.EXPORT).outputs
+    return tuple(n for stage in (Stage.EXPORT, Stage.PRM) for n in stage_spec(stage).outputs
                  if not ARTIFACTS[n].internal and not ARTIFACTS[n].is_folder)
 
 
@@ -219,4 +230,8 @@ def dataset_card(cfg: RunConfig, summary: ExportSummary, manifests: dict[int, di
                 "                  processing_class=tokenizer)",
                 "trainer.train()", "```", ""]
     out += ["Or with plumline: `plumline train dpo|kto` on the Parquet files.", ""]
+    if "critic" in names:
+        out += [("`critic` trains CodeRL's critic, a sequence classifier over the four outcome classes on "
+                 "the policy's backbone (input: `prompt` then `code`; label: `coderl_class`): "
+                 "`plumline train critic --data critic/round-000.parquet --model POLICY --out critic`."), ""]
     return "\n".join(out)

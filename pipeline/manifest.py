@@ -28,6 +28,7 @@ from plumline.pipeline.config import RunConfig
 from plumline.pipeline.evaluation import eval_summary
 from plumline.pipeline.layout import RoundLayout
 from plumline.pipeline.stages import STAGES
+from plumline.transforms.logic.prm import summarize as prm_summary
 
 R = TypeVar("R", bound=Record)
 
@@ -227,6 +228,9 @@ def build_manifest(cfg: RunConfig, layout: RoundLayout, started_at: float) -> di
                 "undesirable": sum(1 for r in kto if not r.label)},
         "critic": {"rows": len(critic), "by_class": {
             str(k): v for k, v in sorted(Counter(r.coderl_class for r in critic).items())}},
+        # Process-supervision step labels and their cost (the prm stage; only when it is on).
+        **({"prm": prm_summary(records("prm"), records("prm_stats"),
+                               stage_info.get("prm", {}).get("seconds"))} if cfg.prm.enabled else {}),
         "errors": {"total": len(errors), "by_stage": dict(Counter(e.stage for e in errors)),
                    "by_kind": dict(Counter(e.kind for e in errors))},
         "stages": stage_info,

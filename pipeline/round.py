@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from plumline.pipeline.evaluation import check_policy_model, eval_summary, write
 from plumline.pipeline.layout import RoundLayout, StageMarker, atomic_write_parquet, atomic_write_text
 from plumline.pipeline.manifest import build_manifest, read_errors
 from plumline.pipeline.report import try_write_report
+from plumline.pipeline.runners import stage_runner
 from plumline.pipeline.stages import (
     POLICY,
     STAGES,
@@ -45,23 +45,10 @@ _ENGINE_FAILURES = {ErrorKind.ENGINE_FAILED.value, ErrorKind.PROMPT_FAILED.value
 
 
 def pipeline_options(cfg: RunConfig, spec: StageSpec) -> tuple[Any, Any]:
-    """The runner and options for one stage. Locally: FnApiRunner (never Prism), in-process for the
-    engine stages (one engine per machine), multi-process workers for CPU stages."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    # Beam workers talk gRPC and the sandbox forks processes from them; gRPC's fork handlers running in
-    # such a child have crashed it (SIGSEGV before exec). The workers inherit this environment.
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-    args = list(cfg.beam.options)
-    if cfg.beam.runner == "FnApiRunner":
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-        workers = 1 if spec.engine else cpu_workers(cfg)
-        if workers > 1:
-            args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
-        else:
-            args += ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
-        return FnApiRunner(), PipelineOptions(args)
-    return None, PipelineOptions([f"--runner={cfg.beam.runner}", *args])
+    """The runner and options for one stage (``pipeline/runners.py``). Locally: FnApiRunner (never
+    Prism), in-process for the engine stages (one engine per machine), multi-process workers for CPU
+    stages; ``beam.runner: dask`` sends the CPU stages to Dask, DataflowRunner makes each stage a job."""
+    return stage_runner(cfg, spec.name, engine=spec.engine, cpu_workers=cpu_workers(cfg))
 
 
 def policy_token(model: str) -> str:

@@ -202,18 +202,20 @@ def finish_read(ctx: StageContext) -> dict[str, Any]:
 
 
 def build_tests(ctx: StageContext) -> None:
+    from plumline.pipeline.runners import generation_accelerator, with_accelerator
     from plumline.transforms.synthesize_tests import SynthesizeTests
 
     cfg = ctx.cfg
-    out = ctx.read("problems") | "SynthesizeTests" >> SynthesizeTests(
+    out = ctx.read("problems") | "SynthesizeTests" >> with_accelerator(SynthesizeTests(
         None, cfg.tests, cfg.policy, seed=cfg.seed, sandbox_limits=cfg.sandbox.limits,
-        sandbox_workers=cfg.sandbox.workers)
+        sandbox_workers=cfg.sandbox.workers), generation_accelerator(cfg, Stage.TESTS))
     ctx.write("tests_candidates", out["tests"])
     ctx.write("tests_stats", out["stats"])
     ctx.errors(out["errors"])
 
 
 def build_sample(ctx: StageContext) -> None:
+    from plumline.pipeline.runners import generation_accelerator
     from plumline.transforms.checkpoint import MAIN
     from plumline.transforms.sample import SampleSolutions
 
@@ -221,7 +223,7 @@ def build_sample(ctx: StageContext) -> None:
     checkpoint = ctx.checkpoint({MAIN: Sample, "errors": ErrorRecord})
     out = ctx.read("problems") | "SampleSolutions" >> SampleSolutions(
         cfg.policy, cfg.sampling, cfg.prompt, ctx.round, cfg.seed,
-        accelerator=cfg.beam.sampling_accelerator, checkpoint=checkpoint)
+        accelerator=generation_accelerator(cfg, Stage.SAMPLE), checkpoint=checkpoint)
     ctx.write("samples", out.samples)
     ctx.errors(out.errors)
 
@@ -253,6 +255,7 @@ def build_export(ctx: StageContext) -> None:
 
 
 def build_eval(ctx: StageContext) -> None:
+    from plumline.pipeline.runners import generation_accelerator
     from plumline.transforms.evaluate import EvaluatePolicy
     from plumline.transforms.read import ReadProblems
 
@@ -261,7 +264,7 @@ def build_eval(ctx: StageContext) -> None:
     ctx.write("eval_problems", read["problems"])
     out = read["problems"] | "Evaluate" >> EvaluatePolicy(
         cfg.eval.policy(cfg.policy), cfg.eval.sampling(cfg.sampling), cfg.prompt, ctx.round, cfg.seed,
-        cfg.sandbox.limits, cfg.sandbox.workers, accelerator=cfg.beam.sampling_accelerator)
+        cfg.sandbox.limits, cfg.sandbox.workers, accelerator=generation_accelerator(cfg, Stage.EVAL))
     ctx.write("eval_samples", out["eval_samples"])
     ctx.errors(read["errors"])
     ctx.errors(out["errors"])
@@ -273,6 +276,44 @@ def finish_eval(ctx: StageContext) -> dict[str, Any]:
                           f"({', '.join(s.path for s in ctx.cfg.eval.sources)}); details in "
                           f"{ctx.layout.stage_errors(Stage.EVAL)}")
     return {}
+
+
+def build_prm(ctx: StageContext) -> None:
+    from plumline.data_schemas.records import PrmRow, PrmStats
+    from plumline.pipeline.runners import generation_accelerator
+    from plumline.transforms.checkpoint import MAIN
+    from plumline.transforms.prm import LabelSteps
+
+    cfg = ctx.cfg
+    inputs = (ctx.read("problems"), ctx.read("tests"), ctx.read("samples"), ctx.read("executions"))
+    checkpoint = ctx.checkpoint({MAIN: PrmRow, "errors": ErrorRecord, "stats": PrmStats})
+    out = inputs | "LabelSteps" >> LabelSteps(
+        cfg.prm, cfg.sampling, cfg.policy, cfg.seed, cfg.sandbox.limits, cfg.sandbox.workers,
+        accelerator=generation_accelerator(cfg, Stage.PRM), checkpoint=checkpoint)
+    ctx.write("prm", out.rows)
+    ctx.write("prm_stats", out.stats)
+    ctx.errors(out.errors)
+
+
+def finish_prm(ctx: StageContext) -> dict[str, Any]:
+    """The labelling cost for the marker and the manifest; a stage whose engine failed for every
+    program it tried stops the round (a rerun retries it), as an empty sampling stage does."""
+    import pyarrow.parquet as pq
+    from plumline.data_schemas import from_table
+    from plumline.data_schemas.records import PrmStats
+    from plumline.pipeline.errors import StageFailed
+
+    path = ctx.layout.artifact_path("prm_stats")
+    stats = from_table(pq.read_table(path), PrmStats) if path.exists() else []
+    keys = ("programs", "rows", "not_labelled", "probe_levels", "probes", "completions", "executions")
+    info: dict[str, Any] = {k: sum(getattr(s, k) for s in stats) for k in keys}
+    info["labelling_seconds"] = round(sum(s.duration_s for s in stats), 2)
+    failed = _error_kinds(ctx.layout.stage_errors(Stage.PRM)).get(ErrorKind.ENGINE_FAILED.value, 0)
+    if info["programs"] and failed >= info["programs"]:
+        raise StageFailed(f"round {ctx.round}: stage prm: the engine failed for all {info['programs']} "
+                          f"programs; details in {ctx.layout.stage_errors(Stage.PRM)}; a rerun retries "
+                          f"this stage.")
+    return info
 
 
 def run_train(ctx: StageContext) -> dict[str, Any]:
@@ -343,6 +384,11 @@ STAGES: tuple[StageSpec, ...] = (
               outputs=("dpo", "kto", "critic", "pair_stats"),
               sections=_static("dpo.pairs", "kto.rows", "critic.rows", "export", "seed"),
               build=build_export, description="chosen/rejected pairs, KTO rows, critic rows"),
+    StageSpec(Stage.PRM, inputs=lambda cfg: ("problems", "tests", "samples", "executions", POLICY),
+              outputs=("prm", "prm_stats"),
+              sections=_static("prm", "seed", "sandbox.limits", "sampling", "policy"), engine=True,
+              build=build_prm, finish=finish_prm, enabled=lambda cfg: cfg.prm.enabled,
+              description="step labels: binary search over line prefixes, each continued prm.k times"),
     StageSpec(Stage.TRAIN, inputs=_train_inputs, outputs=("model",), sections=_train_sections,
               run=run_train, enabled=lambda cfg: cfg.training.method != "none",
               description="train the policy on this round's data (TRL), in its own process"),

@@ -3,9 +3,10 @@
 Checks, per round: every finished stage's files are there and every row reads back as its record
 type; ids are unique; every pair's chosen and rejected programs trace back to samples and executions
 of the same problem, with the chosen one passing more tests than the rejected one (PLUM: chosen
-passes every kept test); KTO and critic rows trace back to executions; counts match the manifest;
-no problem of the evaluation rows appears in the training rows. Returns a list of findings (empty:
-valid); the CLI exits non-zero when there is any.
+passes every kept test); KTO and critic rows trace back to executions (a critic row's class, pass
+ratio, greedy baseline and relative return agree with them; a reference row is its problem's
+reference solution); counts match the manifest; no problem of the evaluation rows appears in the
+training rows. Returns a list of findings (empty: valid); the CLI exits non-zero when there is any.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from plumline.data_schemas import Record, RecordError, Stage, from_table
+from plumline.data_schemas import CODERL_CLASS, CODERL_RETURN, Outcome, Record, RecordError, Stage, from_table
 from plumline.pipeline.artifacts import ARTIFACTS
 from plumline.pipeline.config import ConfigError, RunConfig, load_config
 from plumline.pipeline.layout import RoundLayout
@@ -123,14 +124,54 @@ def validate_round(cfg: RunConfig, layout: RoundLayout) -> list[Finding]:
             flag("dpo", f"row {i}: chosen and rejected of other problems")
         if row.chosen_pass_ratio <= row.rejected_pass_ratio:
             flag("dpo", f"row {i}: chosen does not pass more than rejected")
-    for name in ("kto", "critic"):
-        for i, row in enumerate(data.get(name) or []):
-            if row.sample_id not in execution_by_id:
-                flag(name, f"row {i}: sample {row.sample_id} has no execution")
-                break
+    for i, row in enumerate(data.get("kto") or []):
+        if row.sample_id not in execution_by_id:
+            flag("kto", f"row {i}: sample {row.sample_id} has no execution")
+            break
+    critic = _critic_findings(data.get("critic") or [], sample_by_id, execution_by_id,
+                              {p.problem_id: p for p in problems})
+    if critic:
+        flag("critic", critic[0] + (f" (and {len(critic) - 1} more)" if len(critic) > 1 else ""))
     findings += _check_manifest(layout, data)
     findings += _check_contamination(layout, data)
     return findings
+
+
+def _critic_findings(rows: list[Any], sample_by_id: dict[str, Any], execution_by_id: dict[str, Any],
+                     problem_by_id: dict[str, Any]) -> list[str]:
+    """Each critic row traces back: a sample row to its execution (same class and pass ratio), a
+    reference row to its problem's reference solution (class 3); its greedy baseline to the problem's
+    greedy sample and execution; its relative return is its return minus the baseline's."""
+    out = []
+    for i, row in enumerate(rows):
+        if row.source == "reference":
+            problem = problem_by_id.get(row.problem_id)
+            if problem is None or problem.reference_solution != row.code:
+                out.append(f"row {i}: reference row whose code is not problem {row.problem_id}'s reference")
+            elif row.coderl_class != CODERL_CLASS[Outcome.PASSED]:
+                out.append(f"row {i}: reference row with class {row.coderl_class}, not passed")
+        else:
+            execution = execution_by_id.get(row.sample_id)
+            if execution is None:
+                out.append(f"row {i}: sample {row.sample_id} has no execution")
+                continue
+            if (execution.coderl_class, execution.pass_ratio) != (row.coderl_class, row.pass_ratio):
+                out.append(f"row {i}: class/pass ratio {row.coderl_class}/{row.pass_ratio} differ from its "
+                           f"execution's ({execution.coderl_class}/{execution.pass_ratio})")
+        if row.greedy_class is None:
+            if row.relative_return is not None:
+                out.append(f"row {i}: a relative return without a greedy baseline")
+            continue
+        greedy = sample_by_id.get(row.greedy_sample_id or "")
+        greedy_run = execution_by_id.get(row.greedy_sample_id or "")
+        if (greedy is None or greedy_run is None or not greedy.is_greedy
+                or greedy.problem_id != row.problem_id or greedy_run.coderl_class != row.greedy_class):
+            out.append(f"row {i}: greedy baseline {row.greedy_sample_id} (class {row.greedy_class}) is not a "
+                       f"greedy sample of {row.problem_id} with that class")
+        expected = round(CODERL_RETURN[row.coderl_class] - CODERL_RETURN[row.greedy_class], 6)
+        if row.relative_return is None or abs(row.relative_return - expected) > 1e-6:
+            out.append(f"row {i}: relative return {row.relative_return}, expected {expected}")
+    return out
 
 
 def _check_manifest(layout: RoundLayout, data: dict[str, list[Any] | None]) -> list[Finding]:

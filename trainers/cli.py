@@ -1,7 +1,9 @@
-"""``plumline train dpo|kto``: one typer sub-app, mounted on ``plumline`` and run on its own by
-``python -m plumline.trainers`` (the online loop trains in a separate process to free the GPU).
+"""``plumline train dpo|kto|prm|critic`` (and ``plumline train rewards``): one typer sub-app, mounted on
+``plumline`` and run on its own by ``python -m plumline.trainers`` (the online loop trains in a separate
+process to free the GPU).
 
-``train_command`` is the plain function behind both commands; it returns a ``TrainExit``.
+``train_command`` is the plain function behind the train commands, ``rewards_command`` the one behind
+``rewards``; both return a ``TrainExit``.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from typing import Annotated, Any, NamedTuple
 import typer
 
 from .config import BaseTrainingConfig, TrainingConfigError, load_config
+from .critic import CriticTrainingConfig, train_critic
 from .data import NoTrainingData, TrainingDataError
 from .dpo import DpoTrainingConfig, train_dpo
 from .exit_codes import TrainExit, epilog
 from .kto import KtoTrainingConfig, train_kto
 from .output import TrainingReport
+from .prm import PrmTrainingConfig, train_prm
+from .rewards import write_dense_rewards
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,15 @@ TRAINERS: dict[str, Method] = {
     "kto": Method(KtoTrainingConfig, train_kto, help=(
         "KTO (trl.KTOTrainer) on a round's kto.parquet: prompt, completion, label (True: passes "
         "every test).")),
+    "critic": Method(CriticTrainingConfig, train_critic, help=(
+        "CodeRL critic (a sequence classifier on the policy's backbone, transformers' Trainer) on a "
+        "round's critic.parquet: prompt + code -> outcome class (0 compile error, 1 runtime error, 2 failed "
+        "tests, 3 passed). The output folder is a critic for reranking, not a policy; no --ref-model.")),
+    "prm": Method(PrmTrainingConfig, train_prm, help=(
+        "Process reward model (token classification, transformers' Trainer) on a round's prm.parquet: "
+        "prompt, completions (the program's lines), labels (True while a passing program can still "
+        "be completed). The output folder is a PRM for `plumline train rewards` and reranking, not a "
+        "policy.")),
 }
 METHODS = tuple(TRAINERS)
 
@@ -75,7 +89,8 @@ def train_command(method: str, data: list[Path], model: str, out: Path, config: 
 
 
 app = typer.Typer(name="train", no_args_is_help=True, add_completion=False, epilog=epilog(),
-                  help="Train the policy with TRL on a round's Parquet export (DPO or KTO).")
+                  help="Train the policy with TRL on a round's Parquet export (DPO or KTO), train a process "
+                  "reward model (PRM) or CodeRL's critic, or score samples with a PRM (rewards).")
 
 # Each option is declared once here and shared by every method's command.
 DataOpt = Annotated[list[Path], typer.Option(
@@ -126,6 +141,54 @@ def _method_command(method: str) -> Any:
 
 for _method in METHODS:
     app.command(_method, epilog=epilog())(_method_command(_method))
+
+
+def rewards_command(prm: str, samples: Path, out: Path, *, baseline: float = 0.0, batch_size: int = 8,
+                    device: str = "auto", dtype: str = "auto") -> TrainExit:
+    """Write per-line PRM rewards for every sample with code in ``samples`` to ``out``; prints the
+    summary as one JSON line. Exit codes as the train commands (3: no sample with code)."""
+    try:
+        summary = write_dense_rewards(prm, samples, out, baseline=baseline, batch_size=batch_size,
+                                      device=device, dtype=dtype)
+    except NoTrainingData as e:
+        logger.warning("nothing to score: %s", e)
+        return TrainExit.NO_DATA
+    except (TrainingDataError, FileNotFoundError, ValueError) as e:
+        logger.error("%s", e)
+        return TrainExit.BAD_INPUT
+    except Exception:
+        logger.exception("scoring with the PRM %s failed", prm)
+        return TrainExit.FAILED
+    print(json.dumps(summary.to_dict()))
+    return TrainExit.OK
+
+
+@app.command("rewards", help=(
+    "Dense per-line rewards (arXiv 2410.17621) for a round's samples from a trained PRM: each line's "
+    "reward is the PRM's P(good) at its end, divided by the program's line count (for RL trainers)."),
+    epilog="Exit codes: 0 written (one JSON summary line on stdout); 1 failed (traceback in the log); 2 bad "
+    "samples file, PRM folder or command line; 3 no sample with code.")
+def rewards(
+    prm: Annotated[str, typer.Option("--prm", help="A PRM folder written by `plumline train prm`.")],
+    samples: Annotated[Path, typer.Option("--samples", help="A round's samples.parquet "
+                                          "(RUN/round-000/samples.parquet).")],
+    out: Annotated[Path, typer.Option("--out", help="Parquet file to write: sample_id, problem_id, round, "
+                                      "lines, scores (P(good) at each line's end), rewards.")],
+    baseline: Annotated[float, typer.Option("--baseline", help="Subtracted from every score before "
+                                            "dividing by the line count: reward = (score - baseline) / "
+                                            "lines. 0.5 makes doubtful lines negative.")] = 0.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Programs per forward pass.")] = 8,
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA when visible), cpu, cuda, "
+                                        "cuda:1...")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto (bfloat16 where the hardware has it), float32, "
+                                       "bfloat16, float16.")] = "auto",
+    log_level: LogLevelOpt = LogLevel.INFO,
+) -> None:
+    """``plumline train rewards`` (help above); ``rewards_command`` does the work."""
+    logging.basicConfig(level=log_level.value, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise typer.Exit(int(rewards_command(prm, samples, out, baseline=baseline, batch_size=batch_size,
+                                         device=device, dtype=dtype)))
 
 
 def main(argv: list[str] | None = None) -> None:

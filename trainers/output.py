@@ -47,9 +47,13 @@ class TrainingReport:
         return dataclasses.asdict(self)
 
     def summary(self) -> dict[str, Any]:
-        """The one-line JSON the train command prints on stdout."""
-        return {"output_dir": self.output_dir, "saved": self.saved, "steps": self.steps,
-                "train_loss": self.train_loss, "runtime_s": self.runtime_s, "train_rows": self.train_rows}
+        """The one-line JSON the train command prints on stdout (with a classifier's held-out
+        ``extra["eval"]`` metrics, lists such as a confusion matrix left to the report file)."""
+        out = {"output_dir": self.output_dir, "saved": self.saved, "steps": self.steps,
+               "train_loss": self.train_loss, "runtime_s": self.runtime_s, "train_rows": self.train_rows}
+        if isinstance(self.extra.get("eval"), dict):
+            out["eval"] = {k: v for k, v in self.extra["eval"].items() if not isinstance(v, list)}
+        return out
 
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,7 @@ def test_layout_has_one_home_per_knob():
     """The sections of the target layout; no seed but the run's, no knob in two sections."""
     assert list(RunConfig.model_fields) == [
         "name", "out_dir", "rounds", "seed", "sources", "policy", "prompt", "sampling", "tests", "validation",
-        "sandbox", "dpo", "kto", "critic", "export", "eval", "training", "beam"]
+        "sandbox", "dpo", "kto", "critic", "export", "eval", "prm", "training", "beam"]
     names = [name for name, _, _ in describe_fields()]
     seeds = [n for n in names if n.rsplit(".", 1)[-1] == "seed"]
     assert seeds == ["seed"]
@@ -108,6 +108,7 @@ def test_every_field_is_listed_and_described():
         "dpo.train", "dpo.train.beta", "dpo.train.save", "dpo.train.lora", "dpo.train.lora.r",
         "dpo.train.lora.merge_on_save", "kto.train.desirable_weight", "kto.train.lora.alpha",
         "kto.rows.max_undesirable_ratio", "critic.rows.dedupe", "beam.runner",
+        "critic.rows.include_references", "critic.train.class_weights", "critic.train.eval_fraction",
     }
     assert expected <= names, sorted(expected - names)
     undocumented = [name for name, _, desc in rows if not desc.strip()]

@@ -30,20 +30,21 @@ from plumline.pipeline.stages import (
 ALL = {s.name for s in STAGES}
 READ, TESTS, SAMPLE, EXECUTE, EXPORT, TRAIN, EVAL = (Stage.READ, Stage.TESTS, Stage.SAMPLE, Stage.EXECUTE,
                                                      Stage.EXPORT, Stage.TRAIN, Stage.EVAL)
+PRM = Stage.PRM
 
 # For each config section: one change in it, and the stages that must rerun (written out by hand
 # from what each stage computes, not derived from the table under test).
 CHANGES = [
     ("sources", "sources.0.limit=3", ALL - {EVAL}),  # the eval stage reads its own sources
-    ("policy", "policy.model=another-model", {TESTS, SAMPLE, EVAL, EXECUTE, EXPORT, TRAIN}),
-    ("prompt", "prompt.instruction=Solve it.", {SAMPLE, EVAL, EXECUTE, EXPORT, TRAIN}),
+    ("policy", "policy.model=another-model", {TESTS, SAMPLE, EVAL, EXECUTE, EXPORT, PRM, TRAIN}),
+    ("prompt", "prompt.instruction=Solve it.", {SAMPLE, EVAL, EXECUTE, EXPORT, PRM, TRAIN}),
     # eval takes sampling's temperature, top_p, max_tokens, batch size and stop unless it sets its own
-    ("sampling", "sampling.n=3", {SAMPLE, EVAL, EXECUTE, EXPORT, TRAIN}),
-    ("seed", "seed=7", {TESTS, SAMPLE, EVAL, EXECUTE, EXPORT, TRAIN}),
-    ("tests", "tests.tests_per_problem=2", {TESTS, EXECUTE, EXPORT, TRAIN}),
-    ("validation", "validation.min_kept_tests=2", {EXECUTE, EXPORT, TRAIN}),
+    ("sampling", "sampling.n=3", {SAMPLE, EVAL, EXECUTE, EXPORT, PRM, TRAIN}),
+    ("seed", "seed=7", {TESTS, SAMPLE, EVAL, EXECUTE, EXPORT, PRM, TRAIN}),
+    ("tests", "tests.tests_per_problem=2", {TESTS, EXECUTE, EXPORT, PRM, TRAIN}),
+    ("validation", "validation.min_kept_tests=2", {EXECUTE, EXPORT, PRM, TRAIN}),
     # tests: input-first tests (the default mode) run the reference solutions in the sandbox
-    ("sandbox.limits", "sandbox.limits.timeout_s=9", {TESTS, EVAL, EXECUTE, EXPORT, TRAIN}),
+    ("sandbox.limits", "sandbox.limits.timeout_s=9", {TESTS, EVAL, EXECUTE, EXPORT, PRM, TRAIN}),
     ("eval.n", "eval.n=6", {EVAL}),
     ("eval.k", "eval.k=[1, 2]", {EVAL}),
     ("eval.greedy", "eval.greedy=false", {EVAL}),
@@ -57,11 +58,21 @@ CHANGES = [
     ("dpo.pairs", "dpo.pairs.max_pairs_per_problem=2", {EXPORT, TRAIN}),
     ("kto.rows", "kto.rows.desirable_min_pass_ratio=0.5", {EXPORT, TRAIN}),
     ("critic.rows", "critic.rows.enabled=false", {EXPORT, TRAIN}),
+    ("critic.train", "critic.train.max_steps=3", set()),  # plumline train critic; the loop never trains it
     ("export", "export.jsonl=true", {EXPORT, TRAIN}),
+    # step labels are a dataset of their own: no later stage reads them
+    ("prm.k", "prm.k=3", {PRM}),
+    ("prm.select", "prm.select=all", {PRM}),
+    ("prm.max_tokens", "prm.max_tokens=32", {PRM}),
     ("dpo.train", "dpo.train.max_steps=3", {TRAIN}),
     ("kto.train", "kto.train.max_steps=3", set()),  # training.method is dpo
     ("training", "training.method=dpo", set()),  # unchanged value: nothing reruns
     ("beam", "beam.cpu_workers=1", set()),
+    # where a stage runs, not what it computes (tests/pipeline/test_dask_runner.py compares the files)
+    ("beam.runner", "beam.runner=dask", set()),
+    ("beam.dask", "beam.dask.partitions=4", set()),
+    ("beam.dataflow", "beam.dataflow.machine_type=n2-standard-4", set()),
+    ("beam.sampling_accelerator", "beam.sampling_accelerator=type:nvidia-l4;count:1", set()),
     ("name", "name=other", set()),
 ]
 
@@ -90,7 +101,7 @@ FAKE_STAGES = tuple(dataclasses.replace(s, build=None, run=_fake_work(s), finish
 def _config(tmp_path: Path, overrides: list[str] = ()):
     path = tmp_path / "run.yaml"
     path.write_text("sources: [{path: bundled:easy, limit: 5}]\ntraining: {method: dpo}\n"
-                    "eval: {sources: [{path: bundled:humaneval, limit: 4}]}\n")
+                    "eval: {sources: [{path: bundled:humaneval, limit: 4}]}\nprm: {enabled: true}\n")
     return load_config(path, ["policy.model=some-model", *overrides])
 
 
@@ -140,21 +151,21 @@ def test_a_retrained_policy_reruns_the_stages_that_read_it(tmp_path):
     assert again.ran == []
     retrained = RoundRunner(cfg, run_dir, 1, stages=FAKE_STAGES, policy_run_token="retrained")
     retrained.run()
-    assert set(retrained.ran) == {TESTS, SAMPLE, EVAL, EXECUTE, EXPORT, TRAIN}
+    assert set(retrained.ran) == {TESTS, SAMPLE, EVAL, EXECUTE, EXPORT, PRM, TRAIN}
 
 
 def test_a_missing_output_reruns_its_stage_and_the_readers(tmp_path):
     run_dir = tmp_path / "run"
     _run(_config(tmp_path), run_dir)
     (run_dir / "round-000" / "samples.parquet").unlink()
-    assert _run(_config(tmp_path), run_dir) == [SAMPLE, EXECUTE, EXPORT, TRAIN]
+    assert _run(_config(tmp_path), run_dir) == [SAMPLE, EXECUTE, EXPORT, PRM, TRAIN]
 
 
 def test_an_unreadable_marker_means_not_done(tmp_path):
     run_dir = tmp_path / "run"
     _run(_config(tmp_path), run_dir)
     (run_dir / "round-000" / ".stages" / "execute.done").write_text("{half a marker")
-    assert _run(_config(tmp_path), run_dir) == [EXECUTE, EXPORT, TRAIN]
+    assert _run(_config(tmp_path), run_dir) == [EXECUTE, EXPORT, PRM, TRAIN]
 
 
 def test_training_off_skips_the_train_stage(tmp_path):
@@ -163,6 +174,18 @@ def test_training_off_skips_the_train_stage(tmp_path):
     assert TRAIN not in ran and EXPORT in ran
     manifest = json.loads((run_dir / "round-000" / "manifest.json").read_text())
     assert set(manifest["stages"]) == {s.value for s in ALL - {TRAIN}}
+
+
+def test_prm_off_skips_the_prm_stage_and_its_knobs_rerun_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    ran = _run(_config(tmp_path, ["prm.enabled=false"]), run_dir)
+    assert PRM not in ran and EXPORT in ran
+    manifest = json.loads((run_dir / "round-000" / "manifest.json").read_text())
+    assert "prm" not in manifest["stages"] and "prm" not in manifest
+    assert _run(_config(tmp_path, ["prm.enabled=false", "prm.k=2"]), run_dir) == []
+    assert _run(_config(tmp_path), run_dir) == [PRM]  # turned on: only the labels are made
+    manifest = json.loads((run_dir / "round-000" / "manifest.json").read_text())
+    assert manifest["prm"]["rows"] == 0 and "probes" in manifest["prm"]
 
 
 def test_the_table_is_well_formed(tmp_path):

@@ -21,6 +21,9 @@ Choices (documented because they shape the data):
   docstrings and formatting; whitespace-collapsed text when it does not parse) collapse into one
   candidate represented by its smallest sample id. A program whose copies disagree on the pass ratio
   is flaky and is left out of pairs and KTO rows (counted in the stats).
+- Critic rows carry CodeRL's baseline: the problem's greedy sample's class and the relative return
+  (return minus the greedy's); None when the problem has no greedy sample with a verdict. Reference
+  solutions join (``critic.rows.include_references``) only when known to pass every kept test.
 - KTO rows are drawn from the same candidates as the pairs: ``dpo.pairs``' dedupe, completion_text,
   include_greedy, no_code and allow_truncated_chosen apply to them too.
 - The prompt column is exactly what the policy saw: in the standard format each row's prompt is its
@@ -35,9 +38,10 @@ import ast
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from plumline.data_schemas import (
+    CODERL_CLASS,
     CODERL_RETURN,
     CriticRow,
     DpoChatRow,
@@ -53,6 +57,7 @@ from plumline.data_schemas import (
     Problem,
     Sample,
     Stage,
+    TestStatus,
     content_id,
     derive_seed,
 )
@@ -114,6 +119,10 @@ class CriticRowsConfig(_Section):
     enabled: bool = Field(True, description="Write critic.parquet (CodeRL outcome-class rows).")
     dedupe: bool = Field(True, description="One row per distinct program (normalized as for pairs); "
                                            "false: one row per sample.")
+    include_references: bool = Field(
+        False, description="Add each problem's reference solution as a 'passed' row (source: reference), "
+                           "only where the reference is known to pass every kept training test "
+                           "(reference_passes); false: sampled programs only.")
 
 
 class ExportConfig(_Section):
@@ -432,24 +441,99 @@ def _kto_rows(problem_id: str, prompt: PromptArg, prep: Prepared, cfg: KtoRowsCo
     return out
 
 
+def greedy_baseline(problem_id: str, scored: Scored) -> tuple[Sample, Execution] | None:
+    """CodeRL's baseline for one problem: its greedy sample (``Sample.is_greedy``) with its execution;
+    the smallest sample id when there are several. None when the problem has no greedy sample, or its
+    run gave no verdict on the policy: a sandbox error (ours, not the policy's), or code that ran no
+    kept test. A greedy completion without code counts: its execution is a compile error (class 0)."""
+    found = []
+    for entry in scored:
+        if (not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[0], Sample)
+                or not isinstance(entry[1], Execution)):
+            continue  # prepare_candidates reports malformed entries
+        s, e = entry
+        if (s.is_greedy and s.problem_id == problem_id and e.problem_id == problem_id
+                and e.sample_id == s.sample_id and e.coderl_class in CODERL_RETURN):
+            found.append((s, e))
+    if not found:
+        return None
+    s, e = min(found, key=lambda se: se[0].sample_id)
+    if e.outcome == Outcome.SANDBOX_ERROR.value or (s.code is not None and e.total == 0):
+        return None
+    return s, e
+
+
+def relative_return(coderl_class: int, baseline: Execution | None) -> float | None:
+    """CodeRL's relative return: the program's return minus the greedy baseline's (returns -1, -0.6,
+    -0.3, +1 for classes 0-3); None without a baseline. Rounded to 6 places (no 0.30000000000000004)."""
+    if baseline is None:
+        return None
+    return round(CODERL_RETURN[coderl_class] - CODERL_RETURN[baseline.coderl_class], 6)
+
+
+def reference_passes(oracle_result: Any, kept_test_ids: Sequence[str]) -> bool:
+    """Whether a reference solution is known to pass a problem's kept training tests: its sandbox result
+    (``oracle_result``: anything with ``test_results`` of ``test_id``/``status``, as validation's
+    oracle run returns) holds a ``passed`` status for every one of ``kept_test_ids``, and there is at
+    least one. A test it never ran, or a kept test it fails (a dataset's given tests are not dropped by
+    the oracle), makes it unknown: no reference row. The caller passes the tests kept after every
+    validation step (oracle, agreement), so a test dropped later does not count against it."""
+    if not kept_test_ids:
+        return False
+    statuses = {r.test_id: str(getattr(r.status, "value", r.status))
+                for r in getattr(oracle_result, "test_results", ()) or ()}
+    return all(statuses.get(t) == TestStatus.PASSED.value for t in kept_test_ids)
+
+
 def make_critic_rows(problem_id: str, prompt: PromptArg, scored: Scored, cfg: CriticRowsConfig, round: int, *,
-                     seed: int = 0) -> list[CriticRow]:
-    """CodeRL critic rows: program -> outcome class. Samples without code are skipped; sandbox errors
-    are dropped; flaky programs are kept (each copy's own verdict) when not deduping."""
+                     seed: int = 0, reference: str | None = None) -> list[CriticRow]:
+    """CodeRL critic rows of one problem: program -> outcome class, with the greedy baseline.
+
+    One row per executed program (per distinct program with ``cfg.dedupe``): samples without code are
+    skipped (the critic classifies programs); sandbox errors are dropped; with dedupe, a program whose
+    copies disagree (flaky) is left out. Every row carries the problem's greedy baseline
+    (``greedy_baseline``: its class and sample id) and the relative return (``relative_return``), both
+    None when the problem has none. The greedy program has a row like any other (relative return 0).
+
+    ``reference``: the problem's reference solution when it is known to pass every kept training test
+    (the caller decides, see ``reference_passes``); with ``cfg.include_references`` it joins as a row
+    with ``source`` "reference", outcome passed (class 3, pass ratio 1.0) and the prompt the policy saw
+    (the problem's samples' stored prompt: it needs at least one executed sample of the problem)."""
     candidates = PairingConfig(dedupe=cfg.dedupe, no_code="skip", include_greedy=True)
     prep = prepare_candidates(problem_id, scored, candidates, seed)
+    baseline = greedy_baseline(problem_id, scored)
+    base_exec = baseline[1] if baseline is not None else None
+    greedy = {"greedy_class": base_exec.coderl_class if base_exec is not None else None,
+              "greedy_sample_id": baseline[0].sample_id if baseline is not None else None}
     rows = []
     for c in sorted(prep.candidates, key=lambda c: c.sample.sample_id):
-        if not c.has_code or c.flaky:
-            continue
         e = c.execution
+        if not c.has_code or c.flaky or e.coderl_class not in CODERL_RETURN:
+            continue
         rows.append(CriticRow(
             prompt=prompt if isinstance(prompt, str) else c.sample.prompt,
             code=c.sample.code or "", outcome=e.outcome, coderl_class=e.coderl_class,
-            coderl_return=CODERL_RETURN.get(e.coderl_class, -1.0), error_type=e.error_type,
+            coderl_return=CODERL_RETURN[e.coderl_class], error_type=e.error_type,
             error_line=e.error_line, pass_ratio=e.pass_ratio, problem_id=problem_id,
-            sample_id=c.sample.sample_id, round=round))
+            sample_id=c.sample.sample_id, round=round, **greedy,
+            relative_return=relative_return(e.coderl_class, base_exec), source="sample"))
+    stored = sorted((se[0] for se in scored if isinstance(se, tuple) and len(se) == 2
+                     and isinstance(se[0], Sample) and se[0].problem_id == problem_id),
+                    key=lambda s: s.sample_id)
+    if cfg.include_references and reference and reference.strip() and stored:
+        passed = CODERL_CLASS[Outcome.PASSED]
+        rows.append(CriticRow(
+            prompt=prompt if isinstance(prompt, str) else stored[0].prompt,
+            code=reference, outcome=Outcome.PASSED.value, coderl_class=passed,
+            coderl_return=CODERL_RETURN[passed], error_type=None, error_line=None, pass_ratio=1.0,
+            problem_id=problem_id, sample_id=reference_row_id(problem_id, reference), round=round, **greedy,
+            relative_return=relative_return(passed, base_exec), source="reference"))
     return rows
+
+
+def reference_row_id(problem_id: str, reference: str) -> str:
+    """The ``sample_id`` of a reference row: a content id of the problem and its reference solution."""
+    return content_id("reference", problem_id, reference)
 
 
 def problem_pair_stats(problem_id: str, scored: Scored, cfg: PairingConfig | None = None,
@@ -496,16 +580,16 @@ class PairingResult:
 
 def pair_problem(problem_id: str, prompt: PromptArg, scored: Scored, *, pairs: PairingConfig,
                  kto: KtoRowsConfig, critic: CriticRowsConfig, format: ExportFormat, seed: int,
-                 round: int) -> PairingResult:
+                 round: int, reference: str | None = None) -> PairingResult:
     """Everything for one problem in one call (what the Beam stage maps over grouped samples).
     Invalid entries come back as ErrorRecords (stage export) instead of raising. KTO and critic rows
-    are empty when their section is disabled."""
+    are empty when their section is disabled. ``reference``: see ``make_critic_rows``."""
     prep = prepare_candidates(problem_id, scored, pairs, seed)
     selected = select_pairs(prep.candidates, pairs)
     return PairingResult(
         dpo=_dpo_rows(problem_id, prompt, selected, pairs, round, format),
         kto=_kto_rows(problem_id, prompt, prep, kto, pairs, round, format) if kto.enabled else [],
-        critic=(make_critic_rows(problem_id, prompt, scored, critic, round, seed=seed)
+        critic=(make_critic_rows(problem_id, prompt, scored, critic, round, seed=seed, reference=reference)
                 if critic.enabled else []),
         stats=_stats(problem_id, prep, len(selected)),
         errors=prep.errors,
@@ -522,6 +606,7 @@ __all__ = [
     "PairingResult",
     "completion_text",
     "export_prompt",
+    "greedy_baseline",
     "make_critic_rows",
     "make_dpo_rows",
     "make_kto_rows",
@@ -529,5 +614,8 @@ __all__ = [
     "pair_problem",
     "prepare_candidates",
     "problem_pair_stats",
+    "reference_passes",
+    "reference_row_id",
+    "relative_return",
     "select_pairs",
 ]

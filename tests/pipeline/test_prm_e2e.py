@@ -1,0 +1,162 @@
+"""The prm stage in a whole round: real Beam, the real sandbox, real Parquet, and the policy behind an
+OpenAI-compatible endpoint (the canned server of bench/canned_openai.py, taught to continue a partial
+answer). Checks the labels, one engine call per probe level, the manifest's cost, the export, and that
+a rerun with the same config asks the engine nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from plumline.llm.base import GenerationBackend
+from plumline.llm.openai_backend import OpenAIBackend
+from plumline.pipeline.config import ConfigError, load_config
+from plumline.pipeline.round import run_rounds
+
+_spec = importlib.util.spec_from_file_location(
+    "canned_openai_prm", Path(__file__).resolve().parents[2] / "bench" / "canned_openai.py")
+canned_openai = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(canned_openai)
+
+FENCE = "```python\n"
+
+
+class ContinuingModel(canned_openai.CannedModel):
+    """The canned model, with two changes. Its wrong program is the reference solution with the last
+    line replaced by ``return None`` (so a program has several steps and its bug sits on the last
+    one). And it continues a partial answer (a prefix ending inside an open code block, as the prm
+    stage sends it): while the prefix agrees with the reference, every other continuation completes
+    the reference (so a prefix is good with 2 of k=3 passing); otherwise it returns None."""
+
+    def reply(self, body: dict) -> list[str]:
+        text = body.get("prompt", "")
+        written = text.rpartition(FENCE)[2] if FENCE in text else None
+        row = self._problem(text)
+        if written is not None and "```" not in written and row is not None:
+            self.requests.append(body)
+            ref = row["reference_solution"].rstrip("\n").split("\n")
+            lines = written.split("\n")[:-1]  # the prefix ends with a whole line
+            rest = "\n".join(ref[len(lines):]) + "\n```\n" if lines == ref[:len(lines)] else None
+            return [rest if rest and i % 2 == 0 else "    return None\n```\n" for i in range(int(body["n"]))]
+        replies = super().reply(body)
+        if row is None:
+            return replies
+        head = row["reference_solution"].rstrip("\n").split("\n")[:-1]
+        wrong = FENCE + "\n".join(head) + "\n    return None\n```"
+        return [wrong if "*args, **kwargs" in r else r for r in replies]
+
+
+@pytest.fixture(scope="module")
+def continuing():
+    model = ContinuingModel()
+    server, url = canned_openai.serve(model)
+    yield model, url
+    server.shutdown()
+
+
+def _config(tmp_path: Path, url: str) -> Path:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"""
+name: prm
+out_dir: {tmp_path / 'runs'}
+sources: [{{path: bundled:easy, limit: 6}}]
+policy: {{kind: openai, model: canned, base_url: "{url}", max_retries: 1, endpoint: completions}}
+sampling: {{n: 4, max_tokens: 64, greedy: true}}
+tests: {{tests_per_problem: 4, given_tests_role: eval, mode: asserts}}
+validation: {{oracle: true, agreement: true, min_kept_tests: 1}}
+prm: {{enabled: true, k: 3}}
+beam: {{cpu_workers: 2}}
+sandbox: {{workers: 2}}
+""")
+    return cfg
+
+
+def _prm_calls(calls: list[list[str]]) -> list[list[str]]:
+    return [ids for ids in calls if ids and all(i.startswith("prm:") for i in ids)]
+
+
+@pytest.mark.slow
+def test_a_round_with_prm_labels_the_failing_programs(tmp_path, continuing, monkeypatch):
+    model, url = continuing
+    calls: list[list[str]] = []
+
+    def counting_generate(self, requests):
+        calls.append([r.request_id for r in requests])
+        return GenerationBackend.generate(self, requests)
+
+    monkeypatch.setattr(OpenAIBackend, "generate", counting_generate)
+    cfg = load_config(_config(tmp_path, url))
+    run_dir = Path(cfg.out_dir) / cfg.name
+    m = run_rounds(cfg, run_dir)[0]
+    rd = run_dir / "round-000"
+
+    rows = pq.read_table(rd / "prm.parquet").to_pylist()
+    samples = {s["sample_id"]: s for s in pq.read_table(rd / "samples.parquet").to_pylist()}
+    assert len(rows) == 6  # one wrong program per problem, each with passing samples beside it
+    for row in rows:
+        code = samples[row["sample_id"]]["code"]
+        assert "\n".join(row["completions"]) == code and code.endswith("return None")
+        n = len(row["completions"])
+        assert row["first_bad_step"] == n - 1  # the bug is on the last line
+        assert row["labels"] == [True] * (n - 1) + [False]
+        assert row["k"] == 3 and row["probe_passes"] == [2] * len(row["probed"])
+        assert row["prompt"] == samples[row["sample_id"]]["prompt"]
+
+    # ONE engine call per probe level, holding every program still searching at that level
+    prm_calls = _prm_calls(calls)
+    levels = max(len(r["probed"]) for r in rows)
+    assert len(prm_calls) == levels == m["prm"]["probe_levels"] and levels >= 2
+    assert len(prm_calls[0]) == 6
+    for level, ids in enumerate(prm_calls):
+        assert sorted(ids) == sorted(f"prm:{r['sample_id']}:{r['probed'][level]}" for r in rows
+                                     if len(r["probed"]) > level)
+    probes = sum(len(r["probed"]) for r in rows)
+    http = [r for r in model.requests if FENCE in r.get("prompt", "") and "```" not in
+            r["prompt"].rpartition(FENCE)[2]]
+    assert len(http) == probes and all(r["n"] == 3 for r in http)  # one request per probe, n = k
+    assert m["prm"]["programs"] == 6 and m["prm"]["rows"] == 6 and m["prm"]["probes"] == probes
+    assert m["prm"]["completions"] == 3 * probes and m["prm"]["executions"] == 3 * probes
+    assert m["prm"]["passed_completions"] == 2 * probes and m["prm"]["labelling_seconds"] > 0
+    assert m["stages"]["prm"]["probes"] == probes and m["counts"]["prm"] == 6
+
+    from datasets import load_dataset
+    ds = load_dataset("parquet", data_files=str(rd / "prm.parquet"))["train"]
+    assert {"prompt", "completions", "labels", "first_bad_step", "k", "probed"} <= set(ds.column_names)
+    assert len(ds) == 6 and isinstance(ds[0]["completions"], list) and isinstance(ds[0]["labels"][0], bool)
+    from plumline.trainers.prm import check_prm_rows
+    check_prm_rows(ds, "prm.parquet")  # the PRM trainer takes the rows as they are
+
+    # plumline export carries the labels with a card entry
+    from plumline.pipeline.dataset_card import export_dataset
+    summary = export_dataset(run_dir, tmp_path / "export")
+    assert summary.rows["prm"] == 6
+    assert "prm" in (tmp_path / "export" / "README.md").read_text()
+    assert len(load_dataset(str(tmp_path / "export"), "prm", split="train")) == 6
+
+    # A rerun with the same config asks the engine nothing and keeps every marker.
+    markers = {p.name: p.read_text() for p in (rd / ".stages").glob("*.done")}
+    n_requests, n_calls = len(model.requests), len(calls)
+    run_rounds(load_config(_config(tmp_path, url)), run_dir)
+    assert len(model.requests) == n_requests and len(calls) == n_calls
+    assert {p.name: p.read_text() for p in (rd / ".stages").glob("*.done")} == markers
+
+    # A prm knob reruns the prm stage only.
+    run_rounds(load_config(_config(tmp_path, url), ["prm.k=2"]), run_dir)
+    now = {p.name: p.read_text() for p in (rd / ".stages").glob("*.done")}
+    assert [n for n in sorted(now) if now[n] != markers[n]] == ["prm.done"]
+    assert calls[n_calls:] and _prm_calls(calls[n_calls:]) == calls[n_calls:]
+    assert {r["k"] for r in pq.read_table(rd / "prm.parquet").to_pylist()} == {2}
+    errors = [json.loads(line) for line in (rd / "errors.jsonl").read_text().splitlines()]
+    assert not [e for e in errors if e["stage"] == "prm"]
+
+
+def test_a_chat_endpoint_policy_is_rejected_before_any_work(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("sources: [{path: bundled:easy}]\npolicy: {kind: openai, model: m}\n"
+                   "prm: {enabled: true}\n")
+    with pytest.raises(ConfigError, match="prm.enabled: true with an openai policy on the chat endpoint"):
+        load_config(cfg)
+    assert load_config(cfg, ["policy.endpoint=completions"]).prm.enabled
