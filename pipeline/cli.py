@@ -12,7 +12,9 @@ from typing import Annotated
 import typer
 from plumline.llm.assets import app as assets_app
 from plumline.sandbox.cli import register as register_exec
+from plumline.trainers.cli import REWARDS_EPILOG, REWARDS_HELP
 from plumline.trainers.cli import app as train_app
+from plumline.trainers.cli import rewards as rewards_cmd
 from rich.console import Console
 from rich.table import Table
 
@@ -23,7 +25,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                          "(each command's --help lists its own).")
 # The other commands are defined next to what they run, which knows their options.
 register_exec(app)  # plumline exec: the sandbox on its own
-app.add_typer(train_app, name="train")  # plumline train dpo|kto (also python -m plumline.trainers)
+app.add_typer(train_app, name="train")  # plumline train dpo|kto|critic|prm (python -m plumline.trainers)
+# plumline rewards: the PRM's dense per-line rewards of a round's samples (also plumline train rewards)
+app.command("rewards", help=REWARDS_HELP, epilog=REWARDS_EPILOG)(rewards_cmd)
 app.add_typer(assets_app, name="assets")  # plumline assets prepare smollm2
 config_app = typer.Typer(no_args_is_help=True, help="Inspect configs: every field, its default, its meaning.")
 app.add_typer(config_app, name="config")

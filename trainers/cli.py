@@ -163,11 +163,14 @@ def rewards_command(prm: str, samples: Path, out: Path, *, baseline: float = 0.0
     return TrainExit.OK
 
 
-@app.command("rewards", help=(
-    "Dense per-line rewards (arXiv 2410.17621) for a round's samples from a trained PRM: each line's "
-    "reward is the PRM's P(good) at its end, divided by the program's line count (for RL trainers)."),
-    epilog="Exit codes: 0 written (one JSON summary line on stdout); 1 failed (traceback in the log); 2 bad "
-    "samples file, PRM folder or command line; 3 no sample with code.")
+REWARDS_HELP = ("Dense per-line rewards (arXiv 2410.17621) for a round's samples from a trained PRM: each "
+                "line's reward is the PRM's P(good) at its end, divided by the program's line count (for RL "
+                "trainers).")
+REWARDS_EPILOG = ("Exit codes: 0 written (one JSON summary line on stdout); 1 failed (traceback in the "
+                  "log); 2 bad samples file, PRM folder or command line; 3 no sample with code.")
+
+
+@app.command("rewards", help=REWARDS_HELP, epilog=REWARDS_EPILOG)
 def rewards(
     prm: Annotated[str, typer.Option("--prm", help="A PRM folder written by `plumline train prm`.")],
     samples: Annotated[Path, typer.Option("--samples", help="A round's samples.parquet "
