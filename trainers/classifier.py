@@ -103,6 +103,16 @@ class ClassifierTrainingConfig(BaseTrainingConfig):
 # --------------------------------------------------------------------------- rows -> text -> tokens
 
 
+def classifier_inputs(data_files: Any, ref_model: Any, what: str) -> tuple[list[Any], str]:
+    """The data files as a list and their resolved paths as one label for error messages; a classifier
+    (the critic, the PRM) has no reference model, so ``ref_model`` must be None."""
+    if ref_model is not None:
+        raise TrainingConfigError(f"--ref-model does not apply to the {what} (a classifier has no reference "
+                                  f"model)")
+    files = [data_files] if isinstance(data_files, (str, Path)) else list(data_files)
+    return files, ", ".join(str(Path(f).expanduser().resolve()) for f in files)
+
+
 def prompt_text(tokenizer: Any, prompt: Any) -> str:
     """A row's prompt as text: a string unchanged (the exact text the policy saw), role/content
     messages rendered with the tokenizer's chat template and the assistant turn opened."""

@@ -35,6 +35,7 @@ from .classifier import (
     balanced_weights,
     class_counts,
     class_probabilities,
+    classifier_inputs,
     encode,
     inference_setup,
     join_prompt_code,
@@ -43,7 +44,6 @@ from .classifier import (
     split_eval,
     weighted_loss,
 )
-from .config import TrainingConfigError
 from .data import TrainingDataError
 from .model import resolve_model
 from .output import REPORT_NAME, TrainingReport
@@ -120,12 +120,8 @@ def train_critic(data_files: list[str | Path], model_path: str | Path, output_di
     outside 0-3), ``TrainingConfigError``, ``FileExistsError``. ``ref_model`` exists for the shared
     command line and must be None (a critic has no reference model).
     """
-    if ref_model is not None:
-        raise TrainingConfigError("--ref-model does not apply to the critic (a classifier has no reference "
-                                  "model)")
+    files, label = classifier_inputs(data_files, ref_model, "critic")
     cfg = cfg or CriticTrainingConfig()
-    files = [data_files] if isinstance(data_files, (str, Path)) else list(data_files)
-    label = ", ".join(str(Path(f).expanduser().resolve()) for f in files)
     info: dict[str, Any] = {"classes": list(CRITIC_CLASSES)}
 
     def factory(model: str, tokenizer: Any, dataset: Any, stage: Path, peft_cfg: Any) -> Any:

@@ -47,12 +47,12 @@ from .classifier import (
     accuracy_report,
     balanced_weights,
     class_counts,
+    classifier_inputs,
     inference_setup,
     load_classifier,
     split_eval,
     weighted_loss,
 )
-from .config import TrainingConfigError
 from .data import TrainingDataError
 from .model import resolve_model
 from .output import TrainingReport
@@ -223,12 +223,8 @@ def train_prm(data_files: list[str | Path], model_path: str | Path, output_dir: 
     a ``ref_model`` (a PRM has none), ``FileExistsError`` when ``output_dir`` is non-empty and
     ``overwrite`` is False.
     """
-    if ref_model is not None:
-        raise TrainingConfigError("--ref-model does not apply to the PRM (a classifier has no reference "
-                                  "model)")
+    files, label = classifier_inputs(data_files, ref_model, "PRM")
     cfg = cfg or PrmTrainingConfig()
-    files = [data_files] if isinstance(data_files, (str, Path)) else list(data_files)
-    label = ", ".join(str(Path(f).expanduser().resolve()) for f in files)
     info: dict[str, Any] = {"classes": list(PRM_CLASSES)}
 
     def factory(model: str, tokenizer: Any, dataset: Any, stage: Path, peft_cfg: Any) -> Any:

@@ -144,8 +144,13 @@ def agreed_output(outputs: Mapping[str, str | None], *, min_share: float = 0.5,
     repr; None when it raised or timed out). The largest group of identical outputs wins when it has
     at least ``min_size`` samples and ``min_share`` of all samples; ties between largest groups mean
     no agreement (None). Samples that failed count in the denominator, never as a group."""
-    n = len(outputs)
     groups = Counter(v for v in outputs.values() if v is not None)
+    won = _largest_group(groups, len(outputs), min_share, min_size)
+    return won[0] if won else None
+
+
+def _largest_group(groups: Counter, n: int, min_share: float, min_size: int) -> tuple[Any, int] | None:
+    """The largest group and its size, when it is alone at the top and large enough among ``n``."""
     if not n or not groups:
         return None
     (best, size), *rest = groups.most_common()
@@ -153,7 +158,7 @@ def agreed_output(outputs: Mapping[str, str | None], *, min_share: float = 0.5,
         return None
     if size < min_size or size / n < min_share:
         return None
-    return best
+    return best, size
 
 
 def agreed_behaviour(behaviours: Mapping[str, Sequence[str | None]], *, min_share: float = 0.5,
@@ -167,17 +172,10 @@ def agreed_behaviour(behaviours: Mapping[str, Sequence[str | None]], *, min_shar
 
     Stricter than ``agreed_output`` per input: two wrong programs that happen to agree on one input
     but not on the rest cannot outvote the right ones there."""
-    n = len(behaviours)
     nothing = (None, canonical_key(None))  # raised, or returned None: a program that never returns
     groups = Counter(tuple(v) for v in behaviours.values() if any(x not in nothing for x in v))
-    if not n or not groups:
-        return None
-    (best, size), *rest = groups.most_common()
-    if rest and rest[0][1] == size:
-        return None
-    if size < min_size or size / n < min_share:
-        return None
-    return list(best), size
+    won = _largest_group(groups, len(behaviours), min_share, min_size)
+    return (list(won[0]), won[1]) if won else None
 
 
 def kill_matrix(test_ids: Sequence[str], mutant_results: Sequence[Any]) -> dict[str, set[int]]:
