@@ -38,9 +38,10 @@ class ContinuingModel(canned_openai.CannedModel):
         if written is not None and "```" not in written and row is not None:
             self.requests.append(body)
             ref = row["reference_solution"].rstrip("\n").split("\n")
-            lines = written.split("\n")[:-1]  # the prefix ends with a whole line
-            rest = "\n".join(ref[len(lines):]) + "\n```\n" if lines == ref[:len(lines)] else None
-            return [rest if rest and i % 2 == 0 else "    return None\n```\n" for i in range(int(body["n"]))]
+            lines = written.split("\n")  # whole lines: the prefix stops before its last newline
+            rest = "\n" + "\n".join(ref[len(lines):]) + "\n```\n" if lines == ref[:len(lines)] else None
+            bad = "\n    return None\n```\n"
+            return [rest if rest and i % 2 == 0 else bad for i in range(int(body["n"]))]
         replies = super().reply(body)
         if row is None:
             return replies

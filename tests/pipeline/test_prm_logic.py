@@ -132,7 +132,8 @@ class Completer:
             ref = next(lines for key, lines in self.references.items() if r.prompt.startswith(key))
             lines = _code_lines(written)
             rest = ref[len(lines):] if lines == ref[:len(lines)] else ["    return None"]
-            texts = ["\n".join(rest) + "\n```\n"] + ["    return None\n```\n"] * (r.n - 1)
+            # the prefix stops before its last newline: a continuation starts with the newline
+            texts = ["\n" + "\n".join(rest) + "\n```\n"] + ["\n    return None\n```\n"] * (r.n - 1)
             out.append(GenerationResult(r.request_id, tuple(Completion(t, "stop", 1, 1, i)
                                                            for i, t in enumerate(texts))))
         return out
@@ -230,9 +231,9 @@ def test_prefixes_end_after_each_step_in_the_raw_completion():
     assert prog.steps == ("from typing import List", "def f(x):", "    # sum it\n    s = sum(x)",
                           "\n    return s")
     cut = [completion[:o] for o in prog.offsets]
-    assert cut[0] == cut[1] == f"Sure:\n{FENCE}"  # the import is not the model's: the empty prefix
-    assert cut[2].endswith("def f(x):\n") and cut[3].endswith("s = sum(x)\n")
-    assert cut[4].endswith("return s\n")
+    assert cut[0] == cut[1] == "Sure:\n```python"  # the import is not the model's: the empty prefix
+    assert cut[2].endswith("```python\ndef f(x):") and cut[3].endswith("s = sum(x)")  # the model writes \n
+    assert cut[4].endswith("return s")
 
 
 def test_a_bare_body_maps_after_the_problem_prompt():
@@ -241,8 +242,8 @@ def test_a_bare_body_maps_after_the_problem_prompt():
     sample = _sample(problem, completion)
     prog = program_steps(problem, sample, chat=True)
     assert prog.steps[:2] == ("def f(x):", '    """Double x."""')
-    assert prog.offsets[:3] == (len(FENCE),) * 3
-    assert completion[:prog.offsets[3]].endswith("y = 2 * x\n")
+    assert prog.offsets[:3] == (len(FENCE) - 1,) * 3
+    assert completion[:prog.offsets[3]].endswith("```python\n    y = 2 * x")
 
 
 def test_a_main_guard_the_sampler_removed_is_skipped_over():
@@ -251,7 +252,7 @@ def test_a_main_guard_the_sampler_removed_is_skipped_over():
     sample = _sample(problem, completion)
     assert "__main__" not in sample.code
     prog = program_steps(problem, sample, chat=True)
-    assert completion[:prog.offsets[-1]].endswith("return x\n")
+    assert completion[:prog.offsets[-1]].endswith("return x")
 
 
 def test_code_that_is_not_in_the_completion_is_not_labelled():

@@ -16,7 +16,8 @@ Semantics (documented because they shape the labels):
   Trailing blank/comment lines join the last step.
 - **Prefix k** is the first k steps. The continuation prompt of prefix k is ``sample.prompt`` plus the
   raw completion up to the end of step k's last line (the prose and fence the model wrote before the
-  code included), so the policy continues its own text. Code lines are mapped back to completion
+  code included; the newline left for the model to write, see ``ProgramSteps``), so the policy
+  continues its own text. Code lines are mapped back to completion
   lines by content (indentation aside); lines the sampler added (the prompt's imports, the problem
   prompt before a bare body) are not in the completion: a prefix ending in them holds no model text
   yet, so it is the empty prefix and shares its verdict unprobed. A program whose code does not
@@ -143,19 +144,23 @@ class NotLabelled(ValueError):
 @dataclass(frozen=True)
 class ProgramSteps:
     """A program's steps and, for each prefix length k (0..len(steps)), where that prefix ends in the
-    raw completion: the continuation of prefix k is prompted with ``completion[:offsets[k]]``."""
+    raw completion: the continuation of prefix k is prompted with ``completion[:offsets[k]]``.
+
+    A prefix ends at the end of its last line, *before* the newline: the model writes the newline
+    itself. Tokenizers merge a newline with the next line's indentation (one token in SmolLM2's), so a
+    prompt ending in a bare newline puts the model on a token boundary it rarely saw; with SmolLM2-135M
+    on vLLM, continuations of such prefixes closed the code fence at once (0 of 60 passed)."""
 
     steps: tuple[str, ...]
     offsets: tuple[int, ...]
 
 
 def _line_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of every ``\\n``-separated line of ``text``; end is past the newline when it has one."""
+    """(start, end) of every ``\\n``-separated line of ``text``, the newline excluded."""
     spans, start = [], 0
     for line in text.split("\n"):
-        end = start + len(line)
-        spans.append((start, min(end + 1, len(text))))
-        start = end + 1
+        spans.append((start, start + len(line)))
+        start += len(line) + 1
     return spans
 
 
@@ -184,7 +189,7 @@ def program_steps(problem: Problem, sample: Sample, *, chat: bool) -> ProgramSte
     mapped = [w for w in where if w is not None]
     if not mapped:
         raise NotLabelled("no line of the program is in the completion")
-    start = spans[mapped[0]][0]
+    start = max(spans[mapped[0]][0] - 1, 0)  # the empty prefix stops before a newline too
     offsets, last = [start], -1
     for step in steps:
         last += step.count("\n") + 1
