@@ -19,7 +19,8 @@ show`` prints a complete config and ``plumline config fields`` documents every f
     critic       rows: CriticRowsConfig (transforms.logic.pairing), train: CriticTrainingConfig (trainers)
     export       ExportConfig           plumline.transforms.logic.pairing
     eval         EvalConfig             plumline.transforms.logic.evaluation (held-out pass@k per round)
-    prm          PrmConfig              plumline.transforms.logic.prm (process-supervision step labels)
+    prm          PrmConfig              plumline.transforms.logic.prm (process-supervision step labels),
+                 + train: PrmTrainingConfig (trainers)
     training     TrainingConfig         here: which method trains the policy between rounds
     beam         BeamConfig             here: runner and options
 """
@@ -41,6 +42,7 @@ from plumline.sandbox import SandboxConfig
 from plumline.trainers import DpoTrainingConfig, KtoTrainingConfig
 from plumline.trainers.config import SAVE_FIELD
 from plumline.trainers.critic import CriticTrainingConfig
+from plumline.trainers.prm import PrmTrainingConfig
 from plumline.transforms.logic.evaluation import EvalConfig, eval_problems
 from plumline.transforms.logic.pairing import CriticRowsConfig, ExportConfig, KtoRowsConfig, PairingConfig
 from plumline.transforms.logic.prm import PrmConfig, prm_problems
@@ -105,6 +107,17 @@ class CriticConfig(_Section):
                     "command: the online loop does not train the critic).")
 
 
+class PrmSection(PrmConfig):
+    """Process-supervision step labels (the prm stage's knobs, flat: ``prm.k``, ``prm.select``...) and
+    how ``plumline train prm`` trains a PRM on them (``prm.train``: a separate command, never the online
+    loop; the stage does not depend on it)."""
+
+    train: PrmTrainingConfig = Field(
+        default_factory=PrmTrainingConfig,
+        description="PRM trainer knobs for `plumline train prm --config RUN.yaml` (a separate command: the "
+                    "online loop does not train the PRM).")
+
+
 class TrainingConfig(_Section):
     method: Literal["none", "dpo", "kto"] = Field(
         "none", description="Train the policy on each round's data: none, dpo (the dpo section) or kto "
@@ -156,8 +169,9 @@ class RunConfig(_Section):
                                  description="How the round's files are written.")
     eval: EvalConfig = Field(default_factory=EvalConfig,
                              description="Held-out evaluation (pass@k) of every round's policy.")
-    prm: PrmConfig = Field(default_factory=PrmConfig,
-                           description="Process-supervision step labels (prm.parquet, arXiv 2410.17621).")
+    prm: PrmSection = Field(default_factory=PrmSection,
+                            description="Process-supervision step labels (prm.parquet, arXiv 2410.17621) "
+                                        "and the PRM trainer (prm.train).")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Training between rounds.")
     beam: BeamConfig = Field(default_factory=BeamConfig, description="Beam runner settings.")
 

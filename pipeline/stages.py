@@ -35,6 +35,7 @@ from plumline.data_schemas import (
 )
 from plumline.pipeline.artifacts import ARTIFACTS
 from plumline.pipeline.errors import BadRunInput
+from plumline.transforms.logic.prm import PrmConfig
 
 if TYPE_CHECKING:  # the table is data; Beam and the transforms load only when a stage builds
     import apache_beam as beam
@@ -359,6 +360,9 @@ def _eval_sections(cfg: RunConfig) -> tuple[str, ...]:
     return base if cfg.eval.backend is not None else (*base, "policy")
 
 
+# The prm stage depends on its labelling knobs, not on prm.train (the trainer is a separate command).
+PRM_LABEL_SECTIONS = tuple(f"prm.{name}" for name in PrmConfig.model_fields)
+
 STAGES: tuple[StageSpec, ...] = (
     StageSpec(Stage.READ, inputs=lambda cfg: (), outputs=("problems",), sections=_read_sections,
               build=build_read, finish=finish_read,
@@ -386,7 +390,8 @@ STAGES: tuple[StageSpec, ...] = (
               build=build_export, description="chosen/rejected pairs, KTO rows, critic rows"),
     StageSpec(Stage.PRM, inputs=lambda cfg: ("problems", "tests", "samples", "executions", POLICY),
               outputs=("prm", "prm_stats"),
-              sections=_static("prm", "seed", "sandbox.limits", "sampling", "policy"), engine=True,
+              sections=_static(*PRM_LABEL_SECTIONS, "seed", "sandbox.limits", "sampling", "policy"),
+              engine=True,
               build=build_prm, finish=finish_prm, enabled=lambda cfg: cfg.prm.enabled,
               description="step labels: binary search over line prefixes, each continued prm.k times"),
     StageSpec(Stage.TRAIN, inputs=_train_inputs, outputs=("model",), sections=_train_sections,

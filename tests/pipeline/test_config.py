@@ -181,3 +181,16 @@ def test_load_config_rejects_before_any_work_naming_field_and_file(tmp_path):
     with pytest.raises(ConfigError, match="kto.rows.enabled") as exc:
         load_config(CONFIGS / "demo.yaml", ["training.method=kto", "kto.rows.enabled=false"])
     assert "demo.yaml" in str(exc.value) and "--set" in str(exc.value)
+
+
+def test_a_run_configs_prm_train_section_is_what_plumline_train_prm_reads(tmp_path):
+    """prm holds the labelling knobs flat and the trainer's under prm.train (like critic.train)."""
+    from plumline.trainers.config import load_config as load_trainer_config
+    from plumline.trainers.prm import PrmTrainingConfig
+
+    path = tmp_path / "run.yaml"
+    path.write_text("sources: [{path: bundled:easy}]\npolicy: {model: m}\n"
+                    "prm: {enabled: true, k: 2, train: {max_steps: 7}}\n")
+    run = load_config(path)
+    assert run.prm.k == 2 and run.prm.train.max_steps == 7
+    assert load_trainer_config(PrmTrainingConfig, "prm", path).max_steps == 7

@@ -64,6 +64,7 @@ CHANGES = [
     ("prm.k", "prm.k=3", {PRM}),
     ("prm.select", "prm.select=all", {PRM}),
     ("prm.max_tokens", "prm.max_tokens=32", {PRM}),
+    ("prm.train", "prm.train.max_steps=3", set()),  # the PRM trainer is a separate command
     ("dpo.train", "dpo.train.max_steps=3", {TRAIN}),
     ("kto.train", "kto.train.max_steps=3", set()),  # training.method is dpo
     ("training", "training.method=dpo", set()),  # unchanged value: nothing reruns
