@@ -235,8 +235,8 @@ def local_dask_cluster(workers: int) -> str:
         from dask.distributed import LocalCluster
 
         if cluster is not None:  # a cluster that stopped (its scheduler died): start a new one
-            log.warning("dask: the LocalCluster at %s stopped (%s); starting a new one",
-                        cluster.scheduler_address, cluster.status.name)
+            log.warning("dask: the LocalCluster of %d workers is %s; starting a new one", workers,
+                        cluster.status.name)
             close_dask_clusters()
         start = time.monotonic()
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,

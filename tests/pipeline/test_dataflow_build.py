@@ -79,7 +79,9 @@ def _round_with_inputs(tmp_path: Path, cfg) -> RoundLayout:
 
 
 def _build(cfg, layout: RoundLayout, spec, extra: tuple[str, ...] = ()) -> tuple[beam.Pipeline, Any]:
-    options = PipelineOptions(dataflow_args(cfg, spec.name, engine=spec.engine) + list(extra))
+    # --dry_run: with the dataflow extra installed, Beam otherwise asks Cloud Storage about the buckets
+    # while it checks the options (and waits for the network)
+    options = PipelineOptions(dataflow_args(cfg, spec.name, engine=spec.engine) + ["--dry_run=True", *extra])
     p = beam.Pipeline(options=options)
     ctx = StageContext(cfg=cfg, round=0, layout=layout, stage=spec.name, pipeline=p,
                        policy_model=cfg.policy.model, key="k")
@@ -244,7 +246,7 @@ def test_dataflow_runner_builds_every_job_without_submitting(tmp_path):
     cfg = _config(tmp_path)
     layout = _round_with_inputs(tmp_path, cfg)
     for spec in BUILT:
-        p, options = _build(cfg, layout, spec, ("--dry_run=True", "--no_auth"))
+        p, options = _build(cfg, layout, spec, ("--no_auth",))
         job = DataflowRunner().run_pipeline(p, options).job  # the request create_job would send
         assert job.proto.name.startswith("plumline-df-build-") and spec.name.value in job.proto.name
         assert job.proto.type_.name == "JOB_TYPE_BATCH"
@@ -283,7 +285,7 @@ def test_the_wheel_holds_every_package_and_its_data(tmp_path):
     src = tmp_path / "src"
     for f in _source_files():
         (src / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, src / f)
+        shutil.copy2(ROOT / f, src / f, follow_symlinks=False)  # as docker COPY: a link stays a link
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                         "--wheel-dir", str(tmp_path / "dist"), str(src)], capture_output=True, text=True,
                        timeout=600, check=False)
