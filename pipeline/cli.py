@@ -15,6 +15,7 @@ from plumline.sandbox.cli import register as register_exec
 from plumline.trainers.cli import REWARDS_EPILOG, REWARDS_HELP
 from plumline.trainers.cli import app as train_app
 from plumline.trainers.cli import rewards as rewards_cmd
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -122,27 +123,35 @@ def _run(cfg, force: bool, verbose: bool = False) -> None:
 
 
 def _summary(run_dir: Path, manifests: list[dict], log_file: Path | None = None) -> None:
-    table = Table(title="plumline run")
+    """The run in one table (narrow enough for an 80-column terminal) and where its files are."""
+    table = Table(title="plumline run (eval: held-out pass@1, greedy and sampled)", box=box.SIMPLE_HEAD,
+                  collapse_padding=True, pad_edge=False)
     evaluated = any(m.get("eval") for m in manifests)
-    cols = ("round", "problems", "samples", "pass rate", "tests kept", "dpo pairs", "kto rows", "errors")
-    for col in (*cols, "eval greedy / pass@1") if evaluated else cols:
+    cols = ("round", "problems", "samples", "passed", "tests kept", "pairs", "kto", "errors")
+    for col in (*cols, "greedy", "pass@1") if evaluated else cols:
         table.add_column(col, justify="right")
     for m in manifests:
         ev = m.get("eval") or {}
-        held_out = [] if not evaluated else ["-" if not ev else " / ".join(
-            "-" if ev.get(key) is None else f"{ev[key]:.1%}" for key in ("greedy_pass@1", "pass@1"))]
+        held_out = [] if not evaluated else [
+            "-" if ev.get(key) is None else f"{ev[key]:.1%}" for key in ("greedy_pass@1", "pass@1")]
+        errors = str(m.get("errors", {}).get("total", "-"))
+        if m.get("eval_only"):  # the last trained model, evaluated only
+            table.add_row(str(m["round"]), "(eval)", *["-"] * 5, errors, *held_out)
+            continue
         ex, tests = m.get("executions") or {}, m.get("tests") or {}
         rate = ex.get("pass_rate")
         table.add_row(str(m["round"]), str(m.get("counts", {}).get("problems", "-")),
                       str(m.get("samples", {}).get("total", "-")), "-" if rate is None else f"{rate:.1%}",
-                      f"{tests.get('kept', '-')}/{tests.get('total', '-')}",
-                      str(m.get("counts", {}).get("dpo", "-")), str(m.get("kto", {}).get("rows", "-")),
-                      str(m.get("errors", {}).get("total", "-")), *held_out)
+                      str(tests.get("kept", "-")), str(m.get("counts", {}).get("dpo", "-")),
+                      str(m.get("kto", {}).get("rows", "-")), errors, *held_out)
     Console().print(table)
-    last = run_dir / f"round-{manifests[-1]['round']:03d}"
+    data = [m for m in manifests if not m.get("eval_only")] or manifests
+    last = run_dir / f"round-{data[-1]['round']:03d}"
     print(f"dataset:  {last / 'dpo.parquet'}  (also kto.parquet, critic.parquet)")
     print(f"manifest: {last / 'manifest.json'}")
     print(f"errors:   {last / 'errors.jsonl'}")
+    if (run_dir / "report.html").exists():
+        print(f"report:   {run_dir / 'report.html'}  (rounds.json beside it)")
     if log_file is not None:
         print(f"log:      {log_file}")
 

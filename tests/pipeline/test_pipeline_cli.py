@@ -35,3 +35,22 @@ def test_unknown_train_method_is_a_usage_error(tmp_path):
     res = runner.invoke(app, ["train", "ppo", "--data", str(tmp_path / "x.parquet"), "--model", "m",
                               "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "No such command 'ppo'" in res.output
+
+
+def test_the_summary_points_at_the_last_round_with_data_and_fits_80_columns(tmp_path, capsys):
+    """After the last round, an eval-only round scores the final model: it has no dataset, so the
+    summary names the last round that has one; the table fits a plain 80-column terminal."""
+    from plumline.pipeline.cli import _summary
+
+    data = {"counts": {"problems": 40, "dpo": 52}, "samples": {"total": 200},
+            "executions": {"pass_rate": 0.145}, "tests": {"kept": 1847, "total": 1847}, "kto": {"rows": 181},
+            "errors": {"total": 0}, "eval": {"greedy_pass@1": 0.08, "pass@1": 0.08}}
+    manifests = [{"round": 0, **data}, {"round": 1, **data},
+                 {"round": 2, "eval_only": True, "errors": {"total": 1},
+                  "eval": {"greedy_pass@1": 0.12, "pass@1": 0.1}}]
+    _summary(tmp_path, manifests)
+    out = capsys.readouterr().out
+    assert f"dataset:  {tmp_path / 'round-001' / 'dpo.parquet'}" in out
+    table = out.split("dataset:")[0]
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert "…" not in table and "(eval)" in table and "12.0%" in table
