@@ -115,10 +115,20 @@ def fig_pass_ratio(rounds: list[RoundData]):
                   barmode="group")
     for d in rounds:
         if d.pass_ratios:
-            fig.add_trace(go.Histogram(x=d.pass_ratios, name=d.label, xbins={"start": 0, "end": 1.0001,
-                                                                            "size": 0.1}))
-    fig.update_xaxes(range=[0, 1.05])
+            fig.add_trace(go.Bar(x=RATIO_BINS, y=ratio_counts(d.pass_ratios), name=d.label))
     return fig
+
+
+# Pass ratios in tenths, and "all passed" on its own: the bar the PLUM rule's chosen programs come from.
+RATIO_BINS = [f"{i / 10:.1f}-{(i + 1) / 10:.1f}" for i in range(10)] + ["1 (all)"]
+
+
+def ratio_counts(ratios: list[float]) -> list[int]:
+    """Counts per ``RATIO_BINS``: [0, 0.1), ..., [0.9, 1), then exactly 1."""
+    counts = [0] * len(RATIO_BINS)
+    for r in ratios:
+        counts[10 if r >= 1.0 else min(9, max(0, int(r * 10)))] += 1
+    return counts
 
 
 _OUTCOME_COLORS = {"passed": "#2ca02c", "failed": "#ff7f0e", "runtime_error": "#d62728",

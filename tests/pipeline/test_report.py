@@ -31,3 +31,11 @@ def test_external_references_are_found_in_markup_not_in_script_text():
             "<body><img src=\"http://example.com/x.png\"><a href='#top'>top</a></body></html>")
     assert external_refs(page) == ["//cdn.example.org/a.css", "https://example.org/bg.png",
                                    "http://example.com/x.png"]
+
+
+def test_pass_ratio_bins_keep_all_passed_apart():
+    from plumline.pipeline.report import RATIO_BINS, ratio_counts
+
+    counts = ratio_counts([0.0, 0.05, 0.1, 0.5, 0.99, 1.0, 1.0])
+    assert len(counts) == len(RATIO_BINS) and sum(counts) == 7
+    assert counts[0] == 2 and counts[1] == 1 and counts[5] == 1 and counts[9] == 1 and counts[10] == 2
