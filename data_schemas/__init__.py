@@ -27,6 +27,7 @@ from .records import (
     Outcome,
     PairingStats,
     Problem,
+    ReferenceVerdict,
     Sample,
     Stage,
     TestCase,
@@ -43,7 +44,7 @@ from .records import (
 __all__ = [
     "CODERL_CLASS", "CODERL_RETURN", "CriticRow", "DpoChatRow", "DpoRow", "ErrorKind", "ErrorRecord",
     "EvalSample", "Execution", "Json", "KtoChatRow", "KtoRow", "Message", "Outcome", "PairingStats",
-    "Problem", "Record", "RecordError", "Sample", "Stage", "TestCase", "TestDropReason", "TestKind",
-    "TestOrigin", "TestResult", "TestSpec", "TestStatus", "TestSynthesisStats",
+    "Problem", "Record", "RecordError", "ReferenceVerdict", "Sample", "Stage", "TestCase", "TestDropReason",
+    "TestKind", "TestOrigin", "TestResult", "TestSpec", "TestStatus", "TestSynthesisStats",
     "canonical_order", "comparable_rows", "content_id", "derive_seed", "from_table", "replace", "to_table",
 ]

@@ -517,6 +517,21 @@ class PrmStats(Record):
 
 
 @dataclass(frozen=True)
+class ReferenceVerdict(Record):
+    """Whether a problem's reference solution passed every kept training test when the execute stage
+    ran it as the oracle (``reference_verdicts.parquet``, internal): the export stage adds the reference
+    to the critic rows as a "passed" program only when it did (``critic.rows.include_references``)."""
+
+    REQUIRED_TEXT: ClassVar[tuple[str, ...]] = ("problem_id",)
+
+    problem_id: str
+    round: int
+    passed: bool
+    kept_tests: int  # kept training tests the verdict is over
+    detail: str = ""  # why not, in words
+
+
+@dataclass(frozen=True)
 class PairingStats(Record):
     """Per-problem counts of the export stage (summed into the manifest's ``pairs`` section)."""
 

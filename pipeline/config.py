@@ -216,12 +216,6 @@ def config_problems(cfg: RunConfig) -> list[tuple[str, str]]:
                    f"next round cannot load as its policy (set it true, or rounds: 1)")
     if method == "kto" and not cfg.kto.rows.enabled:
         cannot("kto.rows.enabled", "false with training.method: kto: no KTO rows to train on")
-    if cfg.critic.rows.include_references:
-        # make_critic_rows takes the reference only when it is known to pass the kept tests; the execute
-        # stage does not record that verdict yet, so the export stage cannot pass it on (issue 11).
-        cannot("critic.rows.include_references",
-               "true, but the execute stage does not yet record whether a reference solution passes the "
-               "kept tests, so the export stage would write no reference row; set it false")
     if method == "dpo":
         per_problem = cfg.sampling.n + int(cfg.sampling.greedy and cfg.dpo.pairs.include_greedy)
         if per_problem < 2:

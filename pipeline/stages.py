@@ -28,6 +28,7 @@ from plumline.data_schemas import (
     ErrorRecord,
     Execution,
     Record,
+    ReferenceVerdict,
     Sample,
     Stage,
     TestCase,
@@ -236,11 +237,13 @@ def build_execute(ctx: StageContext) -> None:
     cfg = ctx.cfg
     inputs = (ctx.read("problems"), ctx.read("tests_candidates"), ctx.read("samples"))
     workers = cfg.sandbox.workers or default_sandbox_workers(cpu_workers(cfg))
-    checkpoint = ctx.checkpoint({MAIN: Execution, "tests": TestCase, "errors": ErrorRecord})
+    checkpoint = ctx.checkpoint({MAIN: Execution, "tests": TestCase, "errors": ErrorRecord,
+                                 "references": ReferenceVerdict})
     out = inputs | "VerifyAndExecute" >> VerifyAndExecute(
         cfg.sandbox.limits, workers, cfg.validation, ctx.round, checkpoint=checkpoint)
     ctx.write("executions", out.executions)
     ctx.write("tests", out.tests)
+    ctx.write("reference_verdicts", out.references)
     ctx.errors(out.errors)
 
 
@@ -248,7 +251,8 @@ def build_export(ctx: StageContext) -> None:
     from plumline.transforms.export import BuildTrainingRows
 
     cfg = ctx.cfg
-    inputs = (ctx.read("problems"), ctx.read("samples"), ctx.read("executions"))
+    inputs = (ctx.read("problems"), ctx.read("samples"), ctx.read("executions"),
+              ctx.read("reference_verdicts"))
     out = inputs | "BuildTrainingRows" >> BuildTrainingRows(cfg, ctx.round)
     for name in ("dpo", "kto", "critic", "pair_stats"):
         ctx.write(name, out[name])
@@ -381,10 +385,11 @@ STAGES: tuple[StageSpec, ...] = (
               enabled=lambda cfg: cfg.eval.enabled, problems="eval_problems",
               description="pass@k of the round's policy on held-out problems, on their own tests"),
     StageSpec(Stage.EXECUTE, inputs=lambda cfg: ("problems", "tests_candidates", "samples"),
-              outputs=("executions", "tests"), sections=_static("validation", "sandbox.limits"),
+              outputs=("executions", "tests", "reference_verdicts"),
+              sections=_static("validation", "sandbox.limits"),
               build=build_execute,
               description="validate the tests (oracle, agreement) and run every sample in the sandbox"),
-    StageSpec(Stage.EXPORT, inputs=lambda cfg: ("problems", "samples", "executions"),
+    StageSpec(Stage.EXPORT, inputs=lambda cfg: ("problems", "samples", "executions", "reference_verdicts"),
               outputs=("dpo", "kto", "critic", "pair_stats"),
               sections=_static("dpo.pairs", "kto.rows", "critic.rows", "export", "seed"),
               build=build_export, description="chosen/rejected pairs, KTO rows, critic rows"),

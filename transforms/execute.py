@@ -21,7 +21,7 @@ from plumline.transforms.io import GroupByProblem
 from plumline.transforms.logic.verification import verify_problem
 
 log = logging.getLogger(__name__)
-TESTS, ERRORS = "tests", "errors"
+TESTS, ERRORS, REFERENCES = "tests", "errors", "references"
 
 
 class _VerifyProblem(beam.DoFn):
@@ -71,13 +71,16 @@ class _VerifyProblem(beam.DoFn):
             yield beam.pvalue.TaggedOutput(TESTS, t)
         for e in verified.errors:
             yield beam.pvalue.TaggedOutput(ERRORS, e)
+        if verified.reference is not None:
+            yield beam.pvalue.TaggedOutput(REFERENCES, verified.reference)
         self._executions.inc(len(verified.executions))
         progress.add("executions", len(verified.executions))  # the live bar (plumline.llm.progress)
         yield from verified.executions
 
 
 class VerifyAndExecute(beam.PTransform):
-    """(problems, candidate tests, samples) -> {"executions", "tests", "errors"}."""
+    """(problems, candidate tests, samples) -> {"executions", "tests", "errors", "references"}
+    (``references``: the reference solution's verdict per problem that has one)."""
 
     def __init__(self, limits, workers: int | None, validation, round: int,
                  checkpoint: CheckpointStore | None = None):
@@ -92,17 +95,20 @@ class VerifyAndExecute(beam.PTransform):
         if done:
             grouped = grouped | "SkipVerified" >> beam.Filter(lambda kv: kv[0] not in done)
         dofn = checkpointed(_VerifyProblem(*self._args), self._checkpoint, lambda kv: [kv[0]])
-        out = grouped | "Verify" >> beam.ParDo(dofn).with_outputs(TESTS, ERRORS, main="executions")
+        out = grouped | "Verify" >> beam.ParDo(dofn).with_outputs(TESTS, ERRORS, REFERENCES,
+                                                                   main="executions")
         if not done:
-            return ExecuteOutputs(out.executions, out.tests, out.errors)
+            return ExecuteOutputs(out.executions, out.tests, out.errors, out.references)
         return ExecuteOutputs(*(with_restored(getattr(out, tag), self._checkpoint, saved, tag.title())
-                                for tag, saved in (("executions", MAIN), (TESTS, TESTS), (ERRORS, ERRORS))))
+                                for tag, saved in (("executions", MAIN), (TESTS, TESTS), (ERRORS, ERRORS),
+                                                   (REFERENCES, REFERENCES))))
 
 
 class ExecuteOutputs(NamedTuple):
     executions: beam.PCollection
     tests: beam.PCollection
     errors: beam.PCollection
+    references: beam.PCollection
 
 
 def default_sandbox_workers(cpu_workers: int) -> int:

@@ -58,6 +58,8 @@ class _BuildRows(beam.DoFn):
         problem_id, grouped = element
         problems = list(grouped["problems"])
         executions = {e.sample_id: e for e in grouped["executions"]}
+        # the reference joins the critic rows only when the oracle saw it pass every kept test
+        passed = any(v.passed for v in grouped.get("references", ()))
         samples = sorted(grouped["samples"], key=lambda s: s.sample_id)
         if not problems:
             return
@@ -68,7 +70,8 @@ class _BuildRows(beam.DoFn):
         try:
             result = pair_problem(problem_id, export_prompt(problems[0], s.format, s.prompt), scored,
                                   pairs=s.pairs, kto=s.kto, critic=s.critic, format=s.format, seed=s.seed,
-                                  round=self._round)
+                                  round=self._round,
+                                  reference=problems[0].reference_solution if passed else None)
         except Exception as exc:  # one broken problem must not stop the export
             log.exception("building rows for %s failed", problem_id)
             yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
@@ -87,7 +90,8 @@ class _BuildRows(beam.DoFn):
 
 
 class BuildTrainingRows(beam.PTransform):
-    """(problems, samples, executions) -> {"dpo", "kto", "critic", "pair_stats", "errors"}.
+    """(problems, samples, executions[, reference verdicts]) -> {"dpo", "kto", "critic", "pair_stats",
+    "errors"}.
 
     ``settings``: a ``RowSettings`` or the run config (its export sections are taken)."""
 
@@ -97,8 +101,11 @@ class BuildTrainingRows(beam.PTransform):
         self._round = round
 
     def expand(self, inputs):
-        problems, samples, executions = inputs
-        grouped = {"problems": problems, "samples": samples, "executions": executions} | GroupByProblem()
+        problems, samples, executions, *references = inputs
+        named = {"problems": problems, "samples": samples, "executions": executions}
+        if references:
+            named["references"] = references[0]
+        grouped = named | GroupByProblem()
         return (grouped
                 | "Rows" >> beam.ParDo(_BuildRows(self._settings, self._round)).with_outputs(
                     KTO, CRITIC, STATS, ERRORS, main="dpo"))

@@ -193,13 +193,12 @@ def test_reference_passes_only_with_a_passed_verdict_on_every_kept_test():
     assert not reference_passes(None, ["a"])  # never run (no oracle, or the oracle was not applied)
 
 
-def test_asking_for_references_in_a_run_config_is_refused_until_the_verdict_is_recorded(tmp_path: Path):
-    from plumline.pipeline.config import ConfigError, load_config
+def test_asking_for_references_in_a_run_config_is_accepted(tmp_path: Path):
+    from plumline.pipeline.config import load_config
 
     base = ["sources=[{path: bundled:easy}]", "policy.model=m"]
     assert load_config(None, base).critic.rows.include_references is False
-    with pytest.raises(ConfigError, match="critic.rows.include_references"):
-        load_config(None, [*base, "critic.rows.include_references=true"])
+    assert load_config(None, [*base, "critic.rows.include_references=true"]).critic.rows.include_references
 
 
 # ------------------------------------------------------------------------------------------ the file

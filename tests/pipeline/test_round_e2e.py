@@ -132,7 +132,7 @@ def test_one_round_with_input_first_tests(tmp_path, canned):
     """The default tests mode: the writer proposes calls, mutation multiplies them, the reference gives
     the expected outputs; the dataset's own tests (reserved for evaluation) measure the chosen programs."""
     model, url = canned
-    cfg = load_config(_config(tmp_path, url, mode="inputs"))
+    cfg = load_config(_config(tmp_path, url, mode="inputs"), ["critic.rows.include_references=true"])
     before = len(model.requests)
     m = run_rounds(cfg, Path(cfg.out_dir) / cfg.name)[0]
     rd = Path(cfg.out_dir) / "e2e" / "round-000"
@@ -150,6 +150,11 @@ def test_one_round_with_input_first_tests(tmp_path, canned):
             assert e["outcome"] == "failed"
         elif s["code"]:  # the reference itself: every generated test agrees with it
             assert e["outcome"] == "passed" and e["total"] >= 5, e
+    # the oracle saw every reference pass its kept tests: each joins the critic rows as "passed"
+    verdicts = _rows(rd / ".stages" / "reference_verdicts.parquet")
+    assert len(verdicts) == 6 and all(v["passed"] for v in verdicts)
+    references = [r for r in _rows(rd / "critic.parquet") if r["source"] == "reference"]
+    assert len(references) == 6 and {r["coderl_class"] for r in references} == {3}
     hidden = m["pairs"]["hidden_tests"]
     assert hidden["chosen_precision"] == 1.0 and hidden["rejected_pass_share"] == 0.0
     assert m["tests"]["by_origin"]["synthesized"]["kept_per_problem"] > 1

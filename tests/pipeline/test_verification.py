@@ -121,3 +121,24 @@ def test_broken_reference_is_reported_and_not_used_as_oracle():
                          cfg=TestValidationConfig(), round=0)
     assert out.tests[0].kept and out.executions[0].outcome == "passed"
     assert "oracle not applied" in out.errors[0].reason
+
+
+def test_the_reference_verdict_says_whether_the_oracle_saw_it_pass_every_kept_test():
+    pid = "p"
+    problem = Problem(problem_id=pid, source="t", prompt="def f(x):", entry_point="f",
+                      reference_solution="REF")
+    good, bad = _test(pid, "assert f(1) == 1"), _test(pid, "assert f(2) == 3")
+    cfg = TestValidationConfig(agreement=False)
+    calls: list = []
+    table = {"REF": {good.code: "passed", bad.code: "failed"}}
+    v = verify_problem(problem, [good, bad], [], run_many=table_sandbox(table, calls), cfg=cfg, round=0)
+    assert v.reference.passed and v.reference.kept_tests == 1  # the failing test was dropped
+    off = verify_problem(problem, [good], [], run_many=table_sandbox(table, calls),
+                         cfg=TestValidationConfig(oracle=False), round=0)
+    assert not off.reference.passed and "did not run" in off.reference.detail
+    given = _test(pid, "assert f(2) == 3", origin="given")  # the oracle never drops a dataset's own test
+    v = verify_problem(problem, [good, given], [], run_many=table_sandbox(table, calls), cfg=cfg, round=0)
+    assert not v.reference.passed and "fails" in v.reference.detail
+    no_ref = Problem(problem_id=pid, source="t", prompt="def f(x):", entry_point="f")
+    assert verify_problem(no_ref, [good], [], run_many=table_sandbox(table, calls), cfg=cfg,
+                          round=0).reference is None

@@ -29,6 +29,7 @@ from plumline.data_schemas import (
     Execution,
     Outcome,
     Problem,
+    ReferenceVerdict,
     Sample,
     Stage,
     TestCase,
@@ -37,6 +38,7 @@ from plumline.data_schemas import (
     TestOrigin,
     TestSpec,
 )
+from plumline.transforms.logic.pairing import reference_passes
 from plumline.transforms.logic.synthesis.expected import (
     agreed_behaviour,
     agreed_output,
@@ -64,6 +66,7 @@ class VerifiedProblem:
     executions: list[Execution]
     errors: list[ErrorRecord] = field(default_factory=list)
     skipped: bool = False
+    reference: ReferenceVerdict | None = None  # the oracle's verdict, for problems with a reference
 
 
 def no_code_execution(sample: Sample, n_tests: int) -> Execution:
@@ -198,6 +201,7 @@ def verify_problem(problem: Problem, tests: Sequence[TestCase], samples: Sequenc
 
     # 1. oracle
     training = [t for t in tests if t.for_training and t.kept]
+    oracle_result, unusable = None, None
     if cfg.oracle and problem.reference_solution and training:
         oracle_result = run_many([(problem.reference_solution, [t.spec for t in training],
                                    problem.entry_point or None)])[0]
@@ -236,11 +240,31 @@ def verify_problem(problem: Problem, tests: Sequence[TestCase], samples: Sequenc
     # 4. pass ratios over kept training tests only
     final = [recompute_execution(e, kept_training) for e in executions.values()]
 
+    reference = _reference_verdict(problem, oracle_result, unusable, kept_training, round)
+
     # 5. minimum number of kept tests
     skip_reason = enforce_min_tests(tests, cfg.min_kept_tests)
     if skip_reason:
         errors.append(ErrorRecord(stage=Stage.EXECUTE, kind=ErrorKind.PROBLEM_SKIPPED,
                                   reason=f"too few tests: {skip_reason}", input=pid, problem_id=pid))
-        return VerifiedProblem(tests=list(tests), executions=[], errors=errors, skipped=True)
+        return VerifiedProblem(tests=list(tests), executions=[], errors=errors, skipped=True,
+                               reference=reference)
     return VerifiedProblem(tests=list(tests), executions=sorted(final, key=lambda e: e.sample_id),
-                           errors=errors)
+                           errors=errors, reference=reference)
+
+
+def _reference_verdict(problem: Problem, oracle_result: Any, unusable: str | None, kept: Sequence[str],
+                       round: int) -> ReferenceVerdict | None:
+    """Whether the reference passed every test kept after validation (None without a reference)."""
+    if not problem.reference_solution:
+        return None
+    if oracle_result is None:
+        detail = "the oracle did not run (validation.oracle off, or no training test)"
+    elif unusable:
+        detail = f"the oracle was not applied: {unusable}"
+    elif not reference_passes(oracle_result, kept):
+        detail = "the reference fails or never reached a kept test"
+    else:
+        detail = ""
+    return ReferenceVerdict(problem_id=problem.problem_id, round=round, passed=not detail,
+                            kept_tests=len(kept), detail=detail)
