@@ -346,12 +346,21 @@ def eval_(model: Annotated[str, typer.Option("--model", help="The model to evalu
     """pass@k of MODEL on SOURCE's own tests, run in plumline's sandbox (unbiased estimator, Chen et
     al. 2021), plus greedy pass@1. Writes OUT/eval.json and OUT/eval_samples.parquet. With --rerank,
     also the pass@1 of a critic's or PRM's pick among the samples (eval.json's "rerank")."""
+    import contextlib
+
     from plumline.pipeline.config import ConfigError
+    from plumline.pipeline.console import LOG_NAME, output_to_log
     from plumline.pipeline.errors import BadRunInput
     from plumline.pipeline.evaluation import eval_run_config
     from plumline.pipeline.round import StageFailed, evaluate_model
 
-    _setup_logging(verbose)
+    out.mkdir(parents=True, exist_ok=True)
+    log_file = out / LOG_NAME
+    _setup_logging(verbose, log_file)
+    console.print(f"[bold]plumline[/] eval [cyan]{model}[/] on {source} -> {out}  [dim](log: {log_file})[/]",
+                  soft_wrap=True)
+    # engine and library output goes to the log file, as in `plumline run` (-v: to the console too)
+    quiet = contextlib.nullcontext() if verbose else output_to_log(console, log_file)
     try:
         ks = [int(x) for x in k.split(",") if x.strip()] if k else [x for x in (1, 5) if x <= n]
         cfg = eval_run_config(model, source, fmt=format_, limit=limit, n=n, k=ks, greedy=greedy,
@@ -359,14 +368,15 @@ def eval_(model: Annotated[str, typer.Option("--model", help="The model to evalu
                               max_tokens=max_tokens, seed=seed)
         if rerank_aggregate not in ("min", "product"):
             raise ConfigError(f"--rerank-aggregate: {rerank_aggregate!r} is not min or product")
-        summary = evaluate_model(cfg, out, force=force)
-        if rerank:
-            from plumline.pipeline.evaluation import write_eval_json
-            from plumline.pipeline.rerank import rerank_eval
-            from plumline.pipeline.round import FlatLayout
+        with quiet:
+            summary = evaluate_model(cfg, out, force=force)
+            if rerank:
+                from plumline.pipeline.evaluation import write_eval_json
+                from plumline.pipeline.rerank import rerank_eval
+                from plumline.pipeline.round import FlatLayout
 
-            summary["rerank"] = rerank_eval(out, list(rerank), aggregate=rerank_aggregate)
-            write_eval_json(FlatLayout(out, 0), summary)
+                summary["rerank"] = rerank_eval(out, list(rerank), aggregate=rerank_aggregate)
+                write_eval_json(FlatLayout(out, 0), summary)
     except (ConfigError, ValueError) as exc:
         console.print(f"[bold red]bad arguments[/]: {exc}")
         raise typer.Exit(2) from exc
