@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from plumline.data_schemas import CODERL_CLASS, CODERL_RETURN, Outcome, Record, RecordError, Stage, from_table
+from plumline.data_schemas.steps import join_steps
 from plumline.pipeline.artifacts import ARTIFACTS
 from plumline.pipeline.config import ConfigError, RunConfig, load_config
 from plumline.pipeline.layout import RoundLayout
@@ -132,9 +133,33 @@ def validate_round(cfg: RunConfig, layout: RoundLayout) -> list[Finding]:
                               {p.problem_id: p for p in problems})
     if critic:
         flag("critic", critic[0] + (f" (and {len(critic) - 1} more)" if len(critic) > 1 else ""))
+    prm = _prm_findings(data.get("prm") or [], sample_by_id, execution_by_id)
+    if prm:
+        flag("prm", prm[0] + (f" (and {len(prm) - 1} more)" if len(prm) > 1 else ""))
     findings += _check_manifest(layout, data)
     findings += _check_contamination(layout, data)
     return findings
+
+
+def _prm_findings(rows: list[Any], sample_by_id: dict[str, Any],
+                  execution_by_id: dict[str, Any]) -> list[str]:
+    """Each PRM row traces back to its sample: the same prompt, its steps joined give the sample's code,
+    and a failing program (its execution) has a first bad step (a passing one has none)."""
+    out = []
+    for i, row in enumerate(rows):
+        sample, execution = sample_by_id.get(row.sample_id), execution_by_id.get(row.sample_id)
+        if sample is None or execution is None:
+            missing = "sample" if sample is None else "execution"
+            out.append(f"row {i}: sample {row.sample_id} has no {missing}")
+            continue
+        if row.prompt != sample.prompt:
+            out.append(f"row {i}: prompt differs from sample {row.sample_id}'s")
+        if join_steps(list(row.completions)).strip() != (sample.code or "").strip():
+            out.append(f"row {i}: steps do not join into sample {row.sample_id}'s code")
+        if (execution.outcome == Outcome.PASSED.value) != (row.first_bad_step is None):
+            out.append(f"row {i}: first bad step {row.first_bad_step} for a program whose outcome is "
+                       f"{execution.outcome}")
+    return out
 
 
 def _critic_findings(rows: list[Any], sample_by_id: dict[str, Any], execution_by_id: dict[str, Any],

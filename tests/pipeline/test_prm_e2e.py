@@ -130,6 +130,18 @@ def test_a_round_with_prm_labels_the_failing_programs(tmp_path, continuing, monk
     from plumline.trainers.prm import check_prm_rows
     check_prm_rows(ds, "prm.parquet")  # the PRM trainer takes the rows as they are
 
+    # plumline validate traces every row to its sample; a tampered row is named
+    from plumline.pipeline.validate import validate_run
+    assert validate_run(run_dir) == []
+    import pyarrow as pa
+    table = pq.read_table(rd / "prm.parquet")
+    rows = table.to_pylist()
+    rows[0]["completions"] = [*rows[0]["completions"], "    return 42"]
+    rows[0]["labels"] = [*rows[0]["labels"], False]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), rd / "prm.parquet")
+    assert any("row 0: steps do not join" in str(f) for f in validate_run(run_dir))
+    pq.write_table(table, rd / "prm.parquet")
+
     # plumline export carries the labels with a card entry
     from plumline.pipeline.dataset_card import export_dataset
     summary = export_dataset(run_dir, tmp_path / "export")
