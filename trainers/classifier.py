@@ -22,6 +22,7 @@ from pydantic import Field
 
 from .config import BaseTrainingConfig, LoraSettings, TrainingConfigError
 from .data import TrainingDataError
+from .model import peft_config
 
 logger = logging.getLogger(__name__)
 
@@ -242,19 +243,6 @@ def accuracy_report(labels: Sequence[int], predictions: Sequence[int],
 
 
 # --------------------------------------------------------------------------- model
-
-
-def peft_config(lora: LoraSettings | None, task_type: str) -> Any:
-    """peft's ``LoraConfig`` for a classifier (``task_type`` "SEQ_CLS" or "TOKEN_CLS": the new head is
-    trained in full beside the adapters); None: full fine-tuning."""
-    if lora is None:
-        return None
-    try:
-        from peft import LoraConfig
-    except ImportError:
-        raise TrainingConfigError("lora is set but the 'peft' package is not installed") from None
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=lora.target_modules, task_type=task_type)
 
 
 def load_classifier(auto_class: Any, model: str, tokenizer: Any, labels: Sequence[str], seed: int,

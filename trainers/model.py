@@ -54,8 +54,9 @@ def load_reference(ref_model: str | Path | None) -> Any:
     return AutoModelForCausalLM.from_pretrained(resolve_model(ref_model), dtype="auto")
 
 
-def peft_config(lora: LoraSettings | None) -> Any:
-    """peft's ``LoraConfig`` for ``lora`` (None: full fine-tuning)."""
+def peft_config(lora: LoraSettings | None, task_type: str = "CAUSAL_LM") -> Any:
+    """peft's ``LoraConfig`` for ``lora`` (None: full fine-tuning). ``task_type``: "CAUSAL_LM" for the
+    policy trainers; "SEQ_CLS"/"TOKEN_CLS" for the classifiers, whose new head is trained in full."""
     if lora is None:
         return None
     try:
@@ -63,7 +64,7 @@ def peft_config(lora: LoraSettings | None) -> Any:
     except ImportError:
         raise TrainingConfigError("lora is set but the 'peft' package is not installed") from None
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=lora.target_modules, task_type="CAUSAL_LM")
+                      target_modules=lora.target_modules, task_type=task_type)
 
 
 def save_trained(trainer: Any, tokenizer: Any, stage: Path, lora: LoraSettings | None) -> None:
