@@ -197,7 +197,8 @@ def demo(out: OutOpt = None, set_: SetOpt = None, force: ForceOpt = False,
     _run(_load(config_path("demo"), set_ or [], out, []), force, verbose)
 
 
-@app.command(epilog="Exit codes: 0 valid; 1 findings (listed); 2 not a run folder or bad arguments.")
+@app.command(short_help="Check a run folder: files, ids, pairs, rows and counts trace to each other.",
+             epilog="Exit codes: 0 valid; 1 findings (listed); 2 not a run folder or bad arguments.")
 def validate(run_dir: Annotated[Path, typer.Argument(help="A run folder (OUT/NAME).")]) -> None:
     """Check a run folder: every finished stage's files read back as their records, ids are unique,
     every pair's chosen and rejected trace to samples and executions (chosen passing more), KTO and
@@ -228,7 +229,8 @@ def report(run_dir: RunDirArg) -> None:
     print(write_report(run_dir))
 
 
-@app.command("export", epilog="Exit codes: 0 written; 2 not a run folder or an unfinished round.")
+@app.command("export", short_help="Write the run's exports and a dataset card (for datasets.load_dataset).",
+             epilog="Exit codes: 0 written; 2 not a run folder or an unfinished round.")
 def export_(run_dir: RunDirArg,
             to: Annotated[Path, typer.Option("--to", help="Folder to write (datasets.load_dataset(DIR, "
                                                             "'dpo') reads it; nothing is uploaded).")],
@@ -314,7 +316,8 @@ EVAL_EPILOG = ("Exit codes: 0 done; 1 the evaluation failed (e.g. the engine fai
                "2 bad arguments, source or model path.")
 
 
-@app.command("eval", epilog=EVAL_EPILOG)
+@app.command("eval", short_help="pass@k of a model on held-out problems' own tests (--rerank: a critic's or "
+             "PRM's pick).", epilog=EVAL_EPILOG)
 def eval_(model: Annotated[str, typer.Option("--model", help="The model to evaluate: a folder, a hub id, "
                                              "asset:smollm2, or the served name (--backend openai).")],
           source: Annotated[str, typer.Option("--source", help="Held-out problems: a file or glob (JSONL, a "
