@@ -202,6 +202,25 @@ def balanced_weights(counts: Sequence[int]) -> list[float]:
     return [round(total / (len(present) * c), 6) if c > 0 else 1.0 for c in counts]
 
 
+def check_class_weights(value: Any, n_classes: int, which: str) -> Any:
+    """A ``class_weights`` setting: none, balanced, or ``n_classes`` non-negative numbers, not all zero
+    (``which`` names them in the error, e.g. "(classes 0-3)")."""
+    if isinstance(value, list) and (len(value) != n_classes or any(w < 0 for w in value)
+                                    or not any(w > 0 for w in value)):
+        raise ValueError(f"give {n_classes} non-negative weights {which}, not all zero; got {value}")
+    return value
+
+
+def resolve_class_weights(setting: Any, counts: list[int]) -> list[float] | None:
+    """The loss weights a ``class_weights`` setting means for the training rows' class ``counts``:
+    None (all 1), ``balanced_weights(counts)``, or the numbers given."""
+    if setting == "none":
+        return None
+    if setting == "balanced":
+        return balanced_weights(counts)
+    return [float(w) for w in setting]
+
+
 def weighted_loss(weights: Sequence[float] | None) -> Callable[..., Any]:
     """A ``compute_loss_func`` for transformers' Trainer: cross-entropy over the logits' last axis with
     optional class weights; labels of -100 are ignored. It sums and divides by the label count of the

@@ -32,7 +32,7 @@ from pydantic import Field, field_validator
 from .classifier import (
     ClassifierTrainingConfig,
     accuracy_report,
-    balanced_weights,
+    check_class_weights,
     class_counts,
     class_probabilities,
     classifier_inputs,
@@ -41,6 +41,7 @@ from .classifier import (
     join_prompt_code,
     load_classifier,
     prompt_text,
+    resolve_class_weights,
     split_eval,
     weighted_loss,
 )
@@ -72,12 +73,7 @@ class CriticTrainingConfig(ClassifierTrainingConfig):
     @field_validator("class_weights")
     @classmethod
     def _four_weights(cls, v: Any) -> Any:
-        bad = isinstance(v, list) and (len(v) != len(CRITIC_CLASSES) or any(w < 0 for w in v)
-                                       or not any(w > 0 for w in v))
-        if bad:
-            raise ValueError(f"give {len(CRITIC_CLASSES)} non-negative weights (classes 0-3), not all zero; "
-                             f"got {v}")
-        return v
+        return check_class_weights(v, len(CRITIC_CLASSES), "(classes 0-3)")
 
 
 def check_labels(dataset: Any, label: str) -> list[int]:
@@ -92,14 +88,6 @@ def check_labels(dataset: Any, label: str) -> list[int]:
                                     f"0-{len(CRITIC_CLASSES) - 1}, got {v!r}")
         out.append(v)
     return out
-
-
-def _weights(cfg: CriticTrainingConfig, counts: list[int]) -> list[float] | None:
-    if cfg.class_weights == "none":
-        return None
-    if cfg.class_weights == "balanced":
-        return balanced_weights(counts)
-    return [float(w) for w in cfg.class_weights]
 
 
 def _names(counts: Sequence[int]) -> dict[str, int]:
@@ -136,7 +124,7 @@ def train_critic(data_files: list[str | Path], model_path: str | Path, output_di
         groups = dataset[GROUP_COLUMN] if by_problem else None
         train_idx, eval_idx, how = split_eval(len(labels), cfg.eval_fraction, seed, groups)
         counts = class_counts([labels[i] for i in train_idx], len(CRITIC_CLASSES))
-        weights = _weights(cfg, counts)
+        weights = resolve_class_weights(cfg.class_weights, counts)
         info.update(train_rows_per_class=_names(counts), class_weights=weights, eval_split=how)
         logger.info("critic: %d training rows per class %s, %d eval rows (%s split), class weights %s",
                     len(train_idx), _names(counts), len(eval_idx), how, weights)

@@ -45,11 +45,12 @@ from pydantic import Field, field_validator
 from .classifier import (
     ClassifierTrainingConfig,
     accuracy_report,
-    balanced_weights,
+    check_class_weights,
     class_counts,
     classifier_inputs,
     inference_setup,
     load_classifier,
+    resolve_class_weights,
     split_eval,
     weighted_loss,
 )
@@ -89,10 +90,7 @@ class PrmTrainingConfig(ClassifierTrainingConfig):
     @field_validator("class_weights")
     @classmethod
     def _two_weights(cls, v: Any) -> Any:
-        if isinstance(v, list) and (len(v) != len(PRM_CLASSES) or any(w < 0 for w in v)
-                                    or not any(w > 0 for w in v)):
-            raise ValueError(f"give 2 non-negative weights [bad, good], not both zero; got {v}")
-        return v
+        return check_class_weights(v, len(PRM_CLASSES), "[bad, good]")
 
 
 # --------------------------------------------------------------------------- tokenization
@@ -201,14 +199,6 @@ def check_prm_rows(dataset: Any, label: str) -> None:
 # --------------------------------------------------------------------------- training
 
 
-def _weights(cfg: PrmTrainingConfig, counts: list[int]) -> list[float] | None:
-    if cfg.class_weights == "none":
-        return None
-    if cfg.class_weights == "balanced":
-        return balanced_weights(counts)
-    return [float(w) for w in cfg.class_weights]
-
-
 def train_prm(data_files: list[str | Path], model_path: str | Path, output_dir: Path,
               cfg: PrmTrainingConfig | None = None, *, seed: int = 0, overwrite: bool = False,
               ref_model: str | Path | None = None) -> TrainingReport:
@@ -245,7 +235,7 @@ def train_prm(data_files: list[str | Path], model_path: str | Path, output_dir: 
         eval_enc, eval_stats = encode_rows(tokenizer, [rows[i] for i in eval_idx], cfg)
         counts = class_counts([lab for e in train_enc for lab in e.labels if lab != IGNORE_INDEX],
                               len(PRM_CLASSES))
-        weights = _weights(cfg, counts)
+        weights = resolve_class_weights(cfg.class_weights, counts)
         info.update(stats, train_steps_per_class=dict(zip(PRM_CLASSES, counts)), class_weights=weights,
                     eval_split=how, eval_rows=len(eval_enc))
         logger.info("prm: %d training rows, steps per label %s, %d eval rows (%s split), class weights %s",

@@ -40,6 +40,7 @@ from plumline.data_schemas import (
 )
 from plumline.transforms.logic.pairing import reference_passes
 from plumline.transforms.logic.synthesis.expected import (
+    PROBES_PER_JOB,
     agreed_behaviour,
     agreed_output,
     canonical_key,
@@ -101,7 +102,6 @@ def result_to_execution(sample: Sample, result: Any, train_ids: Sequence[str]) -
         eval_passed=sum(r.status == "passed" for r in eval_results), eval_total=len(eval_results))
 
 
-PROBES_PER_JOB = 20  # probes per sandbox program: one slow input costs its chunk, not the sample
 
 
 def _is_probe(t: TestCase) -> bool:

@@ -26,6 +26,7 @@ from plumline.data_schemas import TestDropReason, TestSpec, TestStatus
 from plumline.transforms.logic.synthesis.inputs import Args, call_source, literal_round_trips
 
 PROBE_MARK = "PLUMLINE-VALUE:"
+PROBES_PER_JOB = 20  # probes per sandbox program: one slow input costs its chunk, not the whole set
 # The sandbox keeps 500 characters of a failure message: longer outputs cannot be read back whole.
 MAX_VALUE_CHARS = 480
 REL_TOL, ABS_TOL = 1e-6, 1e-9

@@ -22,6 +22,7 @@ from plumline.transforms.logic.mutants import generate_mutants
 from plumline.transforms.logic.synthesis.checks import check_test, normalize_test
 from plumline.transforms.logic.synthesis.config import TestSynthesisConfig
 from plumline.transforms.logic.synthesis.expected import (
+    PROBES_PER_JOB,
     expected_assert,
     kill_matrix,
     probe_specs,
@@ -48,7 +49,6 @@ from plumline.transforms.logic.synthesis.rows import (
 
 logger = logging.getLogger(__name__)
 RunMany = Callable[[Sequence[tuple[str, Sequence[Any], str | None]]], list[Any]]
-PROBES_PER_JOB = 20  # probes per sandbox program: one slow input costs its chunk, not the problem
 MUTATION_WRITER = "type_mutation"
 _DETAIL_MAX = 300
 
