@@ -188,11 +188,14 @@ def demo(out: OutOpt = None, set_: SetOpt = None, force: ForceOpt = False,
          verbose: VerboseOpt = False) -> None:
     """The demo: the bundled config `demo` (same as `plumline run demo`).
 
-    SmolLM2-135M-Instruct on vLLM (CPU) samples solutions to 40 bundled easy problems; input-first
-    tests (the examples' inputs mutated, expected outputs from the reference solutions) judge them in
-    the sandbox; DPO trains on the pairs; two rounds, each policy scored on 50 held-out problems.
+    SmolLM2-135M-Instruct on vLLM (CPU) samples solutions to 40 bundled
+    easy problems; input-first tests (the examples' inputs mutated, expected
+    outputs from the reference solutions) judge them in the sandbox; DPO
+    trains on the pairs; two rounds, each policy scored on 50 held-out
+    problems.
 
-    Prints where the dataset, manifest and report are (`plumline config show demo` for every knob)."""
+    Prints where the dataset, manifest and report are
+    (`plumline config show demo` for every knob)."""
     _setup_logging(verbose)
     _run(_load(config_path("demo"), set_ or [], out, []), force, verbose)
 
