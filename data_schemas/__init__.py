@@ -39,6 +39,7 @@ from .records import (
     TestStatus,
     TestSynthesisStats,
     replace,
+    status_value,
 )
 
 __all__ = [
@@ -46,5 +47,6 @@ __all__ = [
     "EvalSample", "Execution", "Json", "KtoChatRow", "KtoRow", "Message", "Outcome", "PairingStats",
     "Problem", "Record", "RecordError", "ReferenceVerdict", "Sample", "Stage", "TestCase", "TestDropReason",
     "TestKind", "TestOrigin", "TestResult", "TestSpec", "TestStatus", "TestSynthesisStats",
-    "canonical_order", "comparable_rows", "content_id", "derive_seed", "from_table", "replace", "to_table",
+    "canonical_order", "comparable_rows", "content_id", "derive_seed", "from_table", "replace",
+    "status_value", "to_table",
 ]

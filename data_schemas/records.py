@@ -39,6 +39,13 @@ class TestStatus(str, Enum):
     NOT_RUN = "not_run"  # the program died (or could not compile) before this test ran
 
 
+def status_value(value: Any) -> str:
+    """The plain string of a status or outcome, given as its enum (``TestStatus.PASSED``,
+    ``Outcome.FAILED``: ``str()`` of those is ``"TestStatus.PASSED"``) or already as the string a
+    record holds (``"passed"``)."""
+    return str(getattr(value, "value", value))
+
+
 class TestKind(str, Enum):
     __test__ = False
     ASSERT = "assert"  # a snippet of asserts run after the candidate, in its namespace
@@ -295,6 +302,10 @@ class Sample(Record):
     sample_index: int  # index among the n samples of this problem in this round
     is_greedy: bool = False
     backend: str = ""
+    # critic-guided sampling: "sampled" (plain), "refined" (a prefix of a passing program continued) or
+    # "repaired" (a failing program fixed given its error); the sample it derives from
+    origin: str = "sampled"
+    parent_sample_id: str | None = None
 
     @staticmethod
     def make_id(problem_id: str, round: int, policy_revision: str, sample_index: int,
@@ -576,6 +587,7 @@ class EvalSample(Record):
     error_type: str | None = None
     duration_s: float = 0.0
     prompt: str = ""  # the rendered prompt the policy saw (what a critic or PRM scores the code after)
+    origin: str = "sampled"  # Sample.origin: sampled, refined or repaired (critic-guided sampling)
 
     def validate(self) -> None:
         super().validate()

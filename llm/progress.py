@@ -10,7 +10,11 @@ sums every process's counters. Nothing happens when no channel is set, so engine
 call ``add`` unconditionally.
 
 Keys in use: ``completions`` and ``tokens`` (generation engines, live while a batch decodes),
-``completions_total`` (completions asked for), ``executions`` (the execution stage).
+``completions_total`` (completions asked for), ``executions`` (the execution stage, and the prm
+stage's executions of its continuations), and the prm stage's own (constants below): programs to
+label (known once its batches are planned), programs labelled, batches begun and continuations
+received (counted by the stage, per probe level: the engines' ``completions`` are not counted by
+every backend).
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ENV = "PLUMLINE_PROGRESS_DIR"
+PRM_PROGRAMS_TOTAL = "prm_programs_total"  # programs the prm stage will label (after max_programs)
+PRM_PROGRAMS = "prm_programs"  # programs whose labelling finished (a row or a reason why not)
+PRM_BATCHES = "prm_batches"  # batches whose labelling began
+PRM_COMPLETIONS = "prm_completions"  # continuations of probed prefixes received from the engine
 _lock = threading.Lock()
 _state: dict[str, object] = {"dir": None, "counts": {}}
 

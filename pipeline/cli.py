@@ -15,7 +15,6 @@ from plumline.sandbox.cli import register as register_exec
 from plumline.trainers.cli import REWARDS_EPILOG, REWARDS_HELP
 from plumline.trainers.cli import app as train_app
 from plumline.trainers.cli import rewards as rewards_cmd
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -123,31 +122,14 @@ def _run(cfg, force: bool, verbose: bool = False) -> None:
 
 
 def _summary(run_dir: Path, manifests: list[dict], log_file: Path | None = None) -> None:
-    """The run in one table (narrow enough for an 80-column terminal) and where its files are."""
-    table = Table(title="plumline run (eval: held-out pass@1, greedy and sampled)", box=box.SIMPLE_HEAD,
-                  collapse_padding=True, pad_edge=False)
-    evaluated = any(m.get("eval") for m in manifests)
-    cols = ("round", "problems", "samples", "passed", "tests kept", "pairs", "kto", "errors")
-    for col in (*cols, "greedy", "pass@1") if evaluated else cols:
-        table.add_column(col, justify="right")
-    for m in manifests:
-        ev = m.get("eval") or {}
-        held_out = [] if not evaluated else [
-            "-" if ev.get(key) is None else f"{ev[key]:.1%}" for key in ("greedy_pass@1", "pass@1")]
-        errors = str(m.get("errors", {}).get("total", "-"))
-        if m.get("eval_only"):  # the last trained model, evaluated only
-            table.add_row(str(m["round"]), "(eval)", *["-"] * 5, errors, *held_out)
-            continue
-        ex, tests = m.get("executions") or {}, m.get("tests") or {}
-        rate = ex.get("pass_rate")
-        table.add_row(str(m["round"]), str(m.get("counts", {}).get("problems", "-")),
-                      str(m.get("samples", {}).get("total", "-")), "-" if rate is None else f"{rate:.1%}",
-                      str(tests.get("kept", "-")), str(m.get("counts", {}).get("dpo", "-")),
-                      str(m.get("kto", {}).get("rows", "-")), errors, *held_out)
-    Console().print(table)
+    """The run in one table (``console.summary_table``) and where its files are."""
+    from plumline.pipeline.console import summary_table
+
+    Console().print(summary_table(manifests))
     data = [m for m in manifests if not m.get("eval_only")] or manifests
     last = run_dir / f"round-{data[-1]['round']:03d}"
-    print(f"dataset:  {last / 'dpo.parquet'}  (also kto.parquet, critic.parquet)")
+    also = "kto.parquet, critic.parquet" + (", prm.parquet" if "prm" in data[-1] else "")
+    print(f"dataset:  {last / 'dpo.parquet'}  (also {also})")
     print(f"manifest: {last / 'manifest.json'}")
     print(f"errors:   {last / 'errors.jsonl'}")
     if (run_dir / "report.html").exists():
@@ -348,6 +330,14 @@ def eval_(model: Annotated[str, typer.Option("--model", help="The model to evalu
           rerank_aggregate: Annotated[str, typer.Option(
               "--rerank-aggregate", help="How a PRM's step scores make a program's score: min (the weakest "
               "line) or product.")] = "min",
+          sampling: Annotated[str, typer.Option(
+              "--sampling", help="plain (n independent samples) or critic-guided (CodeRL's critical "
+              "sampling at the same n: half plain, the rest refines programs that pass the problem's example "
+              "tests and repairs those that fail them, guided by --critic; never the scoring tests). "
+              "eval.json gives the pass rate by origin.")] = "plain",
+          critic: Annotated[str | None, typer.Option(
+              "--critic", help="With --sampling critic-guided: a critic folder (plumline train "
+              "critic).")] = None,
           force: ForceOpt = False, verbose: VerboseOpt = False) -> None:
     """pass@k of MODEL on SOURCE's own tests, run in plumline's sandbox (unbiased estimator, Chen et
     al. 2021), plus greedy pass@1. Writes OUT/eval.json and OUT/eval_samples.parquet. With --rerank,
@@ -371,7 +361,7 @@ def eval_(model: Annotated[str, typer.Option("--model", help="The model to evalu
         ks = [int(x) for x in k.split(",") if x.strip()] if k else [x for x in (1, 5) if x <= n]
         cfg = eval_run_config(model, source, fmt=format_, limit=limit, n=n, k=ks, greedy=greedy,
                               backend=backend, base_url=base_url, temperature=temperature,
-                              max_tokens=max_tokens, seed=seed)
+                              max_tokens=max_tokens, seed=seed, sampling=sampling, critic=critic)
         if rerank_aggregate not in ("min", "product"):
             raise ConfigError(f"--rerank-aggregate: {rerank_aggregate!r} is not min or product")
         with quiet:
@@ -397,6 +387,9 @@ def eval_(model: Annotated[str, typer.Option("--model", help="The model to evalu
         table.add_row(name, str(s["problems"]), str(s["samples"]),
                       *("-" if s.get(key) is None else f"{s[key]:.1%}" for key in scores))
     Console().print(table)
+    if summary.get("sampling") == "critic_guided":
+        print("critic-guided sampling, pass rate by origin: " + ", ".join(
+            f"{o} {v['passed']}/{v['samples']}" for o, v in (summary.get("by_origin") or {}).items()))
     if summary.get("rerank"):
         picks = Table(title="pass@1 of the scorer's pick beside a random pick, the greedy sample and "
                             "pass@n (any sample right: the ceiling)")

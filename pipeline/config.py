@@ -44,6 +44,7 @@ from plumline.trainers.config import SAVE_FIELD
 from plumline.trainers.critic import CriticTrainingConfig
 from plumline.trainers.prm import PrmTrainingConfig
 from plumline.transforms.logic.evaluation import EvalConfig, eval_problems
+from plumline.transforms.logic.guided import guided_problems
 from plumline.transforms.logic.pairing import CriticRowsConfig, ExportConfig, KtoRowsConfig, PairingConfig
 from plumline.transforms.logic.prm import PrmConfig, prm_problems
 from plumline.transforms.logic.readers import SourceConfig
@@ -229,6 +230,8 @@ def config_problems(cfg: RunConfig) -> list[tuple[str, str]]:
     for field, why in eval_problems(cfg.eval):
         cannot(f"eval.{field}", why)
     for field, why in prm_problems(cfg.prm, cfg.policy):
+        cannot(field, why)
+    for field, why in guided_problems(cfg.sampling, cfg.policy):
         cannot(field, why)
     for field, why in runner_problems(cfg):
         cannot(field, why)

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from plumline.data_schemas import Stage
 from plumline.llm import progress as live
 from plumline.pipeline.artifacts import ARTIFACTS
+from rich import box
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
@@ -39,6 +40,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 if TYPE_CHECKING:
     from plumline.pipeline.config import RunConfig
@@ -139,19 +141,38 @@ def output_to_log(console: Console, log_file: Path) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Measure:
-    """What a stage's bar counts: a live-progress key, its unit, and the total from earlier files."""
+    """What a stage's bar counts: a live-progress key, its unit, where its total comes from (the files
+    of earlier stages, ``stage_total``, or a live key the stage reports once it knows), and further
+    counters shown beside it as (live key, unit, rate unit)."""
 
     key: str
     unit: str
     rate_unit: str
-    generates: bool = False
+    generates: bool = False  # a generation stage: rates count from the first engine call, tokens shown
+    total_key: str | None = None
+    extras: tuple[tuple[str, str, str], ...] = ()
+    rate_key: str | None = None  # the counter the bar's rate follows (None: ``key``; tokens if generating)
+    start_key: str | None = None  # its first report starts the rates' clock (None: ``key``, or the
+    #                               first generate call, after the engine started, when generating)
+
+    @property
+    def clock_key(self) -> str:
+        return self.start_key or ("completions_total" if self.generates else self.key)
 
 
 MEASURES = {
-    Stage.TESTS: Measure("completions", "replies", "replies", generates=True),
-    Stage.SAMPLE: Measure("completions", "samples", "samples", generates=True),
+    Stage.TESTS: Measure("completions", "replies", "replies", generates=True, total_key="completions_total"),
+    Stage.SAMPLE: Measure("completions", "samples", "samples", generates=True, total_key="completions_total"),
     Stage.EXECUTE: Measure("executions", "executions", "exec"),
-    Stage.EVAL: Measure("completions", "samples", "samples", generates=True),  # total: from the engine
+    # total: from the engine
+    Stage.EVAL: Measure("completions", "samples", "samples", generates=True, total_key="completions_total"),
+    # programs labelled of those selected (the stage reports the total once it has planned its batches);
+    # each program costs continuations (prm.k per probe) and their executions: shown beside it
+    Stage.PRM: Measure(live.PRM_PROGRAMS, "programs", "programs", total_key=live.PRM_PROGRAMS_TOTAL,
+                       extras=((live.PRM_COMPLETIONS, "completions", "completions"),
+                               ("executions", "executions", "exec"), ("tokens", "tokens", "tok")),
+                       rate_key=live.PRM_COMPLETIONS,  # programs finish a batch at a time
+                       start_key=live.PRM_BATCHES),  # a batch began labelling (its engine is up)
 }
 
 
@@ -260,6 +281,10 @@ class RunProgress:
             if cur.measure.generates and counts.get("tokens"):
                 tokens = int(counts["tokens"])
                 parts.append(f"{tokens:,} tokens ({_rate(tokens / max(span, 1e-9), 'tok')})")
+            for key, unit, rate_unit in cur.measure.extras:
+                if counts.get(key):
+                    rate = _rate(counts[key] / max(span, 1e-9), rate_unit)
+                    parts.append(f"{int(counts[key]):,} {unit} ({rate})")
         rows = ", ".join(f"{n:,} {name}" for name, n in marker.rows.items()
                          if name in ARTIFACTS and not ARTIFACTS[name].internal)
         if rows:
@@ -280,21 +305,59 @@ class RunProgress:
             return
         done = counts.get(cur.measure.key, 0)
         # Rates count from the first generate call (after the engine started) or the first item.
-        started = counts.get("completions_total") if cur.measure.generates else done
+        started = counts.get(cur.measure.clock_key)
         if started and cur.first_seen is None:
             cur.first_seen = time.monotonic()
-        if counts.get("completions_total") and cur.measure.generates:
-            cur.total = max(cur.total or 0, int(counts["completions_total"]))
+        total_key = cur.measure.total_key
+        if total_key and counts.get(total_key):
+            cur.total = max(cur.total or 0, int(counts[total_key]))
         rate = ""
         if cur.first_seen is not None:
             span = max(time.monotonic() - cur.first_seen, 1e-9)
             if cur.measure.generates and counts.get("tokens"):
                 rate = _rate(counts["tokens"] / span, "tok")
+            elif cur.measure.rate_key:
+                unit = next((u for k, _, u in cur.measure.extras if k == cur.measure.rate_key), "")
+                rate = _rate(counts.get(cur.measure.rate_key, 0) / span, unit)
             else:
                 rate = _rate(done / span, cur.measure.rate_unit)
         count = f"{int(done):,}/{cur.total:,}" if cur.total else f"{int(done):,}"
+        extras = "".join(f" · {int(counts[key]):,} {unit}" for key, unit, _ in cur.measure.extras
+                         if counts.get(key))
         self.progress.update(cur.task, completed=done, total=cur.total, rate=rate,
-                             count=f"{count} {cur.measure.unit}")
+                             count=f"{count} {cur.measure.unit}{extras}")
+
+
+# --- the summary ------------------------------------------------------------------------------------
+
+def summary_table(manifests: list[dict[str, Any]]) -> Table:
+    """The run in one table, a row per round (narrow enough for an 80-column terminal): the held-out
+    eval columns when a round evaluated, the prm rows when the prm stage ran (its manifest section)."""
+    evaluated = any(m.get("eval") for m in manifests)
+    labelled = any("prm" in m for m in manifests)
+    # one more column: one space between columns (the box's) instead of two, to stay in 80 columns
+    table = Table(title="plumline run (eval: held-out pass@1, greedy and sampled)", box=box.SIMPLE_HEAD,
+                  collapse_padding=True, pad_edge=False, padding=0 if labelled else (0, 1))
+    cols = ("round", "problems", "samples", "passed", "tests kept", "pairs", "kto", *(("prm",) * labelled),
+            "errors")
+    for col in (*cols, "greedy", "pass@1") if evaluated else cols:
+        table.add_column(col, justify="right")
+    for m in manifests:
+        ev = m.get("eval") or {}
+        held_out = [] if not evaluated else [
+            "-" if ev.get(key) is None else f"{ev[key]:.1%}" for key in ("greedy_pass@1", "pass@1")]
+        errors = str(m.get("errors", {}).get("total", "-"))
+        if m.get("eval_only"):  # the last trained model, evaluated only
+            table.add_row(str(m["round"]), "(eval)", *["-"] * (len(cols) - 3), errors, *held_out)
+            continue
+        ex, tests = m.get("executions") or {}, m.get("tests") or {}
+        rate = ex.get("pass_rate")
+        prm = [str((m.get("prm") or {}).get("rows", "-"))] if labelled else []
+        table.add_row(str(m["round"]), str(m.get("counts", {}).get("problems", "-")),
+                      str(m.get("samples", {}).get("total", "-")), "-" if rate is None else f"{rate:.1%}",
+                      str(tests.get("kept", "-")), str(m.get("counts", {}).get("dpo", "-")),
+                      str(m.get("kto", {}).get("rows", "-")), *prm, errors, *held_out)
+    return table
 
 
 def slow_config_warnings(cfg: RunConfig) -> list[str]:

@@ -19,6 +19,7 @@ from plumline.pipeline.config import RunConfig
 from plumline.pipeline.errors import BadRunInput
 from plumline.pipeline.layout import RoundLayout, atomic_write_text
 from plumline.transforms.logic.evaluation import GREEDY_KEY, summarize
+from plumline.transforms.logic.guided import pass_rate_by_origin
 
 EVAL_JSON = "eval.json"
 ROUNDS_JSON = "rounds.json"
@@ -30,8 +31,15 @@ def eval_summary(cfg: RunConfig, layout: RoundLayout, model: str = "") -> dict[s
     if not cfg.eval.enabled or not path.exists():
         return None
     rows = from_table(pq.read_table(path), EvalSample)
-    return summarize(rows, cfg.eval.k, model=model, sources=[s.path for s in cfg.eval.sources],
-                     n=cfg.eval.n)
+    summary = summarize(rows, cfg.eval.k, model=model, sources=[s.path for s in cfg.eval.sources],
+                        n=cfg.eval.n)
+    # How the n samples were drawn (critic_guided: CodeRL's critical sampling, guided by the example
+    # tests only) and the pass rate of each origin (sampled, refined, repaired) on the given tests.
+    summary["sampling"] = cfg.sampling.mode
+    if cfg.sampling.mode == "critic_guided":
+        summary["critic"] = cfg.sampling.guided.critic
+    summary["by_origin"] = pass_rate_by_origin((r.origin, r.passed) for r in rows if not r.is_greedy)
+    return summary
 
 
 def write_eval_json(layout: RoundLayout, summary: dict[str, Any]) -> Path:
@@ -77,16 +85,36 @@ def eval_run_config(model: str, source: str, *, fmt: str = "auto", limit: int | 
                     k: list[int] | None = None, greedy: bool = True, backend: str = "vllm",
                     base_url: str | None = None, temperature: float | None = None,
                     max_tokens: int | None = None, seed: int = 0, workers: int | None = None,
-                    name: str = "eval") -> RunConfig:
+                    name: str = "eval", sampling: str = "plain", critic: str | None = None) -> RunConfig:
     """The run config ``plumline eval`` runs the eval stage with (the policy is ``model``). Raises
-    ``ConfigError`` naming the option when the settings cannot work."""
+    ``ConfigError`` naming the option when the settings cannot work.
+
+    ``sampling``: ``plain`` or ``critic-guided`` (CodeRL's critical sampling at the same budget of n,
+    guided by the problems' example tests only, never the tests that score them), which needs
+    ``critic``, a ``plumline train critic`` output folder."""
     from plumline.llm import BackendConfig
     from plumline.pipeline.config import ConfigError, check_config, resolve_model_ref
     from plumline.sandbox import SandboxConfig
     from plumline.transforms.logic.evaluation import EvalConfig
     from plumline.transforms.logic.readers import SourceConfig
+    from plumline.transforms.logic.sampling import GuidedSamplingConfig, SamplingConfig
     from pydantic import ValidationError
 
+    mode = sampling.replace("-", "_")
+    if mode not in ("plain", "critic_guided"):
+        raise ConfigError(f"--sampling: {sampling!r} is not plain or critic-guided")
+    if mode == "critic_guided":
+        if not critic:
+            raise ConfigError("--critic: required with --sampling critic-guided (a folder written by "
+                              "plumline train critic)")
+        from plumline.trainers.model import resolve_model
+
+        try:
+            critic = resolve_model(critic)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"--critic: {exc}") from None
+    elif critic:
+        raise ConfigError("--critic: only used with --sampling critic-guided")
     try:
         src = SourceConfig(path=source, format=fmt, limit=limit)
         policy = BackendConfig(kind=backend, model=resolve_model_ref(model),
@@ -94,7 +122,8 @@ def eval_run_config(model: str, source: str, *, fmt: str = "auto", limit: int | 
         ev = EvalConfig(sources=[src], n=n, k=k if k is not None else [1], greedy=greedy,
                         temperature=temperature, max_tokens=max_tokens)
         cfg = RunConfig(name=name, sources=[src], policy=policy, eval=ev, seed=seed,
-                        sandbox=SandboxConfig(workers=workers))
+                        sandbox=SandboxConfig(workers=workers),
+                        sampling=SamplingConfig(mode=mode, guided=GuidedSamplingConfig(critic=critic)))
     except ValidationError as exc:
         raise ConfigError("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                                     for e in exc.errors())) from None

@@ -28,6 +28,7 @@ from plumline.pipeline.config import RunConfig
 from plumline.pipeline.evaluation import eval_summary
 from plumline.pipeline.layout import RoundLayout
 from plumline.pipeline.stages import STAGES
+from plumline.transforms.logic.guided import guided_summary
 from plumline.transforms.logic.prm import summarize as prm_summary
 
 R = TypeVar("R", bound=Record)
@@ -217,8 +218,13 @@ def build_manifest(cfg: RunConfig, layout: RoundLayout, started_at: float) -> di
             "without_code": sum(1 for s in samples if not s.code),
             "truncated": sum(1 for s in samples if s.finish_reason == "length"),
             "completion_tokens": sum(s.completion_tokens for s in samples),
+            "by_origin": dict(Counter(s.origin for s in samples)),  # sampled, refined, repaired
         },
         "executions": _execution_stats(executions, greedy_ids),
+        # Critic-guided sampling: pass rate on the kept tests by origin, problems without examples.
+        **({"guided": guided_summary(records("problems"), samples,
+                                     {e.sample_id: e.outcome == "passed" for e in executions})}
+           if cfg.sampling.mode == "critic_guided" else {}),
         # Held-out evaluation of the policy this round sampled from (eval.json holds the same).
         "eval": eval_summary(cfg, layout, model=cfg.policy.model),
         "tests": {**_test_stats(tests), "synthesis": sum_records(records("tests_stats"))},

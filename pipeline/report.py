@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from plumline.data_schemas import Execution, PairingStats, Record, Sample, Stage, TestCase, from_table
+from plumline.data_schemas.records import PrmRow
 from plumline.pipeline.artifacts import artifact_path
 from plumline.pipeline.evaluation import ROUNDS_JSON
 from plumline.transforms.logic.evaluation import GREEDY_KEY
@@ -42,6 +44,8 @@ class RoundData:
     tests: Counter = field(default_factory=Counter)  # (origin, "kept" or the drop reason) -> count
     pairs_per_problem: list[int] = field(default_factory=list)
     completion_tokens: int = 0
+    prm_rows: int = 0  # rows of prm.parquet (0: the round labelled nothing)
+    first_bad_positions: list[float] = field(default_factory=list)  # of the searched rows, in (0, 1]
 
     @property
     def label(self) -> str:
@@ -51,6 +55,11 @@ class RoundData:
     def stage_seconds(self) -> dict[str, float]:
         stages = self.manifest.get("stages") or {}
         return {name: float(info.get("seconds") or 0.0) for name, info in stages.items()}
+
+    @property
+    def prm(self) -> dict[str, Any]:
+        """The manifest's ``prm`` section (labelling counts and cost; empty when the stage was off)."""
+        return self.manifest.get("prm") or {}
 
     def tokens_per_second(self) -> float | None:
         seconds = self.stage_seconds.get(Stage.SAMPLE.value)
@@ -82,7 +91,18 @@ def read_round(folder: Path) -> RoundData | None:
     data.pairs_per_problem = [s.pairs for s in stats]
     samples: list[Sample] = _records(artifact_path(folder, "samples"), Sample)
     data.completion_tokens = sum(s.completion_tokens for s in samples)
+    prm: list[PrmRow] = _records(artifact_path(folder, "prm"), PrmRow)
+    data.prm_rows = len(prm)
+    data.first_bad_positions = [first_bad_position(r.first_bad_step, len(r.labels)) for r in prm
+                                if r.first_bad_step is not None]
     return data
+
+
+def first_bad_position(first_bad_step: int, steps: int) -> float:
+    """Where a program first goes wrong, as the share of its steps up to and including the first bad
+    one: 1.0 when only the last step is bad, 1/steps when the first already is (the manifest's
+    ``prm.mean_first_bad_fraction`` averages the same quantity)."""
+    return (first_bad_step + 1) / steps
 
 
 def read_run(run_dir: Path) -> tuple[list[RoundData], dict[str, Any] | None]:
@@ -129,6 +149,53 @@ def ratio_counts(ratios: list[float]) -> list[int]:
     for r in ratios:
         counts[10 if r >= 1.0 else min(9, max(0, int(r * 10)))] += 1
     return counts
+
+
+# First-bad positions in tenths of the program, right-closed: (0, 10%], ..., (90%, 100%].
+POSITION_BINS = [f"{i * 10}-{(i + 1) * 10}%" for i in range(10)]
+
+
+def position_counts(positions: list[float]) -> list[int]:
+    """Counts per ``POSITION_BINS`` of positions in (0, 1] (a bug on the last line of a 10-line
+    program, 1.0, is in the last bin; one on its third line, 0.3, in the third)."""
+    counts = [0] * len(POSITION_BINS)
+    for p in positions:
+        counts[min(9, max(0, math.ceil(round(p * 10, 9)) - 1))] += 1
+    return counts
+
+
+def fig_prm_first_bad(rounds: list[RoundData]):
+    import plotly.graph_objects as go
+
+    fig = _figure("PRM labels: where the first bad step sits (share of the program's steps up to it)",
+                  "first bad step / steps", "labelled programs", barmode="group")
+    for d in rounds:
+        if d.first_bad_positions:
+            fig.add_trace(go.Bar(x=POSITION_BINS, y=position_counts(d.first_bad_positions), name=d.label))
+    return fig
+
+
+def prm_cost_rows(rounds: list[RoundData]) -> list[list[Any]]:
+    """One row per round that labelled programs, from its manifest's ``prm`` section (``PRM_COST``)."""
+    rows = []
+    for d in rounds:
+        if not d.prm_rows:
+            continue
+        p = d.prm
+        positions = d.first_bad_positions
+        rows.append([d.label, p.get("programs"), p.get("rows", d.prm_rows), p.get("not_labelled"),
+                     p.get("probes"), p.get("completions"), p.get("executions"),
+                     _seconds(p.get("seconds_per_program")), _seconds(p.get("labelling_seconds")),
+                     sum(positions) / len(positions) if positions else None])  # a share: shown in %
+    return rows
+
+
+def _seconds(value: Any) -> str | None:
+    return None if value is None else f"{float(value):.2f}"  # not a share: _fmt shows floats <= 1 in %
+
+
+PRM_COST = ["round", "programs", "labelled", "not labelled", "probes", "completions", "executions",
+            "seconds / program", "labelling seconds", "mean first-bad position"]
 
 
 _OUTCOME_COLORS = {"passed": "#2ca02c", "failed": "#ff7f0e", "runtime_error": "#d62728",
@@ -285,6 +352,9 @@ def build_report(run_dir: Path) -> tuple[str, list[str]]:
         ("outcomes", "Outcomes", fig_outcomes(rounds)),
         ("tests", "Tests", fig_tests(rounds)),
         ("pairs", "Pairs per problem", fig_pairs(rounds)),
+        # the PRM panel only for a run where some round labelled programs (the prm stage)
+        *([("prm-first-bad", "Process supervision (PRM labels)", fig_prm_first_bad(rounds))]
+          if any(d.prm_rows for d in rounds) else []),
         ("eval", "Evaluation", fig_eval(evals)),
         ("stage-time", "Time per stage", fig_stage_time(rounds)),
         ("tokens", "Tokens per second", fig_tokens(rounds)),
@@ -293,6 +363,9 @@ def build_report(run_dir: Path) -> tuple[str, list[str]]:
         "eval": None if evals else "No held-out evaluation in this run (the config has no eval sources).",
         "tokens": None if any(d.tokens_per_second() for d in rounds) else "No sampling stage timed yet.",
     }
+    tables = {"prm-first-bad": "<p>Labelling cost per round (the manifest's <code>prm</code> section): "
+                               "programs handed to labelling, rows written, probes, continuations asked "
+                               "for and executed.</p>" + _table(PRM_COST, prm_cost_rows(rounds))}
     name = (rounds_json or {}).get("run") or (rounds[0].manifest.get("run") if rounds else run_dir.name)
     parts = [f"<h1>plumline run: {html.escape(str(name))}</h1>",
              f"<p class='sub'>{len(rounds)} round(s) in {html.escape(str(run_dir))}</p>",
@@ -308,7 +381,7 @@ def build_report(run_dir: Path) -> tuple[str, list[str]]:
         ids.append(div_id)
         note = notes.get(plot_id)
         parts.append(f"<h2>{html.escape(heading)}</h2>" + (f"<p class='note'>{html.escape(note)}</p>" if note
-                                                            else ""))
+                                                            else "") + tables.get(plot_id, ""))
         inner = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id,
                             config={"displaylogo": False, "responsive": True})
         parts.append(f"<div class='{PLOT_CLASS}' data-plot='{div_id}'>{inner}</div>")

@@ -37,6 +37,7 @@ from plumline.data_schemas import (
 from plumline.pipeline.artifacts import ARTIFACTS
 from plumline.pipeline.errors import BadRunInput
 from plumline.transforms.logic.prm import PrmConfig
+from plumline.transforms.logic.sampling import SamplingConfig
 
 if TYPE_CHECKING:  # the table is data; Beam and the transforms load only when a stage builds
     import apache_beam as beam
@@ -225,7 +226,8 @@ def build_sample(ctx: StageContext) -> None:
     checkpoint = ctx.checkpoint({MAIN: Sample, "errors": ErrorRecord})
     out = ctx.read("problems") | "SampleSolutions" >> SampleSolutions(
         cfg.policy, cfg.sampling, cfg.prompt, ctx.round, cfg.seed,
-        accelerator=generation_accelerator(cfg, Stage.SAMPLE), checkpoint=checkpoint)
+        accelerator=generation_accelerator(cfg, Stage.SAMPLE), checkpoint=checkpoint,
+        limits=cfg.sandbox.limits, workers=cfg.sandbox.workers)
     ctx.write("samples", out.samples)
     ctx.errors(out.errors)
 
@@ -358,9 +360,26 @@ def _read_sections(cfg: RunConfig) -> tuple[str, ...]:
     return ("sources", "eval.sources") if cfg.eval.enabled else ("sources",)
 
 
+# The generation settings of ``sampling``, without its mode: the prm stage continues prefixes with
+# them whatever the mode.
+SAMPLING_SETTINGS = tuple(f"sampling.{name}" for name in SamplingConfig.model_fields
+                          if name not in ("mode", "guided"))
+
+
+def _sampling_sections(cfg: RunConfig) -> tuple[str, ...]:
+    # sampling.guided matters only in critic_guided mode, which also runs the examples in the sandbox
+    if cfg.sampling.mode == "critic_guided":
+        return ("sampling", "sandbox.limits")
+    return (*SAMPLING_SETTINGS, "sampling.mode")
+
+
+def _sample_sections(cfg: RunConfig) -> tuple[str, ...]:
+    return ("policy", "prompt", *_sampling_sections(cfg), "seed")
+
+
 def _eval_sections(cfg: RunConfig) -> tuple[str, ...]:
     # The policy's engine options matter unless eval.backend replaces them; its model is the input.
-    base = ("eval", "prompt", "sampling", "seed", "sandbox.limits")
+    base = ("eval", "prompt", *dict.fromkeys((*_sampling_sections(cfg), "seed", "sandbox.limits")))
     return base if cfg.eval.backend is not None else (*base, "policy")
 
 
@@ -376,7 +395,7 @@ STAGES: tuple[StageSpec, ...] = (
               description="inputs from the writer and the examples, mutated; expected outputs from the "
                           "reference (asserts mode: the writer's asserts); example and given tests join"),
     StageSpec(Stage.SAMPLE, inputs=lambda cfg: ("problems", POLICY), outputs=("samples",),
-              sections=_static("policy", "prompt", "sampling", "seed"), engine=True, build=build_sample,
+              sections=_sample_sections, engine=True, build=build_sample,
               description="sample n solutions (and a greedy one) per problem from the policy"),
     # Right after sampling: the same engine, still loaded, evaluates the policy the round sampled from
     # (round 0: the untrained baseline; the last round's trained model: run_rounds' final eval round).
@@ -395,7 +414,7 @@ STAGES: tuple[StageSpec, ...] = (
               build=build_export, description="chosen/rejected pairs, KTO rows, critic rows"),
     StageSpec(Stage.PRM, inputs=lambda cfg: ("problems", "tests", "samples", "executions", POLICY),
               outputs=("prm", "prm_stats"),
-              sections=_static(*PRM_LABEL_SECTIONS, "seed", "sandbox.limits", "sampling", "policy"),
+              sections=_static(*PRM_LABEL_SECTIONS, "seed", "sandbox.limits", *SAMPLING_SETTINGS, "policy"),
               engine=True,
               build=build_prm, finish=finish_prm, enabled=lambda cfg: cfg.prm.enabled,
               description="step labels: binary search over line prefixes, each continued prm.k times"),

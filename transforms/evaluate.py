@@ -1,9 +1,10 @@
 """Evaluation stage: held-out problems -> the policy's completions (one engine call per batch) -> each
 run against the problem's own given tests in the sandbox -> ``EvalSample`` rows.
 
-Thin: sampling is ``logic.sampling.sample_batch`` (the same requests, seeds and code extraction as
-the sample stage), scoring is ``logic.evaluation``; the summary (``eval.json``) is computed from the
-rows after the stage (``logic.evaluation.summarize``).
+Thin: sampling is the sample stage's ``PolicySampler`` (the same requests, seeds and code extraction;
+with ``sampling.mode: critic_guided`` the guided mode, which sees only the problems' example tests,
+never the given tests that score them), scoring is ``logic.evaluation``; the summary (``eval.json``)
+is computed from the rows after the stage (``logic.evaluation.summarize``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import os
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from plumline.data_schemas import ErrorKind, ErrorRecord, Problem, Stage, derive_seed, replace
-from plumline.llm import BackendConfig, PromptConfig, get_shared_backend
+from plumline.llm import BackendConfig, PromptConfig
 from plumline.sandbox import Sandbox, SandboxLimits
 from plumline.transforms.logic.evaluation import eval_row
-from plumline.transforms.logic.sampling import SamplingConfig, engine_failure_errors, sample_batch
-from plumline.transforms.sample import policy_prompt_renderer
+from plumline.transforms.logic.sampling import SamplingConfig, engine_failure_errors
+from plumline.transforms.sample import PolicySampler
 
 log = logging.getLogger(__name__)
 ERRORS = "errors"
@@ -32,22 +33,23 @@ class _Generate(beam.DoFn):
     """A batch of problems -> (problem, [Sample]) per problem, with ONE engine call."""
 
     def __init__(self, policy: BackendConfig, sampling: SamplingConfig, prompt: PromptConfig, round: int,
-                 seed: int):
+                 seed: int, limits: SandboxLimits | None = None, workers: int | None = None):
         self._policy, self._sampling, self._prompt, self._round = policy, sampling, prompt, round
+        self._limits, self._workers = limits, workers  # the example tests of critic-guided sampling
         self._seed = derive_seed(seed, Stage.EVAL.value)
         self._failures = Metrics.counter("plumline", "eval_sample_errors")
 
     def setup(self):
-        self._backend = get_shared_backend(self._policy)
-        self._render = policy_prompt_renderer(self._backend, self._prompt)
+        self._sampler = PolicySampler(self._policy, self._sampling, self._prompt, self._limits, self._workers)
+
+    def teardown(self):
+        sampler = getattr(self, "_sampler", None)
+        if sampler is not None:
+            sampler.close()
 
     def process(self, problems: list[Problem]):
-        b = self._backend
         try:
-            samples, errors = sample_batch(
-                problems, render=self._render, generate=b.generate, cfg=self._sampling, round=self._round,
-                base_seed=self._seed, policy=b.model_name, policy_revision=b.revision, backend=b.name,
-                chat=bool(b.chat))
+            samples, errors = self._sampler.sample(problems, round=self._round, base_seed=self._seed)
         except Exception as exc:  # an engine failure loses this batch only, and says so per problem
             log.exception("generation failed for a batch of %d eval problems", len(problems))
             for err in engine_failure_errors(problems, Stage.EVAL, exc):
@@ -97,7 +99,7 @@ class _Score(beam.DoFn):
         by_id = {s.sample_id: r for s, r in zip(with_code, results)}
         for s in samples:
             self._rows.inc()
-            yield eval_row(problem, s, by_id.get(s.sample_id))
+            yield replace(eval_row(problem, s, by_id.get(s.sample_id)), origin=s.origin)
 
 
 def _route_untested(problem: Problem):
@@ -125,7 +127,7 @@ class EvaluatePolicy(beam.PTransform):
         routed = problems | "NeedTests" >> beam.FlatMap(_route_untested).with_outputs(ERRORS, main="tested")
         size = self._gen[1].batch_size
         batches = routed.tested | "Batch" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
-        step = beam.ParDo(_Generate(*self._gen)).with_outputs(ERRORS, main="generated")
+        step = beam.ParDo(_Generate(*self._gen, *self._score)).with_outputs(ERRORS, main="generated")
         if self._accelerator:
             step = step.with_resource_hints(accelerator=self._accelerator)
         generated = batches | "Generate" >> step

@@ -39,8 +39,11 @@ def _select(element, select: str):
     yield from candidates
 
 
-def _plan(candidates, cfg: PrmConfig):
+def _plan(candidates, cfg: PrmConfig, done: frozenset[str] = frozenset()):
     batches, stats = plan_batches(candidates, cfg.max_programs, cfg.batch_size)
+    # the live bar: programs to label, those an interrupted run labelled already counted as done
+    progress.add(progress.PRM_PROGRAMS_TOTAL, sum(len(b) for b in batches))
+    progress.add(progress.PRM_PROGRAMS, sum(len(b) for b in batches if set(_batch_ids(b)) <= done))
     yield beam.pvalue.TaggedOutput(STATS, stats)
     yield from batches
 
@@ -68,6 +71,18 @@ class _LabelBatch(beam.DoFn):
             sandbox.close()
 
     def process(self, batch):
+        progress.add(progress.PRM_BATCHES, 1)
+        try:
+            yield from self._label(batch)
+        finally:
+            progress.add(progress.PRM_PROGRAMS, len(batch))  # labelled, or each with its reason why not
+
+    def _generate(self, requests):
+        results = self._backend.generate(requests)
+        progress.add(progress.PRM_COMPLETIONS, sum(len(r.completions) for r in results))
+        return results
+
+    def _label(self, batch):
         if getattr(self._backend, "endpoint", None) == "chat":  # the config check names the field
             for c in batch:
                 yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
@@ -82,7 +97,7 @@ class _LabelBatch(beam.DoFn):
             return results
 
         try:
-            out = label_programs(batch, generate=self._backend.generate, run_many=run_many,
+            out = label_programs(batch, generate=self._generate, run_many=run_many,
                                  params=self._params, base_seed=self._seed, chat=bool(self._backend.chat))
         except Exception as exc:  # a bug must not lose the round: this batch's programs say so
             log.exception("labelling a batch of %d programs failed", len(batch))
@@ -119,10 +134,11 @@ class LabelSteps(beam.PTransform):
                    | GroupByProblem())
         selected = grouped | "Select" >> beam.FlatMap(_select, self._cfg.select).with_outputs(
             STATS, main="candidates")
-        planned = (selected.candidates | "AllCandidates" >> beam.combiners.ToList()
-                   | "Plan" >> beam.FlatMap(_plan, self._cfg).with_outputs(STATS, main="batches"))
-        batches = planned.batches
         done = self._checkpoint.done_ids() if self._checkpoint else set()
+        planned = (selected.candidates | "AllCandidates" >> beam.combiners.ToList()
+                   | "Plan" >> beam.FlatMap(_plan, self._cfg, frozenset(done)).with_outputs(
+                       STATS, main="batches"))
+        batches = planned.batches
         if done:
             batches = batches | "SkipLabelled" >> beam.Filter(lambda b: not set(_batch_ids(b)) <= done)
         dofn = checkpointed(_LabelBatch(*self._label), self._checkpoint, _batch_ids)
@@ -134,7 +150,7 @@ class LabelSteps(beam.PTransform):
         if done:
             rows = with_restored(rows, self._checkpoint, MAIN, "Rows")
             errors = with_restored(errors, self._checkpoint, ERRORS, "Errors")
-            label_stats = with_restored(label_stats, self._checkpoint, STATS, "Stats")
+            label_stats = with_restored(label_stats, self._checkpoint, STATS, "LabelStats")  # not AllStats
         stats = (selected[STATS], planned[STATS], label_stats) | "AllStats" >> beam.Flatten()
         return PrmOutputs(rows, stats, errors)
 

@@ -126,6 +126,59 @@ def test_progress_lines_carry_counts_rates_and_tokens(tmp_path):
     assert "done earlier" in lines[1]
 
 
+def test_the_prm_bar_counts_programs_of_the_planned_total_with_completions_and_executions(tmp_path):
+    out = io.StringIO()
+    rp = RunProgress(Console(file=out, width=200), _cfg(), tmp_path)
+    marker = StageMarker("prm", "k", "t", ("prm", "prm_stats"), 30.0, {"prm": 5, "prm_stats": 9}, {})
+    with rp:
+        rp.stage_started(0, Stage.PRM)
+        cur = rp._current
+        assert cur.measure is not None and cur.total is None  # known once the stage planned its batches
+        progress.add(progress.PRM_PROGRAMS_TOTAL, 6)
+        progress.add(progress.PRM_BATCHES, 1)
+        progress.add(progress.PRM_COMPLETIONS, 12)
+        progress.add("executions", 11)
+        progress.add(progress.PRM_PROGRAMS, 2)  # one batch of two labelled
+        rp._update(cur)
+        task = rp.progress.tasks[0]
+        assert (task.completed, task.total, cur.total) == (2, 6, 6)
+        assert task.fields["count"] == "2/6 programs · 12 completions · 11 executions"
+        assert task.fields["rate"].endswith("completions/s")  # programs finish a batch at a time
+        progress.add(progress.PRM_PROGRAMS, 4)
+        time.sleep(0.05)
+        rp.stage_done(0, Stage.PRM, marker, ran=True)
+    [line] = out.getvalue().splitlines()
+    assert "round 0 prm" in line and "6 programs (" in line and "12 completions (" in line
+    assert "11 executions (" in line and "exec/s" in line and line.endswith("5 prm")  # prm_stats: internal
+    assert "tokens" not in line  # the openai backend reports none; vLLM's would show
+
+
+def test_the_summary_table_counts_prm_rows_when_the_stage_ran():
+    from plumline.pipeline.console import summary_table
+
+    data = {"counts": {"problems": 40, "dpo": 52}, "samples": {"total": 200},
+            "executions": {"pass_rate": 0.145}, "tests": {"kept": 1847, "total": 1847}, "kto": {"rows": 181},
+            "errors": {"total": 3}, "eval": {"greedy_pass@1": 0.08, "pass@1": 0.08}}
+
+    def shown(manifests):
+        out = io.StringIO()
+        Console(file=out, width=80).print(summary_table(manifests))
+        return out.getvalue()
+
+    plain = shown([{"round": 0, **data}])
+    assert " prm " not in plain and "1847" in plain
+    labelled = shown([{"round": 0, **data, "prm": {"rows": 37, "programs": 40}},
+                      {"round": 1, **data, "prm": {"rows": 12}},
+                      {"round": 2, "eval_only": True, "errors": {"total": 1}, "eval": {"pass@1": 0.1}}])
+    assert "prm" in labelled and "37" in labelled and "12" in labelled and "…" not in labelled
+    assert max(len(line) for line in labelled.splitlines()) <= 80
+    header = next(line for line in labelled.splitlines() if "round" in line and "prm" in line).split()
+    rows = [line.split() for line in labelled.splitlines() if line.strip()[:1].isdigit()]
+    col = header.index("prm") - 1  # "tests kept" is two words in the header, one value in a row
+    assert [r[col] for r in rows[:2]] == ["37", "12"]
+    assert rows[2][1] == "(eval)" and rows[2][col] == "-" and len(rows[2]) == len(rows[0])
+
+
 def test_slow_configs_get_a_warning(monkeypatch):
     monkeypatch.setattr(hardware, "cpu_info", lambda: parse_cpuinfo(ZEN3))
     monkeypatch.setattr(hardware, "gpu_info", lambda: hardware.GpuInfo(False))

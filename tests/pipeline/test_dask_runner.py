@@ -20,7 +20,6 @@ from apache_beam.transforms.userstate import BagStateSpec
 from apache_beam.transforms.window import FixedWindows
 from plumline.data_schemas import comparable_rows
 from plumline.pipeline.config import ConfigError, load_config
-from plumline.pipeline.round import run_rounds
 from plumline.pipeline.runners import DASK, FNAPI, dask_blocker, dask_stage_runner, local_dask_cluster
 
 WORKERS = 2
@@ -183,31 +182,11 @@ def test_runner_settings_are_checked(tmp_path):
 # --- a whole round ----------------------------------------------------------------------------
 
 
-def _run(tmp_path: Path, url: str, runner: str) -> Path:
-    cfg = tmp_path / f"{runner}.yaml"
-    cfg.write_text(f"""
-name: {runner}
-out_dir: {tmp_path / 'runs'}
-sources: [{{path: bundled:easy, limit: 5}}]
-policy: {{kind: openai, model: canned, base_url: "{url}", max_retries: 1}}
-sampling: {{n: 4, max_tokens: 64, batch_size: 2}}
-tests: {{tests_per_problem: 4, given_tests_role: eval, batch_size: 2}}
-validation: {{oracle: true, agreement: true, min_kept_tests: 1}}
-export: {{jsonl: true}}
-beam: {{cpu_workers: {WORKERS}, runner: {runner}}}
-sandbox: {{workers: 1}}
-""")
-    config = load_config(cfg)
-    run_rounds(config, Path(config.out_dir) / runner)
-    return Path(config.out_dir) / runner / "round-000"
-
-
 @pytest.mark.slow
-def test_the_same_config_gives_the_same_dataset_on_dask_and_on_the_fnapi_runner(tmp_path, canned, caplog):
-    _, url = canned
-    local = _run(tmp_path, url, "FnApiRunner")
+def test_the_same_config_gives_the_same_dataset_on_dask_and_on_the_fnapi_runner(canned_round, caplog):
+    local = canned_round("FnApiRunner", workers=WORKERS, runner="FnApiRunner")
     with caplog.at_level(logging.INFO, logger="plumline.pipeline.runners"):
-        dask = _run(tmp_path, url, "dask")
+        dask = canned_round("dask", workers=WORKERS, runner="dask")
     messages = caplog.messages
     for stage in ("read", "execute", "export"):  # the CPU stages ran on Dask, none fell back
         assert any(m.startswith(f"stage {stage} ran on Dask") for m in messages), (stage, messages)

@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -173,3 +179,109 @@ def test_a_chat_endpoint_policy_is_rejected_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="prm.enabled: true with an openai policy on the chat endpoint"):
         load_config(cfg)
     assert load_config(cfg, ["policy.endpoint=completions"]).prm.enabled
+
+
+class SlowContinuingModel(ContinuingModel):
+    """``ContinuingModel`` whose continuations take ``delay`` seconds each, so that a kill lands while
+    the prm stage still has batches to label."""
+
+    delay = 0.0
+
+    def reply(self, body: dict) -> list[str]:
+        text = body.get("prompt", "")
+        if self.delay and FENCE in text and "```" not in text.rpartition(FENCE)[2]:
+            time.sleep(self.delay)
+        return super().reply(body)
+
+
+RUNNER = """
+import sys
+from pathlib import Path
+from plumline.pipeline.config import load_config
+from plumline.pipeline.round import run_rounds
+
+cfg = load_config(sys.argv[1], sys.argv[2:])
+run_rounds(cfg, Path(cfg.out_dir) / cfg.name)
+"""
+
+
+def _label_set(rows: list[dict]) -> set[tuple]:
+    return {(r["sample_id"], tuple(r["labels"]), r["first_bad_step"], tuple(r["probed"]),
+             tuple(r["probe_passes"])) for r in rows}
+
+
+@pytest.mark.slow
+def test_a_run_killed_during_prm_resumes_without_labelling_finished_batches_again(tmp_path):
+    from plumline.llm import progress
+    from plumline.pipeline.validate import validate_run
+
+    model = SlowContinuingModel()
+    server, url = canned_openai.serve(model)
+    cfg_path = _config(tmp_path, url)
+    one_per_batch = ["prm.batch_size=1"]  # six batches: the kill falls between two of them
+    ref_dir, run_dir = tmp_path / "ref" / "prm", tmp_path / "killed" / "prm"
+    try:
+        # Everything up to export once (prm off), copied: both runs label the very same programs.
+        run_rounds(load_config(cfg_path, [*one_per_batch, "prm.enabled=false",
+                                          f"out_dir={ref_dir.parent}"]), ref_dir)
+        shutil.copytree(ref_dir, run_dir)
+        reference = run_rounds(load_config(cfg_path, [*one_per_batch, f"out_dir={ref_dir.parent}"]),
+                               ref_dir)[0]
+        ref_rows = pq.read_table(ref_dir / "round-000" / "prm.parquet").to_pylist()
+        assert len(ref_rows) == 6
+
+        # A run killed (SIGKILL, the whole process group) once a labelled batch is checkpointed.
+        stages = run_dir / "round-000" / ".stages"
+        script = tmp_path / "run_round.py"
+        script.write_text(RUNNER)
+        model.delay = 0.5
+        proc = subprocess.Popen([sys.executable, str(script), str(cfg_path), *one_per_batch,
+                                 f"out_dir={run_dir.parent}"], start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and proc.poll() is None:
+                if list(stages.glob("prm.*.parts/*.jsonl")):
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None, "the run ended before a prm batch was checkpointed"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        model.delay = 0.0
+        time.sleep(1.0)  # continuations the killed run asked for leave the server
+        assert not (stages / "prm.done").exists() and (stages / "export.done").exists()
+        [parts] = stages.glob("prm.*.parts")
+        shards = [json.loads(p.read_text().splitlines()[0])["ids"] for p in parts.glob("*.jsonl")]
+        done = {sid for ids in shards for sid in ids}
+        assert 1 <= len(done) < 6, done  # batches of one: some labelled, some not
+
+        # The rerun resumes: only the programs not checkpointed go to the engine again.
+        samples = {s["sample_id"]: s for s in pq.read_table(stages.parent / "samples.parquet").to_pylist()}
+        n_requests = len(model.requests)
+        with progress.channel(tmp_path / "live") as live:
+            m = run_rounds(load_config(cfg_path, [*one_per_batch, f"out_dir={run_dir.parent}"]), run_dir)[0]
+            counts = progress.read_progress(live)
+        asked = [r["prompt"] for r in model.requests[n_requests:]]
+        assert asked  # the programs left were labelled now
+        labelled_before = {samples[sid]["prompt"] for sid in done}
+        assert not [p for p in asked if any(p.startswith(prompt) for prompt in labelled_before)]
+        rows = pq.read_table(stages.parent / "prm.parquet").to_pylist()
+        ids = [r["sample_id"] for r in rows]
+        assert len(ids) == len(set(ids)) == 6  # every row exactly once
+        assert _label_set(rows) == _label_set(ref_rows)  # the labels of an uninterrupted run
+        # the cost counts each batch once (restored batches' stats, the new ones' stats)
+        for key in ("programs", "rows", "probes", "completions", "executions", "passed_completions"):
+            assert m["prm"][key] == reference["prm"][key], key
+        # the live bar: every program of the total, the restored ones counted as done at the start
+        assert counts[progress.PRM_PROGRAMS] == counts[progress.PRM_PROGRAMS_TOTAL] == 6
+        assert counts[progress.PRM_BATCHES] == 6 - len(done)
+        assert counts[progress.PRM_COMPLETIONS] == 3 * len(asked) == counts["executions"]
+        assert (stages / "prm.done").exists() and not list(stages.glob("prm.*.parts"))
+        assert validate_run(run_dir) == []
+        from plumline.pipeline.report import build_report
+        assert "plot-prm-first-bad" in build_report(run_dir)[1]  # report.html has its PRM panel
+    finally:
+        server.shutdown()

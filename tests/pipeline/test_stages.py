@@ -40,6 +40,8 @@ CHANGES = [
     ("prompt", "prompt.instruction=Solve it.", {SAMPLE, EVAL, EXECUTE, EXPORT, PRM, TRAIN}),
     # eval takes sampling's temperature, top_p, max_tokens, batch size and stop unless it sets its own
     ("sampling", "sampling.n=3", {SAMPLE, EVAL, EXECUTE, EXPORT, PRM, TRAIN}),
+    # critic-guided sampling's knobs matter only in that mode (sampling.mode: plain here)
+    ("sampling.guided", "sampling.guided.rounds=2", set()),
     ("seed", "seed=7", {TESTS, SAMPLE, EVAL, EXECUTE, EXPORT, PRM, TRAIN}),
     ("tests", "tests.tests_per_problem=2", {TESTS, EXECUTE, EXPORT, PRM, TRAIN}),
     ("validation", "validation.min_kept_tests=2", {EXECUTE, EXPORT, PRM, TRAIN}),
@@ -125,6 +127,24 @@ def test_a_change_reruns_exactly_the_stages_that_depend_on_it(tmp_path, section,
     for stage in ALL:
         now = (run_dir / "round-000" / ".stages" / f"{stage.value}.done").read_text()
         assert (now != markers[stage]) == (stage in expected), stage
+
+
+def test_critic_guided_sampling_reruns_on_its_knobs_and_the_sandbox_limits(tmp_path):
+    """In critic_guided mode sampling runs the example tests in the sandbox: its limits and the
+    guided knobs rerun sampling and evaluation (which samples the same way)."""
+    run_dir = tmp_path / "run"
+    guided = ["sampling.mode=critic_guided", f"sampling.guided.critic={tmp_path}"]
+    _run(_config(tmp_path), run_dir)
+    after_sampling = {SAMPLE, EVAL, EXECUTE, EXPORT, PRM, TRAIN}
+    assert set(_run(_config(tmp_path, guided), run_dir)) == after_sampling
+    assert set(_run(_config(tmp_path, [*guided, "sampling.guided.rounds=2"]), run_dir)) == after_sampling
+    limits = [*guided, "sampling.guided.rounds=2", "sandbox.limits.timeout_s=9"]
+    assert set(_run(_config(tmp_path, limits), run_dir)) == {TESTS, *after_sampling}
+    assert _run(_config(tmp_path, [*limits, "sandbox.workers=3"]), run_dir) == []
+    manifest = json.loads((run_dir / "round-000" / "manifest.json").read_text())
+    assert manifest["guided"] == {"problems_without_examples": 0, "samples_by_origin": {},
+                                  "pass_rate_by_origin": {}}
+    assert manifest["samples"]["by_origin"] == {}
 
 
 def test_a_separate_test_writer_does_not_follow_the_policy(tmp_path):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
-from plumline.data_schemas import Execution, TestCase, TestResult
+from plumline.data_schemas import Execution, Outcome, TestCase, TestResult, TestStatus, status_value
 from plumline.transforms.logic.validation import (
     TestValidationConfig,
     apply_agreement_to_tests,
@@ -41,6 +42,17 @@ def test_oracle_drops_failed_timed_out_erroring_and_unrun_tests_only():
                    "g": (True, None),  # given tests are the dataset's: never judged by the oracle
                    "x": (False, None)}
     assert [t.test_id for t in out] == [t.test_id for t in tests]
+
+
+def test_statuses_read_the_same_as_enums_and_as_strings():
+    assert str(TestStatus.PASSED) != "passed"  # why the helper exists
+    assert status_value(TestStatus.PASSED) == status_value("passed") == "passed"
+    assert status_value(Outcome.RUNTIME_ERROR) == "runtime_error"
+    tests = [tc("a"), tc("b"), tc("c")]
+    as_strings = res(a="passed", b="failed", c="timeout")
+    as_enums = FakeResult("failed", tuple(SimpleNamespace(test_id=r.test_id, status=TestStatus(r.status))
+                                          for r in as_strings.test_results))
+    assert apply_oracle(tests, as_enums) == apply_oracle(tests, as_strings)
 
 
 def test_oracle_unusable_when_the_reference_is_broken():

@@ -60,6 +60,7 @@ from plumline.data_schemas import (
     TestStatus,
     content_id,
     derive_seed,
+    status_value,
 )
 from plumline.llm import PromptConfig, prompt_messages
 from pydantic import BaseModel, ConfigDict, Field
@@ -480,7 +481,7 @@ def reference_passes(oracle_result: Any, kept_test_ids: Sequence[str]) -> bool:
     validation step (oracle, agreement), so a test dropped later does not count against it."""
     if not kept_test_ids:
         return False
-    statuses = {r.test_id: str(getattr(r.status, "value", r.status))
+    statuses = {r.test_id: status_value(r.status)
                 for r in getattr(oracle_result, "test_results", ()) or ()}
     return all(statuses.get(t) == TestStatus.PASSED.value for t in kept_test_ids)
 

@@ -9,14 +9,61 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from plumline.data_schemas import ErrorKind, ErrorRecord, Problem, Sample, Stage, derive_seed
 from plumline.llm import GREEDY_SUFFIX, Completion, GenerationRequest, GenerationResult, extract_code
 from plumline.llm.extract import defines
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NO_CODE_REASON = "completion contains no code"
+SampleOrigin = Literal["sampled", "refined", "repaired"]
+
+DEFAULT_REPAIR_INSTRUCTION = (
+    "Your program fails a test:\n\n{error}\n\nFix the program. Reply with the whole corrected function in "
+    "one ```python code block.")
+
+
+class GuidedSamplingConfig(BaseModel):
+    """CodeRL's critic-guided ("critical") sampling (``sampling.mode: critic_guided``; arXiv 2207.01780):
+    part of the budget is sampled plainly, every program runs on the problem's example tests (never its
+    hidden or synthesized tests), a trained critic scores programs and their line prefixes, and the rest
+    of the budget refines the best prefixes of programs that pass the examples and repairs programs
+    that fail them, given the error. The total per problem stays ``sampling.n`` (+ the greedy one)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    critic: str | None = Field(
+        None, description="A `plumline train critic` output folder: scores programs and prefixes by their "
+                          "probability of passing. Required with sampling.mode: critic_guided.")
+    first_share: float = Field(
+        0.5, gt=0.0, le=1.0, description="Share of sampling.n drawn plainly first (at least one sample); the "
+                                         "rest is spent refining and repairing.")
+    refine_share: float = Field(
+        0.5, ge=0.0, le=1.0, description="Share of the rest spent refining programs that pass the examples "
+                                         "(from their best-scoring prefix) when both kinds exist; the rest "
+                                         "repairs failing programs.")
+    rounds: int = Field(1, ge=1, description="Refine/repair rounds; round r works on round r-1's new samples "
+                                             "and the rest of the budget is split across rounds.")
+    max_seeds: int = Field(4, ge=1, description="Most programs refined (and most repaired) per problem and "
+                                                "round, the critic's best first; the slots go round robin "
+                                                "over them.")
+    repair_instruction: str = Field(
+        DEFAULT_REPAIR_INSTRUCTION,
+        description="The message asking the policy to fix its failing program, after the policy's prompt and "
+                    "its answer; {error} is replaced by the first failing example test and its error.")
+
+    @field_validator("repair_instruction")
+    @classmethod
+    def _has_error(cls, v: str) -> str:
+        if "{error}" not in v:
+            raise ValueError("must contain {error} (where the failing test's error message goes)")
+        try:
+            v.format(error="")
+        except (IndexError, KeyError, ValueError) as exc:
+            raise ValueError(f"is not a format string with only {{error}}: {exc}") from None
+        return v
 
 
 class SamplingConfig(BaseModel):
@@ -33,6 +80,11 @@ class SamplingConfig(BaseModel):
                                            "marked is_greedy (CodeRL's baseline).")
     batch_size: int = Field(256, ge=1, description="Problems sent to the engine in one generate call.")
     stop: list[str] = Field(default_factory=list, description="Extra stop strings.")
+    mode: Literal["plain", "critic_guided"] = Field(
+        "plain", description="plain: n independent samples. critic_guided: CodeRL's critical sampling at the "
+                             "same budget (see sampling.guided; needs a trained critic).")
+    guided: GuidedSamplingConfig = Field(default_factory=GuidedSamplingConfig,
+                                         description="Critic-guided sampling (sampling.mode: critic_guided).")
 
 
 @dataclass(frozen=True)
@@ -93,18 +145,31 @@ def assemble_program(problem: Problem, completion: str, *, chat: bool) -> str | 
     return code
 
 
+@dataclass(frozen=True)
+class Derived:
+    """Where the completions of one request come from when they are not plain samples (critic-guided
+    sampling): ``origin``, the sample they derive from, and the text they continue (a prefix of the
+    parent's completion: the sample's completion is ``prefix + continuation``)."""
+
+    origin: SampleOrigin
+    parent_sample_id: str
+    prefix: str = ""
+
+
 def results_to_samples(plan: SamplingPlan, results: Sequence[GenerationResult], *, round: int,
                        policy: str, policy_revision: str, backend: str,
-                       chat: bool) -> tuple[list[Sample], list[ErrorRecord]]:
+                       chat: bool, start: int = 0,
+                       derived: dict[str, Derived] | None = None) -> tuple[list[Sample], list[ErrorRecord]]:
     """Turn the engine's results for one problem into Sample records and error lines.
 
     A completion with no code still becomes a Sample (code=None): it is a real failure of the
-    policy; it is also reported in errors.jsonl so users see how often it happens."""
+    policy; it is also reported in errors.jsonl so users see how often it happens. ``start``: the
+    first sample_index; ``derived``: request id -> where its completions come from (default: sampled)."""
     samples: list[Sample] = []
     errors: list[ErrorRecord] = []
     by_id = {r.request_id: r for r in results}
     pid = plan.problem.problem_id
-    index = 0
+    index = start
     for req in plan.requests:
         res = by_id.get(req.request_id)
         greedy = req.request_id.endswith(GREEDY_SUFFIX)
@@ -113,9 +178,12 @@ def results_to_samples(plan: SamplingPlan, results: Sequence[GenerationResult], 
                                       reason=(res.error if res else "no result from engine"),
                                       input=pid, problem_id=pid))
             continue
+        origin = (derived or {}).get(req.request_id)
         for comp in res.completions:
+            if origin is not None and origin.prefix:
+                comp = replace(comp, text=origin.prefix + comp.text)
             samples.append(_sample(plan, req, comp, index=index, greedy=greedy, round=round, policy=policy,
-                                   revision=policy_revision, backend=backend, chat=chat))
+                                   revision=policy_revision, backend=backend, chat=chat, origin=origin))
             index += 1
             if samples[-1].code is None:
                 errors.append(ErrorRecord(stage=Stage.SAMPLE, kind=ErrorKind.NO_CODE, reason=NO_CODE_REASON,
@@ -125,7 +193,8 @@ def results_to_samples(plan: SamplingPlan, results: Sequence[GenerationResult], 
 
 
 def _sample(plan: SamplingPlan, req: GenerationRequest, comp: Completion, *, index: int, greedy: bool,
-            round: int, policy: str, revision: str, backend: str, chat: bool) -> Sample:
+            round: int, policy: str, revision: str, backend: str, chat: bool,
+            origin: Derived | None = None) -> Sample:
     pid = plan.problem.problem_id
     code = assemble_program(plan.problem, comp.text, chat=chat)
     return Sample(
@@ -134,7 +203,9 @@ def _sample(plan: SamplingPlan, req: GenerationRequest, comp: Completion, *, ind
         completion=comp.text, code=code, finish_reason=comp.finish_reason,
         prompt_tokens=comp.prompt_tokens, completion_tokens=comp.completion_tokens,
         temperature=req.temperature, top_p=req.top_p, max_tokens=req.max_tokens, seed=req.seed,
-        sample_index=index, is_greedy=greedy, backend=backend)
+        sample_index=index, is_greedy=greedy, backend=backend,
+        origin=origin.origin if origin else "sampled",
+        parent_sample_id=origin.parent_sample_id if origin else None)
 
 
 def sample_batch(problems: Sequence[Problem], *, render: Callable[[Problem], str],
@@ -148,9 +219,7 @@ def sample_batch(problems: Sequence[Problem], *, render: Callable[[Problem], str
         try:
             prompt = render(p)
         except Exception as exc:  # noqa: BLE001 - a template that fails on one problem must not stop the batch
-            errors.append(ErrorRecord(stage=Stage.SAMPLE, kind=ErrorKind.PROMPT_FAILED,
-                                      reason=f"prompt rendering failed: {exc}",
-                                      input=p.problem_id, problem_id=p.problem_id))
+            errors.append(prompt_error(p, exc))
             continue
         plans.append(plan_requests(p, prompt, cfg, round=round, base_seed=base_seed))
     requests = [r for plan in plans for r in plan.requests]
@@ -165,6 +234,13 @@ def sample_batch(problems: Sequence[Problem], *, render: Callable[[Problem], str
         samples.extend(s)
         errors.extend(e)
     return samples, errors
+
+
+def prompt_error(problem: Problem, exc: BaseException) -> ErrorRecord:
+    """The error line of a problem whose policy prompt could not be rendered."""
+    return ErrorRecord(stage=Stage.SAMPLE, kind=ErrorKind.PROMPT_FAILED,
+                       reason=f"prompt rendering failed: {exc}", input=problem.problem_id,
+                       problem_id=problem.problem_id)
 
 
 def engine_failure_errors(problems: Sequence[Problem], stage: Stage, exc: BaseException) -> list[ErrorRecord]:

@@ -26,6 +26,7 @@ from plumline.data_schemas import (
     TestDropReason,
     TestOrigin,
     TestStatus,
+    status_value,
 )
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -73,10 +74,6 @@ class TestValidationConfig(BaseModel):
                                                      "single program agrees with itself).")
 
 
-def _status(value: Any) -> str:
-    return str(getattr(value, "value", value))
-
-
 def apply_oracle(tests: Sequence[TestCase], oracle: Any, *, drop_not_run: bool = True) -> list[TestCase]:
     """Tests with the reference solution's verdicts applied.
 
@@ -84,7 +81,7 @@ def apply_oracle(tests: Sequence[TestCase], oracle: Any, *, drop_not_run: bool =
     ``test_id``/``status``). Given tests and already dropped tests pass through unchanged (a dataset's
     own tests are trusted; a failing one means a broken reference, reported by the caller). A test with
     no result at all is dropped as ``oracle_not_run`` when ``drop_not_run``."""
-    statuses = {r.test_id: _status(r.status) for r in getattr(oracle, "test_results", ()) or ()}
+    statuses = {r.test_id: status_value(r.status) for r in getattr(oracle, "test_results", ()) or ()}
     out = []
     for t in tests:
         if not t.kept or t.origin == TestOrigin.GIVEN.value:
@@ -102,11 +99,11 @@ def apply_oracle(tests: Sequence[TestCase], oracle: Any, *, drop_not_run: bool =
 def oracle_unusable(oracle: Any) -> str | None:
     """Why a reference's result cannot judge tests (it did not compile, the sandbox failed, it ran no
     test), or None when it can. A reference that merely fails some tests is usable: that is the point."""
-    outcome = _status(getattr(oracle, "outcome", ""))
+    outcome = status_value(getattr(oracle, "outcome", ""))
     results = getattr(oracle, "test_results", ()) or ()
     if outcome in (Outcome.COMPILE_ERROR.value, Outcome.SANDBOX_ERROR.value):
         return f"reference solution {outcome}"
-    if results and all(_status(r.status) == TestStatus.NOT_RUN.value for r in results):
+    if results and all(status_value(r.status) == TestStatus.NOT_RUN.value for r in results):
         return f"reference solution ran no test ({outcome})"
     return None
 
@@ -165,7 +162,8 @@ def codet_agreement(test_ids: Sequence[str], matrix: Mapping[str, Mapping[str, b
 def execution_matrix(executions: Iterable[Execution]) -> dict[str, dict[str, bool]]:
     """Samples x tests pass matrix from executions (a sample that ran no test has an empty row and so
     joins the group that passes nothing)."""
-    return {e.sample_id: {r.test_id: _status(r.status) == TestStatus.PASSED.value for r in e.test_results}
+    passed = TestStatus.PASSED.value
+    return {e.sample_id: {r.test_id: status_value(r.status) == passed for r in e.test_results}
             for e in executions}
 
 
@@ -184,7 +182,7 @@ def recompute_execution(execution: Execution, kept_test_ids: Iterable[str]) -> E
     untouched (evaluation-only tests are not validated here)."""
     kept = set(kept_test_ids)
     results = tuple(r for r in execution.test_results if r.test_id in kept)
-    statuses = [_status(r.status) for r in results]
+    statuses = [status_value(r.status) for r in results]
     passed = sum(s == TestStatus.PASSED.value for s in statuses)
     total = len(results)
     outcome = execution.outcome

@@ -37,6 +37,8 @@ from plumline.data_schemas import (
     TestKind,
     TestOrigin,
     TestSpec,
+    TestStatus,
+    status_value,
 )
 from plumline.transforms.logic.pairing import reference_passes
 from plumline.transforms.logic.synthesis.expected import (
@@ -163,7 +165,7 @@ def resolve_probes(problem: Problem, tests: Sequence[TestCase], samples: Sequenc
 
 
 def _passed(result: Any) -> bool:
-    return str(getattr(result.status, "value", result.status)) == "passed"
+    return status_value(result.status) == TestStatus.PASSED.value
 
 
 def _agree(outputs: list[dict[str, str | None]], voters: Sequence[int], n_programs: int,

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plumline.data_schemas import TestDropReason, TestSpec, TestStatus
+from plumline.data_schemas import TestDropReason, TestSpec, TestStatus, status_value
 from plumline.transforms.logic.synthesis.inputs import Args, call_source, literal_round_trips
 
 PROBE_MARK = "PLUMLINE-VALUE:"
@@ -54,15 +54,11 @@ class ProbeOutcome:
     detail: str = ""
 
 
-def _status(value: Any) -> str:
-    return str(getattr(value, "value", value))
-
-
 def read_probe_result(result: Any) -> ProbeOutcome:
     """One probe test's result (a ``TestResult``) -> the value, or the reason the input is invalid."""
     if result is None:
         return ProbeOutcome(False, reason=TestDropReason.ORACLE_NOT_RUN, detail="the reference never ran it")
-    st = _status(result.status)
+    st = status_value(result.status)
     msg = result.error_message or ""
     if st == TestStatus.FAILED.value and result.error_type == "AssertionError" and msg.startswith(PROBE_MARK):
         text = msg[len(PROBE_MARK):]
@@ -184,7 +180,7 @@ def kill_matrix(test_ids: Sequence[str], mutant_results: Sequence[Any]) -> dict[
     that stalls or dies before a test is caught by the suite either way)."""
     out: dict[str, set[int]] = {t: set() for t in test_ids}
     for m, res in enumerate(mutant_results):
-        statuses = {r.test_id: _status(r.status) for r in (getattr(res, "test_results", ()) or ())}
+        statuses = {r.test_id: status_value(r.status) for r in (getattr(res, "test_results", ()) or ())}
         for t in test_ids:
             if statuses.get(t, TestStatus.NOT_RUN.value) != TestStatus.PASSED.value:
                 out[t].add(m)
