@@ -233,6 +233,9 @@ def config_problems(cfg: RunConfig) -> list[tuple[str, str]]:
         cannot(field, why)
     for field, why in guided_problems(cfg.sampling, cfg.policy):
         cannot(field, why)
+    if cfg.eval.enabled and cfg.sampling.mode != "critic_guided":  # eval may guide where training does not
+        for field, why in guided_problems(cfg.eval.sampling(cfg.sampling), cfg.eval.policy(cfg.policy)):
+            cannot(field, f"{why} (eval.sampling_mode: critic_guided)")
     for field, why in runner_problems(cfg):
         cannot(field, why)
     if cfg.export.format == "conversational" and cfg.policy.chat is False:

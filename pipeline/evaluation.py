@@ -35,9 +35,10 @@ def eval_summary(cfg: RunConfig, layout: RoundLayout, model: str = "") -> dict[s
                         n=cfg.eval.n)
     # How the n samples were drawn (critic_guided: CodeRL's critical sampling, guided by the example
     # tests only) and the pass rate of each origin (sampled, refined, repaired) on the given tests.
-    summary["sampling"] = cfg.sampling.mode
-    if cfg.sampling.mode == "critic_guided":
-        summary["critic"] = cfg.sampling.guided.critic
+    sampling = cfg.eval.sampling(cfg.sampling)
+    summary["sampling"] = sampling.mode
+    if sampling.mode == "critic_guided":
+        summary["critic"] = sampling.guided.critic
     summary["by_origin"] = pass_rate_by_origin((r.origin, r.passed) for r in rows if not r.is_greedy)
     return summary
 
@@ -120,7 +121,7 @@ def eval_run_config(model: str, source: str, *, fmt: str = "auto", limit: int | 
         policy = BackendConfig(kind=backend, model=resolve_model_ref(model),
                                **({"base_url": base_url} if base_url else {}))
         ev = EvalConfig(sources=[src], n=n, k=k if k is not None else [1], greedy=greedy,
-                        temperature=temperature, max_tokens=max_tokens)
+                        temperature=temperature, max_tokens=max_tokens, sampling_mode=mode)
         cfg = RunConfig(name=name, sources=[src], policy=policy, eval=ev, seed=seed,
                         sandbox=SandboxConfig(workers=workers),
                         sampling=SamplingConfig(mode=mode, guided=GuidedSamplingConfig(critic=critic)))

@@ -379,7 +379,11 @@ def _sample_sections(cfg: RunConfig) -> tuple[str, ...]:
 
 def _eval_sections(cfg: RunConfig) -> tuple[str, ...]:
     # The policy's engine options matter unless eval.backend replaces them; its model is the input.
-    base = ("eval", "prompt", *dict.fromkeys((*_sampling_sections(cfg), "seed", "sandbox.limits")))
+    # eval.sampling_mode (plain by default) decides whether sampling.guided matters here, not sampling.mode
+    guided = cfg.eval.sampling(cfg.sampling).mode == "critic_guided"
+    follows_run = cfg.eval.sampling_mode is None
+    sampling = ("sampling",) if guided else (*SAMPLING_SETTINGS, *(("sampling.mode",) if follows_run else ()))
+    base = ("eval", "prompt", *sampling, "seed", "sandbox.limits")
     return base if cfg.eval.backend is not None else (*base, "policy")
 
 

@@ -153,7 +153,8 @@ def test_plumline_eval_with_critic_guided_sampling(tmp_path, guided_server, crit
     cli = eval_run_config("canned", "bundled:easy", limit=3, n=4, k=[1], backend="transformers",
                           max_tokens=64, sampling="critic-guided", critic=str(critic))
     cfg = check_config(plain.model_copy(update={
-        "policy": plain.policy.model_copy(update={"endpoint": "completions"}), "sampling": cli.sampling}))
+        "policy": plain.policy.model_copy(update={"endpoint": "completions"}), "sampling": cli.sampling,
+        "eval": cli.eval}))
     out = tmp_path / "eval"
     summary = evaluate_model(cfg, out)
     on_disk = json.loads((out / "eval.json").read_text())

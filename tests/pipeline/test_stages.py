@@ -131,20 +131,21 @@ def test_a_change_reruns_exactly_the_stages_that_depend_on_it(tmp_path, section,
 
 def test_critic_guided_sampling_reruns_on_its_knobs_and_the_sandbox_limits(tmp_path):
     """In critic_guided mode sampling runs the example tests in the sandbox: its limits and the
-    guided knobs rerun sampling and evaluation (which samples the same way)."""
+    guided knobs rerun sampling. Evaluation stays plain (eval.sampling_mode) unless asked to guide."""
     run_dir = tmp_path / "run"
     guided = ["sampling.mode=critic_guided", f"sampling.guided.critic={tmp_path}"]
     _run(_config(tmp_path), run_dir)
-    after_sampling = {SAMPLE, EVAL, EXECUTE, EXPORT, PRM, TRAIN}
+    after_sampling = {SAMPLE, EXECUTE, EXPORT, PRM, TRAIN}
     assert set(_run(_config(tmp_path, guided), run_dir)) == after_sampling
     assert set(_run(_config(tmp_path, [*guided, "sampling.guided.rounds=2"]), run_dir)) == after_sampling
     limits = [*guided, "sampling.guided.rounds=2", "sandbox.limits.timeout_s=9"]
-    assert set(_run(_config(tmp_path, limits), run_dir)) == {TESTS, *after_sampling}
+    assert set(_run(_config(tmp_path, limits), run_dir)) == {TESTS, EVAL, *after_sampling}
     assert _run(_config(tmp_path, [*limits, "sandbox.workers=3"]), run_dir) == []
     manifest = json.loads((run_dir / "round-000" / "manifest.json").read_text())
     assert manifest["guided"] == {"problems_without_examples": 0, "samples_by_origin": {},
                                   "pass_rate_by_origin": {}}
     assert manifest["samples"]["by_origin"] == {}
+    assert set(_run(_config(tmp_path, [*limits, "eval.sampling_mode=critic_guided"]), run_dir)) == {EVAL}
 
 
 def test_a_separate_test_writer_does_not_follow_the_policy(tmp_path):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from plumline.data_schemas import EvalSample, Outcome, Problem, Sample
 from plumline.llm import BackendConfig
@@ -47,6 +47,10 @@ class EvalConfig(BaseModel):
     backend: BackendConfig | None = Field(
         None, description="Engine options for evaluation; None: the round's policy config. Its model is "
                           "always the policy being evaluated.")
+    sampling_mode: Literal["plain", "critic_guided"] | None = Field(
+        "plain", description="How the n samples are drawn: plain (the policy alone, what pass@k means), "
+                             "critic_guided (CodeRL's critical sampling with sampling.guided's critic, "
+                             "guided by the example tests only), None: the run's sampling.mode.")
 
     @field_validator("k")
     @classmethod
@@ -63,6 +67,7 @@ class EvalConfig(BaseModel):
         """The sampling settings evaluation uses: its own where set, else the run's ``sampling``."""
         return base.model_copy(update={
             "n": self.n, "greedy": self.greedy,
+            "mode": base.mode if self.sampling_mode is None else self.sampling_mode,
             "temperature": base.temperature if self.temperature is None else self.temperature,
             "top_p": base.top_p if self.top_p is None else self.top_p,
             "max_tokens": base.max_tokens if self.max_tokens is None else self.max_tokens,
