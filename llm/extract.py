@@ -10,6 +10,8 @@ Rules, in order:
    Otherwise (or when none defines it): the longest candidate that parses, ties to the last; failing
    that, the longest non-empty candidate (a program that does not compile is still a sample: CodeRL's
    compile-error class).
+   When every fence is empty (a model that answered with bare code and then wrote a lone closing
+   fence), the text before the first fence is read as in rule 2.
 2. No fence: the whole text if it parses as Python with at least one real statement (not a lone
    name or constant, which prose like ``Hello`` would be); else the run of code-looking lines starting
    at the first ``def``/``class``/``import``/``from``/decorator line.
@@ -169,6 +171,12 @@ def _choose(candidates: list[str], entry_point: str | None) -> str | None:
     return [c for c in pool if len(c) == best][-1]
 
 
+def _before_first_fence(text: str) -> str:
+    lines = text.split("\n")
+    first = next((i for i, line in enumerate(lines) if _FENCE.match(line.rstrip("\r"))), len(lines))
+    return "\n".join(lines[:first])
+
+
 def extract_code(text: str, entry_point: str | None = None, *,
                  strip_main_guard: bool | None = None) -> str | None:
     """The program in ``text``, or ``None`` when it holds no code. Never raises on any string."""
@@ -179,6 +187,8 @@ def extract_code(text: str, entry_point: str | None = None, *,
     if blocks:
         candidates = [_clean(body) for tag, body in blocks if tag in PYTHON_TAGS]
         code = _choose(candidates, entry_point)
+        if code is None:  # only empty fences: e.g. code answered bare, then a stray closing fence
+            code = _bare_code(_before_first_fence(text))
     else:
         code = _bare_code(text)
     if code is None:

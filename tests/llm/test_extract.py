@@ -141,3 +141,11 @@ def test_fenced_roundtrip(lines, prose):
         return
     text = f"{prose}\n{F}python\n{code}\n{F}\n{prose}"
     assert extract_code(text, strip_main_guard=False) == code
+
+
+def test_bare_code_followed_by_a_stray_closing_fence_is_extracted():
+    # Seen on HumanEval with SmolLM2: the answer starts without a fence and ends with one.
+    text = "def list_sort(lst):\n    lst = sorted(lst)\n    return lst\n```"
+    assert extract_code(text, "list_sort") == "def list_sort(lst):\n    lst = sorted(lst)\n    return lst"
+    assert extract_code("Sure, here it is:\n```", "list_sort") is None  # prose and an empty fence: no code
+    assert extract_code("```python\n```\n", "f") is None
