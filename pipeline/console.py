@@ -176,6 +176,15 @@ MEASURES = {
 }
 
 
+def _same_count(artifact: str, rows: int, shown: tuple[str, int] | None) -> bool:
+    """An artifact's row count that the live measure already printed (``200 samples`` twice on a line:
+    ``samples`` after the sample stage, ``eval_samples`` after eval)."""
+    if shown is None:
+        return False
+    unit, count = shown
+    return rows == count and (artifact == unit or artifact.endswith("_" + unit))
+
+
 def _rows(path: Path) -> int | None:
     try:
         return pq.ParquetFile(path).metadata.num_rows
@@ -273,11 +282,13 @@ class RunProgress:
             return f"{head} [dim]done earlier ({marker.seconds:.0f} s), kept[/]"
         parts = [f"{marker.seconds:6.1f} s"]
         counts = cur.counts or {}
+        shown: tuple[str, int] | None = None  # (unit, count) the live measure already printed
         if cur.measure is not None and counts.get(cur.measure.key):
             done = int(counts[cur.measure.key])
             span = time.monotonic() - (cur.first_seen or cur.started)
             rate = _rate(done / max(span, 1e-9), cur.measure.rate_unit)
             parts.append(f"{done:,} {cur.measure.unit} ({rate})")
+            shown = (cur.measure.unit, done)
             if cur.measure.generates and counts.get("tokens"):
                 tokens = int(counts["tokens"])
                 parts.append(f"{tokens:,} tokens ({_rate(tokens / max(span, 1e-9), 'tok')})")
@@ -286,7 +297,8 @@ class RunProgress:
                     rate = _rate(counts[key] / max(span, 1e-9), rate_unit)
                     parts.append(f"{int(counts[key]):,} {unit} ({rate})")
         rows = ", ".join(f"{n:,} {name}" for name, n in marker.rows.items()
-                         if name in ARTIFACTS and not ARTIFACTS[name].internal)
+                         if name in ARTIFACTS and not ARTIFACTS[name].internal
+                         and not _same_count(name, n, shown))
         if rows:
             parts.append(rows)
         return f"{head} " + "  ·  ".join(parts)
