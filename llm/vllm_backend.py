@@ -16,6 +16,9 @@ import contextlib
 import gc
 import logging
 import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -113,6 +116,19 @@ def cpu_compile_cache_env(environ: dict[str, str] | os._Environ[str] = os.enviro
     return {"VLLM_USE_AOT_COMPILE": "0"}
 
 
+SHUTDOWN_TIMEOUT_S = 20.0  # vLLM's shutdown normally takes 1-8 s
+
+
+def _alive(pid: int) -> bool:
+    """A process that runs (a zombie, exited but not reaped, counts as gone)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def engine_process_pids(llm: Any) -> set[int]:
     """Pids of the engine core processes vLLM started for ``llm`` (vLLM 0.32:
     ``llm_engine.engine_core.resources.engine_manager.processes``); empty where vLLM has none (engine
@@ -177,6 +193,7 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
             self._llm: Any = LLM(**kwargs)
         self._watchdog = dog
         engine_pids = engine_process_pids(self._llm)
+        self._engine_pids = engine_pids
         if dog is not None and engine_pids:  # vLLM names its processes: watch exactly those
             dog.watch(engine_pids)
             dog.retain(engine_pids)
@@ -242,14 +259,43 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         )
         return GenerationResult(request_id=req.request_id, completions=comps, error=None)
 
+    def _shutdown_engine(self, llm: Any) -> None:
+        """vLLM's own shutdown, bounded: after Ctrl-C the engine core got the terminal's SIGINT too and a
+        shutdown talking to it can wait a long time (seen once: the process did not exit in 60 s). Past
+        ``SHUTDOWN_TIMEOUT_S`` the engine processes (our unreaped children: their pids cannot have been
+        reused) are killed, so closing never hangs."""
+        finished = threading.Event()
+
+        def shutdown() -> None:
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:  # best effort: the process may already be gone
+                logger.exception("vLLM engine core shutdown failed")
+            finally:
+                finished.set()
+
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
+        threading.Thread(target=shutdown, name="plumline-vllm-shutdown", daemon=True).start()
+        finished.wait(SHUTDOWN_TIMEOUT_S)
+        # The engine processes must be gone too: multiprocessing joins its children at exit.
+        pids = set(getattr(self, "_engine_pids", ()) or ())
+        while pids and time.monotonic() < deadline:
+            pids = {pid for pid in pids if _alive(pid)}
+            if pids:
+                time.sleep(0.1)
+        if not pids:
+            return
+        logger.warning("the vLLM engine did not shut down in %.0f s: killing its processes %s",
+                       SHUTDOWN_TIMEOUT_S, sorted(pids))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None
         if llm is None:
             return
-        try:
-            llm.llm_engine.engine_core.shutdown()
-        except Exception:  # best effort: the process may already be gone
-            logger.exception("vLLM engine core shutdown failed")
+        self._shutdown_engine(llm)
         del llm
         gc.collect()
         import multiprocessing
