@@ -45,6 +45,7 @@ from plumline.data_schemas import (
     Stage,
     TestSpec,
     derive_seed,
+    status_value,
 )
 from plumline.data_schemas.steps import join_steps
 from plumline.llm import BackendConfig, GenerationRequest
@@ -97,9 +98,14 @@ def first_count(n: int, first_share: float) -> int:
     return min(n, max(1, round(n * first_share)))
 
 
+def spread(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` near-equal shares, the first ones taking the remainder."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)] if parts else []
+
+
 def split_rounds(rest: int, rounds: int) -> list[int]:
     """The rest of the budget split across rounds, the earlier rounds taking the remainder."""
-    return [rest // rounds + (1 if i < rest % rounds else 0) for i in range(rounds)]
+    return spread(rest, rounds)
 
 
 def allocate(slots: int, refine_seeds: int, repair_seeds: int, refine_share: float
@@ -116,10 +122,6 @@ def allocate(slots: int, refine_seeds: int, repair_seeds: int, refine_share: flo
         refine = 0
     repair = slots - refine if repair_seeds else 0
     plain = slots - refine - repair
-
-    def spread(total: int, k: int) -> list[int]:
-        return [total // k + (1 if i < total % k else 0) for i in range(k)] if k else []
-
     return spread(refine, refine_seeds), spread(repair, repair_seeds), plain
 
 
@@ -163,7 +165,7 @@ def failure_message(result: Any, tests: Sequence[TestSpec], *, limit: int = 1000
         return "The program could not be run."
     by_id = {t.test_id: t for t in tests}
     for r in result.test_results:
-        status = str(getattr(r.status, "value", r.status))
+        status = status_value(r.status)
         if status in ("passed", "not_run"):
             continue
         test = by_id.get(r.test_id)
