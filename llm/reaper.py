@@ -266,6 +266,16 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
+def pid_alive(pid: int) -> bool:
+    """Process ``pid`` runs (a zombie, exited but not reaped, counts as gone)."""
+    import psutil
+
+    try:
+        return _alive(psutil.Process(pid))
+    except psutil.Error:
+        return False
+
+
 def _alive(proc: Any) -> bool:
     """``proc`` (psutil) is still the process it was (same start time) and not a zombie."""
     import psutil

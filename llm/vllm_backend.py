@@ -27,7 +27,7 @@ from .assets import model_revision
 from .base import GenerationBackend, HFTokenizerMixin, load_tokenizer
 from .config import BackendConfig
 from .hardware import choose_dtype, warn_once
-from .reaper import Watchdog, watch_new_children
+from .reaper import Watchdog, pid_alive, watch_new_children
 from .types import Completion, GenerationRequest, GenerationResult
 
 logger = logging.getLogger(__name__)
@@ -117,16 +117,6 @@ def cpu_compile_cache_env(environ: dict[str, str] | os._Environ[str] = os.enviro
 
 
 SHUTDOWN_TIMEOUT_S = 20.0  # vLLM's shutdown normally takes 1-8 s
-
-
-def _alive(pid: int) -> bool:
-    """A process that runs (a zombie, exited but not reaped, counts as gone)."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def engine_process_pids(llm: Any) -> set[int]:
@@ -280,7 +270,7 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         # The engine processes must be gone too: multiprocessing joins its children at exit.
         pids = set(getattr(self, "_engine_pids", ()) or ())
         while pids and time.monotonic() < deadline:
-            pids = {pid for pid in pids if _alive(pid)}
+            pids = {pid for pid in pids if pid_alive(pid)}
             if pids:
                 time.sleep(0.1)
         if not pids:
