@@ -91,7 +91,12 @@ def bench_engine(model: str, dtype: str, eager: bool, args, prompt_cfg) -> dict:
     reqs = [r for p in problems for r in plan_requests(p, by_id[p.problem_id], scfg, round=0,
                                                         base_seed=1000).requests]
     raw_prompts = [r.prompt for r in reqs]
-    raw_params = [vb.sampling_params(r) for r in reqs]
+    raw_params = [vb.sampling_params(r) for r in reqs]  # on CPU: top-p by plumline's processor
+    from vllm import SamplingParams
+
+    # What raw vLLM does by itself: its own top-p, which sorts the whole vocabulary of every row
+    vllm_params = [SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens,
+                                  seed=r.seed, stop=list(r.stop) or None) for r in reqs]
 
     def pipeline() -> int:
         samples, errors = sample_batch(
@@ -104,10 +109,13 @@ def bench_engine(model: str, dtype: str, eager: bool, args, prompt_cfg) -> dict:
     def raw() -> int:
         return _raw_tokens(vb.llm.generate(raw_prompts, raw_params, use_tqdm=False))
 
+    def raw_vllm_top_p() -> int:
+        return _raw_tokens(vb.llm.generate(raw_prompts, vllm_params, use_tqdm=False))
+
     pipeline()  # warm-up (first batches pay one-time costs)
     best: dict[str, tuple[float, int]] = {}
     for _ in range(args.repeats):
-        for name, fn in (("raw", raw), ("pipeline", pipeline)):
+        for name, fn in (("raw", raw), ("pipeline", pipeline), ("raw_vllm_top_p", raw_vllm_top_p)):
             t = time.perf_counter()
             toks = fn()
             dt = time.perf_counter() - t
@@ -117,8 +125,10 @@ def bench_engine(model: str, dtype: str, eager: bool, args, prompt_cfg) -> dict:
     vb.close()
     raw_tps = best["raw"][1] / best["raw"][0]
     ours_tps = best["pipeline"][1] / best["pipeline"][0]
+    vllm_tps = best["raw_vllm_top_p"][1] / best["raw_vllm_top_p"][0]
     return {"dtype": dtype, "resolved": resolved, "eager": eager, "start_s": start_s, "raw_tps": raw_tps,
-            "pipeline_tps": ours_tps, "ratio": ours_tps / raw_tps, "tokens": best["pipeline"][1]}
+            "pipeline_tps": ours_tps, "ratio": ours_tps / raw_tps, "tokens": best["pipeline"][1],
+            "vllm_top_p_tps": vllm_tps, "ratio_vllm_top_p": ours_tps / vllm_tps}
 
 
 def bench_transformers(model: str, args, prompt_cfg) -> float:
@@ -192,11 +202,14 @@ def main() -> int:
     print(f"model {model}\nprompts {args.problems} x n={args.n}, max_tokens {args.max_tokens}, "
           f"temperature {args.temperature}, top_p {args.top_p}; vllm {vllm.__version__}, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}; compile cache {args.compile_cache}")
+    print("raw: vllm.LLM.generate with plumline's SamplingParams (top-p by plumline's processor on CPU); "
+          "vLLM top-p: the same with vLLM's own top-p (a full sort per row per step)")
     print(f"\n{'dtype':>9} {'runs as':>9} {'eager':>6} {'start s':>8} {'raw tok/s':>10} "
-          f"{'pipeline tok/s':>15} {'pipeline/raw':>13}")
+          f"{'pipeline tok/s':>15} {'pipeline/raw':>13} {'vLLM top-p tok/s':>17} {'pipeline/vLLM top-p':>20}")
     for r in rows:
         print(f"{r['dtype']:>9} {r['resolved']:>9} {'on' if r['eager'] else 'off':>6} {r['start_s']:8.1f} "
-              f"{r['raw_tps']:10.1f} {r['pipeline_tps']:15.1f} {r['ratio']:13.3f}")
+              f"{r['raw_tps']:10.1f} {r['pipeline_tps']:15.1f} {r['ratio']:13.3f} "
+              f"{r['vllm_top_p_tps']:17.1f} {r['ratio_vllm_top_p']:20.3f}")
     if hf_tps is not None:
         print(f"\ntransformers backend ({'bfloat16' if cpu.native_bf16 else 'float32'}, the same rule): "
               f"{hf_tps:.1f} tok/s")

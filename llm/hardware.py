@@ -22,6 +22,11 @@ from typing import Any, Literal
 
 # CPU flags that decide (or explain) matrix-math speed; the manifest records the ones present.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# vLLM's CPU decode is *slower* in bfloat16 than in float32 on a CPU with avx512_bf16 but no AMX:
+# SmolLM2-135M, batch 200, Xeon with avx512_bf16 (no AMX): 473 vs 566 ms per greedy step, 510 vs
+# 697 ms sampling (bench/bench_sampling.py --dtypes float32,bfloat16). Training is faster in bf16 there
+# (35.5 vs 47.6 s per DPO step, bench/bench_train_dtype.py), so only vLLM asks for AMX.
+VLLM_CPU_BF16_FLAGS = ("amx_bf16",)
 RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
                   "amx_tile", "amx_bf16", "amx_int8")
 _DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "float": "float32",
@@ -129,10 +134,12 @@ def bf16_fast(device: Device, cpu: CpuInfo | None = None, gpu: GpuInfo | None = 
 
 
 def choose_dtype(requested: str, device: Device, cpu: CpuInfo | None = None,
-                 gpu: GpuInfo | None = None) -> DtypeChoice:
+                 gpu: GpuInfo | None = None, cpu_bf16_flags: tuple[str, ...] = NATIVE_BF16_FLAGS
+                 ) -> DtypeChoice:
     """The dtype to run in. ``auto``: bfloat16 where the hardware has it (CUDA GPU with bf16; CPU with
-    avx512_bf16 or amx_bf16), else float16 on a GPU without bf16, else float32. An explicit dtype is
-    kept, with a warning when it is bfloat16 or float16 on a CPU without native support."""
+    one of ``cpu_bf16_flags``: avx512_bf16 or amx_bf16, or for vLLM amx_bf16 alone), else float16 on a
+    GPU without bf16, else float32. An explicit dtype is kept, with a warning when it is bfloat16 or
+    float16 on a CPU without native support."""
     want = normalize_dtype(requested)
     cpu = cpu or cpu_info()
     where = f"CPU {cpu.model} ({', '.join(cpu.relevant_flags) or 'no AVX2/AVX-512'})"
@@ -145,8 +152,11 @@ def choose_dtype(requested: str, device: Device, cpu: CpuInfo | None = None,
             return DtypeChoice("float16", f"auto: {where} has no bfloat16")
         return DtypeChoice(want, f"set in the config ({where})")
     if want == "auto":
-        if cpu.native_bf16:
+        if any(f in cpu.flags for f in cpu_bf16_flags):
             return DtypeChoice("bfloat16", f"auto: {where} has native bfloat16")
+        if cpu.native_bf16:
+            return DtypeChoice("float32", f"auto: {where} has native bfloat16 but not "
+                                          f"{'/'.join(cpu_bf16_flags)}; faster in float32 here")
         return DtypeChoice("float32", f"auto: {where} has no native bfloat16 (avx512_bf16/amx_bf16)")
     warning = None
     if want in ("bfloat16", "float16") and not (want == "bfloat16" and cpu.native_bf16):
@@ -186,11 +196,16 @@ def engine_device(kind: str, device: str = "auto") -> Device:
     return "cuda" if gpu_info().available else "cpu"
 
 
+def cpu_bf16_flags_for(kind: str) -> tuple[str, ...]:
+    """The CPU flags with which bfloat16 is the faster choice for a backend of ``kind``."""
+    return VLLM_CPU_BF16_FLAGS if kind == "vllm" else NATIVE_BF16_FLAGS
+
+
 def precision_record(kind: str, dtype: str, device: str = "auto") -> dict[str, Any] | None:
     """The dtype a local backend (vllm, transformers) runs in here and why; None for remote ones."""
     if kind not in ("vllm", "transformers"):
         return None
     where = engine_device(kind, device)
-    choice = choose_dtype(dtype, where)
+    choice = choose_dtype(dtype, where, cpu_bf16_flags=cpu_bf16_flags_for(kind))
     return {"backend": kind, "device": where, "requested": dtype, "dtype": choice.dtype,
             "reason": choice.reason}

