@@ -28,6 +28,7 @@ class GenerationBackend(abc.ABC):
     revision: str = ""  # short content hash of the model (or of name + server for openai)
     max_context: int | None = None  # tokens; None = unknown (no length check)
     chat: bool = False  # prompts are rendered with a chat template
+    reports_stop_string = True  # Completion.stop_string says which stop string ended a completion
 
     def __init__(self, cfg: BackendConfig):
         self.cfg = cfg

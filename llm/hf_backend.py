@@ -152,12 +152,15 @@ class TransformersBackend(HFTokenizerMixin, GenerationBackend):
                 tokens = tokens[:-1]
             body, finish, n_gen = tokens, "length", len(tokens)
         text = self.tokenizer.decode(body, skip_special_tokens=True)
+        stop_string = None
         if req.stop:
+            full = text
             text, hit = truncate_at_stop(text, req.stop)
             if hit:
                 finish = "stop"
+                stop_string = next(s for s in req.stop if full.startswith(s, len(text)))
         return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_tokens,
-                          completion_tokens=n_gen, index=index)
+                          completion_tokens=n_gen, index=index, stop_string=stop_string)
 
     def close(self) -> None:
         if getattr(self, "model", None) is None:

@@ -72,6 +72,7 @@ def backoff_delay(attempt: int, base_s: float, retry_after: str | None = None,
 
 class OpenAIBackend(HFTokenizerMixin, GenerationBackend):
     name = "openai"
+    reports_stop_string = False  # only a vLLM server sends stop_reason; another one would leave it unknown
 
     def __init__(self, cfg: BackendConfig):
         GenerationBackend.__init__(self, cfg)
@@ -234,9 +235,11 @@ class OpenAIBackend(HFTokenizerMixin, GenerationBackend):
             else:
                 n_gen = round(total_completion / len(choices))
             index = ch.get("index", pos)
+            stop_reason = ch.get("stop_reason")  # vLLM's server says which stop string; OpenAI's does not
             out.append(Completion(text=text, finish_reason=str(ch.get("finish_reason") or "unknown"),
                                   prompt_tokens=prompt_tokens, completion_tokens=n_gen,
-                                  index=int(index) if isinstance(index, int) else pos))
+                                  index=int(index) if isinstance(index, int) else pos,
+                                  stop_string=stop_reason if isinstance(stop_reason, str) else None))
         out.sort(key=lambda c: c.index)
         return tuple(out)
 

@@ -70,13 +70,15 @@ class GenerationRequest:
 @dataclass(frozen=True)
 class Completion:
     """One sampled continuation. ``finish_reason`` is ``"stop"`` (EOS or a stop string) or
-    ``"length"`` (hit max_tokens); ``index`` is its position among the request's n samples."""
+    ``"length"`` (hit max_tokens); ``index`` is its position among the request's n samples;
+    ``stop_string`` is the stop string that ended it (None: EOS, length, or a backend that cannot say)."""
 
     text: str
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
     index: int
+    stop_string: str | None = None
 
 
 @dataclass(frozen=True)

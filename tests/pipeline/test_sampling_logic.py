@@ -12,6 +12,7 @@ from plumline.llm import (
     BackendConfig,
     Completion,
     GenerationBackend,
+    GenerationRequest,
     GenerationResult,
     PromptConfig,
     render_prompt,
@@ -191,3 +192,75 @@ def test_sample_stage_export_and_bench_send_one_prompt(monkeypatch, chat):
             else:
                 messages = [{"role": m.role, "content": m.content} for m in row.prompt]
                 assert backend.render_chat(messages) == sent
+
+
+class ScriptedEngine:
+    """A test double for ``backend.generate``: answers each prompt with the scripted text, ended by the
+    first of the request's stop strings it contains (reported as ``stop_string``, as vLLM does)."""
+
+    def __init__(self, answers):
+        self.answers, self.calls = answers, []
+
+    def __call__(self, requests):
+
+
+        self.calls.append(list(requests))
+        out = []
+        for req in requests:
+            comps = []
+            for j in range(req.n):
+                full = self.answers[req.prompt]
+                hits = [(full.find(s), s) for s in req.stop if s in full]
+                cut, stop = min(hits) if hits else (len(full), None)
+                text = full[:cut]
+                comps.append(Completion(text=text, finish_reason="stop", prompt_tokens=3,
+                                        completion_tokens=len(text.split()) + (1 if stop else 0), index=j,
+                                        stop_string=stop))
+            out.append(GenerationResult(req.request_id, tuple(comps)))
+        return out
+
+
+def test_completions_end_with_the_fence_that_closes_their_code():
+    from plumline.transforms.logic.sampling import CODE_FENCE_STOP, generate_to_code_end
+
+    answers = {"P": "Sure:\n```python\ndef f():\n    return 1\n```\n\nThis function returns one.",
+               "E": "def g(): pass"}  # no fence at all: ends at EOS, untouched
+    engine = ScriptedEngine(answers)
+    reqs = [GenerationRequest("a", "P", n=2, stop=("STOP",), seed=5), GenerationRequest("b", "E", n=1)]
+    res = generate_to_code_end(engine, reqs)
+    assert len(engine.calls) == 1 and [r.stop for r in engine.calls[0]] == [("STOP", CODE_FENCE_STOP),
+                                                                           (CODE_FENCE_STOP,)]
+    assert [c.text for c in res[0].completions] == ["Sure:\n```python\ndef f():\n    return 1\n```"] * 2
+    assert res[1].completions[0].text == "def g(): pass"
+    assert [r.request_id for r in res] == ["a", "b"]
+
+
+def test_a_bare_fence_that_opens_the_block_is_generated_through():
+    from plumline.transforms.logic.sampling import CODE_FENCE_STOP, generate_to_code_end
+
+    opening = "Here it is:\n```\ndef f():\n    return 2\n```\nDone, it returns two."
+    engine = ScriptedEngine({"P": opening})
+    prefix = "Here it is:"
+    engine.answers["P" + prefix + CODE_FENCE_STOP] = opening[len(prefix + CODE_FENCE_STOP):]
+    res = generate_to_code_end(engine, [GenerationRequest("a", "P", n=1, max_tokens=50, seed=7)])
+    (comp,) = res[0].completions
+    assert comp.text == "Here it is:\n```\ndef f():\n    return 2\n```"
+    cont = engine.calls[1][0]
+    assert cont.prompt == "P" + prefix + CODE_FENCE_STOP and cont.n == 1 and cont.seed not in (None, 7)
+    assert cont.max_tokens == 50 - 4  # the budget left after the first part ("Here it is:" + the stop)
+    assert comp.completion_tokens == 4 + len(["def", "f():", "return", "2"]) + 1
+
+
+def test_a_failed_continuation_keeps_what_was_generated():
+
+    from plumline.transforms.logic.sampling import generate_to_code_end
+
+    engine = ScriptedEngine({"P": "Text\n```\ncode"})
+
+    def failing(requests):
+        if engine.calls:
+            return [GenerationResult(r.request_id, (), error="engine died") for r in requests]
+        return engine(requests)
+
+    res = generate_to_code_end(failing, [GenerationRequest("a", "P", n=1)])
+    assert res[0].completions[0].text == "Text"

@@ -80,6 +80,11 @@ class SamplingConfig(BaseModel):
                                            "marked is_greedy (CodeRL's baseline).")
     batch_size: int = Field(256, ge=1, description="Problems sent to the engine in one generate call.")
     stop: list[str] = Field(default_factory=list, description="Extra stop strings.")
+    stop_after_code: bool = Field(
+        True, description="End a completion at the line that closes its first code block (the fence is "
+                          "kept) instead of letting the model explain its code: 35-50% fewer tokens for "
+                          "SmolLM2. Used in plain mode with backends that report which stop string fired "
+                          "(vllm, transformers); a bare fence that opens a block is generated through.")
     mode: Literal["plain", "critic_guided"] = Field(
         "plain", description="plain: n independent samples. critic_guided: CodeRL's critical sampling at the "
                              "same budget (see sampling.guided; needs a trained critic).")
@@ -105,6 +110,60 @@ def plan_requests(problem: Problem, prompt: str, cfg: SamplingConfig, *, round: 
         stop=tuple(cfg.stop))
     reqs = [sampled, sampled.greedy()] if cfg.greedy else [sampled]
     return SamplingPlan(problem=problem, prompt=prompt, requests=tuple(reqs))
+
+
+CODE_FENCE_STOP = "\n```\n"  # a line holding only a fence: a block opens or closes there
+FENCE_LINE_RE = re.compile(r"^\s*```", re.MULTILINE)
+MAX_FENCE_CONTINUATIONS = 2
+
+
+def _opens_block(text_before_stop: str) -> bool:
+    """Whether the fence line a completion stopped at opens a block (no block is open before it)."""
+    return len(FENCE_LINE_RE.findall(text_before_stop)) % 2 == 0
+
+
+def generate_to_code_end(generate: Callable[[Sequence[GenerationRequest]], list[GenerationResult]],
+                         requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+    """``generate(requests)`` where each completion ends with the fence that closes its first code block.
+
+    Every request gets the stop string ``CODE_FENCE_STOP``. A completion that stopped there with a block
+    open gets its closing fence back (the text reads as the model wrote it, minus what it would have
+    said after its code). One that stopped at a fence that *opens* a block (a bare ``````` line before
+    any code) is continued from that point: one more request whose prompt is the prompt, the text so far
+    and the fence (the rest of the token budget, a seed derived from the request's), merged into the
+    same completion, as if no stop had fired. Needs a backend that sets ``Completion.stop_string``."""
+    staged = [r if CODE_FENCE_STOP in r.stop else replace(r, stop=(*r.stop, CODE_FENCE_STOP))
+              for r in requests]
+    results = list(generate(staged))
+    if len(results) != len(staged):
+        raise RuntimeError(f"the backend returned {len(results)} results for {len(staged)} requests")
+    comps = [list(r.completions) for r in results]
+    for round_ in range(MAX_FENCE_CONTINUATIONS):
+        todo: list[tuple[int, int, GenerationRequest]] = []
+        for i, req in enumerate(staged):
+            for j, comp in enumerate(comps[i]):
+                left = req.max_tokens - comp.completion_tokens
+                if comp.stop_string == CODE_FENCE_STOP and _opens_block(comp.text) and left > 0:
+                    seed = None if req.seed is None else derive_seed(req.seed, "fence", j, round_)
+                    todo.append((i, j, replace(req, request_id=f"{req.request_id}|fence{j}.{round_}",
+                                               prompt=req.prompt + comp.text + CODE_FENCE_STOP, n=1,
+                                               max_tokens=left, seed=seed)))
+        if not todo:
+            break
+        more = list(generate([r for _, _, r in todo]))
+        for (i, j, _), res in zip(todo, more):
+            if not res.ok or not res.completions:
+                continue  # keep what was generated: it stays a completion without code
+            head, tail = comps[i][j], res.completions[0]
+            comps[i][j] = replace(head, text=head.text + CODE_FENCE_STOP + tail.text,
+                                  finish_reason=tail.finish_reason, stop_string=tail.stop_string,
+                                  completion_tokens=head.completion_tokens + tail.completion_tokens)
+    out = []
+    for res, cs in zip(results, comps):
+        cs = [replace(c, text=c.text + CODE_FENCE_STOP.rstrip("\n"))
+              if c.stop_string == CODE_FENCE_STOP and not _opens_block(c.text) else c for c in cs]
+        out.append(replace(res, completions=tuple(cs)))
+    return out
 
 
 _IMPORT_RE = re.compile(r"^(?:from\s+\S+\s+import\s+.+|import\s+.+)$")
