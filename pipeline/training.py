@@ -5,6 +5,7 @@ data untouched)."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from plumline.data_schemas import Stage, derive_seed
+from plumline.llm.hardware import with_tcmalloc
 from plumline.llm.reaper import watch_new_children
 from plumline.pipeline.config import RunConfig
 from plumline.pipeline.errors import StageFailed
@@ -94,7 +96,7 @@ def train_round(cfg: RunConfig, layout: RoundLayout, policy_model: str,
     log.info("round %d: training %s: %s", layout.round, method, " ".join(cmd))
     # The trainer holds every core for minutes: should this process die (SIGKILL, OOM), it must too.
     with watch_new_children() as dog:
-        code = subprocess.run(cmd, check=False).returncode
+        code = subprocess.run(cmd, check=False, env=with_tcmalloc(os.environ)).returncode
     if dog is not None:
         dog.release()
     if code == TrainExit.NO_DATA:

@@ -69,9 +69,10 @@ class BaseTrainingConfig(BaseModel):
     lr_scheduler_type: str = Field("linear", description="transformers scheduler name (linear, cosine, ...).")
     lora: LoraSettings | None = Field(None, description="Train LoRA adapters instead of all weights "
                                       "(needs peft); None: full fine-tuning.")
-    bf16: bool | None = Field(None, description="bfloat16 mixed precision. None: on where the hardware has "
-                              "bf16 (a CUDA GPU that supports it, a CPU with avx512_bf16/amx_bf16), off "
-                              "otherwise (TRL's default of on fails or crawls on most CPUs).")
+    bf16: bool | None = Field(None, description="bfloat16 mixed precision. None: on where the hardware runs "
+                              "it fast (a CUDA GPU that supports it, a CPU with AMX), off otherwise (TRL's "
+                              "default of on fails or crawls on most CPUs; with avx512_bf16 alone float32 "
+                              "measured faster).")
     use_cpu: bool | None = Field(None, description="Train on CPU. None: True when no CUDA GPU is visible.")
     gradient_checkpointing: bool | None = Field(
         None, description="Recompute activations to save memory. None: on with CUDA, off on CPU "

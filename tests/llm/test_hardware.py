@@ -8,7 +8,6 @@ from plumline.llm.hardware import (
     CpuInfo,
     GpuInfo,
     choose_dtype,
-    cpu_bf16_flags_for,
     normalize_dtype,
     parse_cpuinfo,
 )
@@ -65,20 +64,27 @@ def test_auto_on_cpu_is_bf16_only_with_native_support(text, want):
     assert parse_cpuinfo(text).model in choice.reason
 
 
-def test_vllm_wants_amx_for_bf16_training_and_transformers_avx512_bf16_suffices():
-    """vLLM's CPU decode measured faster in float32 on an avx512_bf16 CPU without AMX; training faster
-    in bf16 there."""
+def test_auto_wants_amx_for_bf16_on_cpu():
+    """float32 measured faster than bf16 for vLLM decode and DPO training on an avx512_bf16 CPU without
+    AMX; forcing bf16 there is not warned about (the hardware has it, it is just not the faster choice)."""
     avx512_bf16_only = parse_cpuinfo(SAPPHIRE_RAPIDS.replace("amx_bf16", "").replace("amx_tile", ""))
     assert avx512_bf16_only.native_bf16
-    vllm = choose_dtype("auto", "cpu", cpu=avx512_bf16_only, cpu_bf16_flags=cpu_bf16_flags_for("vllm"))
-    assert vllm.dtype == "float32" and "amx_bf16" in vllm.reason and vllm.warning is None
-    assert choose_dtype("auto", "cpu", cpu=avx512_bf16_only,
-                        cpu_bf16_flags=cpu_bf16_flags_for("transformers")).dtype == "bfloat16"
-    amx = parse_cpuinfo(SAPPHIRE_RAPIDS)
-    assert choose_dtype("auto", "cpu", cpu=amx, cpu_bf16_flags=cpu_bf16_flags_for("vllm")).dtype == "bfloat16"
-    # forcing bf16 on it is not warned about: the hardware has it, it is just not the faster choice
-    assert choose_dtype("bfloat16", "cpu", cpu=avx512_bf16_only, cpu_bf16_flags=cpu_bf16_flags_for("vllm")
-                        ).warning is None
+    choice = choose_dtype("auto", "cpu", cpu=avx512_bf16_only, gpu=NO_GPU)
+    assert choice.dtype == "float32" and "no AMX" in choice.reason and choice.warning is None
+    assert choose_dtype("auto", "cpu", cpu=parse_cpuinfo(SAPPHIRE_RAPIDS), gpu=NO_GPU).dtype == "bfloat16"
+    assert choose_dtype("bfloat16", "cpu", cpu=avx512_bf16_only, gpu=NO_GPU).warning is None
+
+
+def test_tcmalloc_is_preloaded_for_child_processes(tmp_path):
+    assert hardware.find_tcmalloc((str(tmp_path),)) is None
+    lib = tmp_path / "libtcmalloc_minimal.so.4"
+    lib.write_bytes(b"")
+    assert hardware.find_tcmalloc((str(tmp_path / "missing"), str(tmp_path))) == str(lib)
+    assert hardware.with_tcmalloc({"A": "1"}, str(lib)) == {"A": "1", "LD_PRELOAD": str(lib)}
+    gomp = {"LD_PRELOAD": "/x/libgomp.so"}
+    assert hardware.with_tcmalloc(gomp, str(lib))["LD_PRELOAD"] == f"{lib}:/x/libgomp.so"
+    mine = {"LD_PRELOAD": "/opt/libtcmalloc.so.4"}  # the user's own tcmalloc wins
+    assert hardware.with_tcmalloc(mine, str(lib)) == mine
 
 
 def test_forced_bf16_on_a_cpu_without_it_warns():

@@ -90,7 +90,7 @@ def test_training_args_carry_the_knobs_and_the_device_rule(tmp_path: Path):
     if not torch.cuda.is_available():
         from plumline.llm.hardware import cpu_info
 
-        assert args.use_cpu is True and args.bf16 is cpu_info().native_bf16
+        assert args.use_cpu is True and args.bf16 is cpu_info().fast_bf16
     with pytest.raises(TrainingConfigError, match="not_a_field"):
         CriticTrainingConfig(extra_args={"not_a_field": 1}).trl_config(tmp_path)
     with pytest.raises(TrainingConfigError, match="seed"):

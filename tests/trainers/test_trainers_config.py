@@ -148,7 +148,7 @@ def test_device_defaults_follow_the_hardware():
         # TRL's own defaults (bf16, gradient checkpointing) are wrong on a CPU machine; bf16 stays on
         # only where the CPU has native bf16 (plumline.llm.hardware).
         from plumline.llm.hardware import cpu_info
-        bf16 = cpu_info().native_bf16
+        bf16 = cpu_info().fast_bf16
         assert dev == {"use_cpu": True, "bf16": bf16, "fp16": False, "gradient_checkpointing": False}
     forced = BaseTrainingConfig(use_cpu=True, bf16=False, gradient_checkpointing=True).resolved_device()
     assert forced == {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": True}
@@ -168,7 +168,7 @@ def test_trl_configs_carry_the_knobs(tmp_path: Path):
     assert d.save_strategy == "no"
     if not torch.cuda.is_available():
         from plumline.llm.hardware import cpu_info
-        assert d.use_cpu is True and d.bf16 is cpu_info().native_bf16 and d.gradient_checkpointing is False
+        assert d.use_cpu is True and d.bf16 is cpu_info().fast_bf16 and d.gradient_checkpointing is False
     k = KtoTrainingConfig(desirable_weight=1.5, undesirable_weight=0.5).trl_config(tmp_path)
     assert isinstance(k, KTOConfig)
     assert (k.loss_type, k.desirable_weight, k.undesirable_weight) == ("kto", 1.5, 0.5)
