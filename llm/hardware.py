@@ -133,13 +133,6 @@ class DtypeChoice:
     warning: str | None = None
 
 
-def bf16_fast(device: Device, cpu: CpuInfo | None = None, gpu: GpuInfo | None = None) -> bool:
-    """bfloat16 runs natively on ``device`` here."""
-    if device == "cuda":
-        return (gpu or gpu_info()).bf16
-    return (cpu or cpu_info()).native_bf16
-
-
 def choose_dtype(requested: str, device: Device, cpu: CpuInfo | None = None,
                  gpu: GpuInfo | None = None) -> DtypeChoice:
     """The dtype to run in. ``auto``: bfloat16 where the hardware runs it fast (CUDA GPU with bf16; CPU
