@@ -18,7 +18,13 @@ from .base import GenerationBackend
 from .config import BackendConfig
 from .extract import extract_code, strip_main_guards
 from .prompting import DEFAULT_INSTRUCTION, PromptConfig, make_messages, prompt_messages, render_prompt
-from .registry import close_shared_backend, close_shared_backends, get_shared_backend, make_backend
+from .registry import (
+    close_shared_backend,
+    close_shared_backends,
+    get_shared_backend,
+    make_backend,
+    park_shared_backends,
+)
 from .types import GREEDY_SUFFIX, Completion, GenerationRequest, GenerationResult
 
 __all__ = [
@@ -36,6 +42,7 @@ __all__ = [
     "get_shared_backend",
     "make_backend",
     "make_messages",
+    "park_shared_backends",
     "prompt_messages",
     "render_prompt",
     "strip_main_guards",

@@ -201,7 +201,7 @@ def _convert_smollm2(folder: Path) -> None:
                 delattr(config, attr)
             except AttributeError:
                 pass
-    config.torch_dtype = "float32"
+    config.dtype = "float32"  # saved as config.json's "dtype" (transformers 5 deprecates torch_dtype)
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
     # Tied embeddings legitimately show lm_head as missing; anything else is a broken conversion.

@@ -102,6 +102,18 @@ class GenerationBackend(abc.ABC):
                         ) -> list[GenerationResult]:
         """Serve valid requests ``(request, payload from _encode, prompt token count)`` in one go."""
 
+    # --- engine reuse between rounds ---------------------------------------------------------------
+    @property
+    def keeps_while_training(self) -> bool:
+        """May stay running while a round trains (it holds no accelerator the trainer needs), to load
+        the trained weights afterwards (``load_model``) instead of starting a new engine."""
+        return False
+
+    def load_model(self, model: str) -> str | None:
+        """Serve ``model`` from now on, in this engine: None when done, else why it cannot (the
+        caller then starts a new engine). Only a model that differs in weight values can be loaded."""
+        return f"the {self.name} backend cannot load other weights into a running engine"
+
     def close(self) -> None:
         """Free the engine (memory, processes, connections). Safe to call twice."""
 

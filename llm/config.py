@@ -32,6 +32,11 @@ class BackendConfig(BaseModel):
         None, description="vLLM: skip graph capture/compilation (faster start, slower decode). None: on "
                           "CPU yes (SmolLM2, 200 samples: start 42 vs 51 s warm and ~100 s less cold, decode "
                           "6% slower; bench/bench_sampling.py --eager on,off), on GPU no (CUDA graphs)")
+    keep_between_rounds: bool | None = Field(
+        None, description="vLLM: keep the engine running while a round trains, then load the trained "
+                          "weights into it (~1 s) instead of starting a new engine (~40 s on 2 CPU cores); "
+                          "a trained model whose config, tokenizer or tensor shapes differ gets a new "
+                          "engine. None: on CPU yes, on GPU no (training needs the GPU memory)")
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="vLLM: extra keyword arguments passed to vllm.LLM unchanged")
     base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: server URL including /v1")

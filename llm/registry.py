@@ -1,5 +1,6 @@
 """Building backends, and one shared engine per process per config (engines are expensive: a vLLM
-engine takes ~30 s to start and holds the accelerator)."""
+engine takes ~40 s to start on 2 CPU cores and holds the accelerator). Between rounds an engine on CPU is
+parked rather than closed, and the next round's trained weights are loaded into it (``llm/reload.py``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from .config import BackendConfig
 logger = logging.getLogger(__name__)
 
 _SHARED: dict[str, GenerationBackend] = {}
-_LOCK = threading.Lock()
+# Keys of shared backends parked over a stage that ran outside Beam (training): no stage holds them, so
+# the next request for the same engine settings on other weights may load those into them.
+_PARKED: set[str] = set()
+_LOCK = threading.RLock()
 
 
 def make_backend(cfg: BackendConfig) -> GenerationBackend:
@@ -34,7 +38,8 @@ def make_backend(cfg: BackendConfig) -> GenerationBackend:
 
 
 def get_shared_backend(cfg: BackendConfig) -> GenerationBackend:
-    """The process-wide backend for ``cfg``, built on first use (e.g. from a Beam ``DoFn.setup``).
+    """The process-wide backend for ``cfg``, built on first use (e.g. from a Beam ``DoFn.setup``), or a
+    parked one with the same settings that loads ``cfg.model``'s weights (``park_shared_backends``).
 
     Closing it (``close_shared_backend(cfg)``, ``close_shared_backends()`` or at interpreter exit)
     frees the engine. Calling ``close()`` on the object directly also drops it from the cache.
@@ -43,22 +48,61 @@ def get_shared_backend(cfg: BackendConfig) -> GenerationBackend:
     with _LOCK:
         backend = _SHARED.get(key)
         if backend is None:
+            backend = _reuse_parked(cfg)
+        if backend is None:
             backend = make_backend(cfg)
-            _wrap_close(backend, key)
-            _SHARED[key] = backend
+            _wrap_close(backend)
+        _SHARED[key] = backend
+        _PARKED.discard(key)
         return backend
 
 
-def _wrap_close(backend: GenerationBackend, key: str) -> None:
+def _reuse_parked(cfg: BackendConfig) -> GenerationBackend | None:
+    """A parked backend of the same settings, now serving ``cfg.model`` (None if there is none). One
+    that cannot load those weights is closed first: it served a model no later stage asks for."""
+    for key in sorted(_PARKED):
+        backend = _SHARED[key]
+        if backend.cfg.model_copy(update={"model": cfg.model}) != cfg:
+            continue
+        _PARKED.discard(key)
+        del _SHARED[key]
+        try:
+            why = backend.load_model(cfg.model)
+        except Exception as exc:  # the engine's state is unknown now: never serve from it
+            why = f"loading the weights failed: {type(exc).__name__}: {exc}"
+            logger.exception("loading %s into the running engine failed", cfg.model)
+        if why is None:
+            return backend
+        logger.info("a new engine for %s: the running one cannot take its weights (%s)", cfg.model, why)
+        backend.close()
+    return None
+
+
+def _wrap_close(backend: GenerationBackend) -> None:
     inner = backend.close
 
     def close() -> None:
         with _LOCK:
-            if _SHARED.get(key) is backend:
+            for key in [k for k, b in _SHARED.items() if b is backend]:  # its key changes when it reloads
                 del _SHARED[key]
+                _PARKED.discard(key)
         inner()
 
     backend.close = close  # type: ignore[method-assign]
+
+
+def park_shared_backends() -> None:
+    """Before a stage that needs the machine to itself (training): close every shared backend that holds
+    what that stage needs (``keeps_while_training`` false: a GPU engine) or that was parked before and
+    not used since; keep the others, parked, for the next round to load its weights into."""
+    with _LOCK:
+        items = list(_SHARED.items())
+    for key, backend in items:
+        if key in _PARKED or not backend.keeps_while_training:
+            backend.close()
+        else:
+            with _LOCK:
+                _PARKED.add(key)
 
 
 def close_shared_backend(cfg: BackendConfig) -> bool:

@@ -28,7 +28,10 @@ from .base import GenerationBackend, HFTokenizerMixin, load_tokenizer
 from .config import BackendConfig
 from .hardware import choose_dtype, warn_once, with_tcmalloc
 from .reaper import Watchdog, pid_alive, watch_new_children
+from .reload import reload_obstacle
 from .types import Completion, GenerationRequest, GenerationResult
+from .vllm_reload import RELOAD_METHOD
+from .vllm_reload import WORKER_EXTENSION as RELOAD_EXTENSION
 
 logger = logging.getLogger(__name__)
 
@@ -213,8 +216,15 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
                 kwargs["max_num_batched_tokens"] = max(DEFAULT_BATCHED_TOKENS, model_len or 0)
         elif cfg.kv_cache_gib is not None:
             kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gib * GIB)
+        # The worker side of load_model (llm/vllm_reload.py), unless the config brings its own extension.
+        self._reload_extension = "worker_extension_cls" not in cfg.engine_kwargs
+        if self._reload_extension:
+            kwargs["worker_extension_cls"] = RELOAD_EXTENSION
         kwargs.update({k: v for k, v in cfg.engine_kwargs.items() if k != "logits_processors" or not on_cpu})
         self.fast_top_p = on_cpu
+        # On CPU the trainer needs no accelerator memory: the engine waits through training, then loads
+        # the trained weights (``load_model``). On a GPU it must go to give the trainer the memory.
+        self._keeps_while_training = on_cpu if cfg.keep_between_rounds is None else cfg.keep_between_rounds
         logger.info("starting vLLM engine (%s: %s): %s", self.dtype_choice.dtype, self.dtype_choice.reason,
                     {k: v for k, v in kwargs.items() if k != "model"})
         self._watchdog: Watchdog | None = None
@@ -238,6 +248,28 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         if self._llm is None:
             raise RuntimeError("this vLLM backend is closed")
         return self._llm
+
+    @property
+    def keeps_while_training(self) -> bool:
+        return self._keeps_while_training
+
+    def load_model(self, model: str) -> str | None:
+        """The weights of ``model`` into the running engine (vLLM's in-place ``reload_weights`` in its
+        worker), when ``model`` differs from the served one only in weight values (``reload_obstacle``);
+        the prefix cache is dropped (it holds keys and values of the old weights)."""
+        if not self._reload_extension:
+            return "engine_kwargs sets worker_extension_cls, which plumline's weight loading needs"
+        why = reload_obstacle(self.model_name, model)
+        if why is not None:
+            return why
+        start = time.monotonic()
+        self.llm.collective_rpc(RELOAD_METHOD, kwargs={"path": str(model)})
+        self.llm.reset_prefix_cache()
+        logger.info("vLLM engine now serves %s (weights loaded in %.1f s, no new engine)", model,
+                    time.monotonic() - start)
+        self.model_name, self.revision = model, model_revision(model)
+        self.cfg = self.cfg.model_copy(update={"model": model})
+        return None
 
     def sampling_params(self, req: GenerationRequest) -> Any:
         """vLLM's parameters for ``req``; on CPU top-p goes to plumline's nucleus processor."""

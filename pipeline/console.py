@@ -279,6 +279,9 @@ class RunProgress:
     def stage_line(self, cur: _Running, marker: StageMarker, ran: bool) -> str:
         head = f"round {cur.round} {cur.stage.value:8}"
         if not ran:
+            if "reused_from_round" in marker.info:
+                return (f"{head} [dim]same inputs and settings as round {marker.info['reused_from_round']}: "
+                        f"its outputs reused[/]")
             return f"{head} [dim]done earlier ({marker.seconds:.0f} s), kept[/]"
         parts = [f"{marker.seconds:6.1f} s"]
         counts = cur.counts or {}

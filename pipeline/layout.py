@@ -134,9 +134,34 @@ class RoundLayout:
         atomic_write_text(self.marker(stage), marker.to_json())
         return marker
 
+    def adopt(self, marker: StageMarker, seconds: float, info: dict[str, Any]) -> StageMarker:
+        """Mark a stage done with files taken from an earlier round: that round's key and token (its
+        readers' keys stay the same), this adoption's seconds, ``info`` added to the marker's."""
+        adopted = StageMarker(stage=marker.stage, key=marker.key, token=marker.token, outputs=marker.outputs,
+                              seconds=round(seconds, 2), rows=marker.rows, info={**marker.info, **info})
+        atomic_write_text(self.marker(Stage(marker.stage)), adopted.to_json())
+        return adopted
+
     def forget(self, stage: Stage) -> None:
         """Drop a stage's marker before it runs, so a crash mid-stage never looks finished."""
         self.marker(stage).unlink(missing_ok=True)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` with ``src``'s content: a hard link (no bytes copied; run files are only ever replaced
+    whole, never edited in place, so sharing them is safe), or a copy where links cannot be made."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=_link_or_copy_file)
+    else:
+        _link_or_copy_file(src, dst)
+
+
+def _link_or_copy_file(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def atomic_write_parquet(path: Path, table: pa.Table) -> None:

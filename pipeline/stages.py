@@ -75,6 +75,8 @@ class StageSpec:
     info for the marker.
     ``problems``: the artifact holding the problems an engine stage works on (for the loop's check
     that the engine did not fail for every one of them).
+    ``round_free``: the outputs do not depend on the round number (no round column, no round-derived
+    seed), so a later round whose key is the same takes an earlier round's outputs instead of running.
     """
 
     name: Stage
@@ -88,6 +90,7 @@ class StageSpec:
     description: str = ""
     finish: Callable[[StageContext], dict[str, Any]] | None = None
     problems: str = "problems"
+    round_free: bool = False
 
     def __post_init__(self) -> None:
         if (self.build is None) == (self.run is None):
@@ -392,10 +395,10 @@ PRM_LABEL_SECTIONS = tuple(f"prm.{name}" for name in PrmConfig.model_fields)
 
 STAGES: tuple[StageSpec, ...] = (
     StageSpec(Stage.READ, inputs=lambda cfg: (), outputs=("problems",), sections=_read_sections,
-              build=build_read, finish=finish_read,
+              build=build_read, finish=finish_read, round_free=True,
               description="read every source into Problem records, minus those overlapping eval sources"),
     StageSpec(Stage.TESTS, inputs=_tests_inputs, outputs=("tests_candidates", "tests_stats"),
-              sections=_tests_sections, engine=True, build=build_tests,
+              sections=_tests_sections, engine=True, build=build_tests, round_free=True,
               description="inputs from the writer and the examples, mutated; expected outputs from the "
                           "reference (asserts mode: the writer's asserts); example and given tests join"),
     StageSpec(Stage.SAMPLE, inputs=lambda cfg: ("problems", POLICY), outputs=("samples",),

@@ -62,7 +62,7 @@ if [ ! -f "$stamp" ]; then
     log "installing $TORCH_SPEC"
     pip install -q "$TORCH_SPEC"
   fi
-  torch_version=$($VPY -c 'import torch; print(torch.__version__.split("+")[0])')
+  torch_version=$($VPY -W ignore -c 'import torch; print(torch.__version__.split("+")[0])')
   log "installing plumline[$EXTRAS] (torch pinned at $torch_version)"
   echo "torch==$torch_version" > .venv/constraints.txt
   pip install -q -c .venv/constraints.txt -e ".[$EXTRAS]"
@@ -73,7 +73,8 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 if [[ "$EXTRAS" == *cpu* || "$EXTRAS" == *gpu* || "$EXTRAS" == *train* ]]; then
-  folder=$(.venv/bin/plumline assets prepare smollm2)  # converted on the first run only
+  # converted on the first run only (2 s; transformers' per-tensor progress bar is kept off the console)
+  folder=$(TQDM_DISABLE=1 .venv/bin/plumline assets prepare smollm2)
   log "SmolLM2 policy: $folder"
 fi
 log "ready: activate with 'source .venv/bin/activate'"

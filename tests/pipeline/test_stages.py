@@ -17,6 +17,7 @@ import pytest
 from plumline.data_schemas import Stage
 from plumline.pipeline.artifacts import ARTIFACTS
 from plumline.pipeline.config import load_config
+from plumline.pipeline.layout import RoundLayout
 from plumline.pipeline.round import RoundRunner
 from plumline.pipeline.stages import (
     POLICY,
@@ -229,3 +230,46 @@ def test_a_table_that_reads_before_writing_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="execute reads 'nowhere'"):
         check_table(cfg, broken)
     assert POLICY in STAGES[2].inputs(cfg)
+
+
+def _round(cfg, run_dir: Path, round_: int, **kw) -> RoundRunner:
+    runner = RoundRunner(cfg, run_dir, round_, stages=FAKE_STAGES, **kw)
+    runner.run()
+    return runner
+
+
+def test_a_later_round_reuses_the_round_free_stages_an_earlier_round_finished(tmp_path):
+    """read and tests (with a pinned writer) compute the same rows in every round: round 1 links round
+    0's files and takes its tokens, so everything downstream keys the same as it would have."""
+    run_dir = tmp_path / "run"
+    cfg = _config(tmp_path, ["tests.writer.model=writer-model"])
+    first = _round(cfg, run_dir, 0)
+    assert set(first.ran) == ALL
+    # round 1 samples from the same policy token on purpose: sample's key matches round 0's, yet the
+    # stages whose rows carry the round number must run again.
+    second = _round(cfg, run_dir, 1, policy_run_token=first.tokens[POLICY])
+    assert set(second.ran) == ALL - {READ, TESTS}
+    for stage, artifact in ((READ, "problems"), (TESTS, "tests_candidates")):
+        old, new = run_dir / "round-000", run_dir / "round-001"
+        old_file = RoundLayout(run_dir, 0).artifact_path(artifact)
+        assert RoundLayout(run_dir, 1).artifact_path(artifact).read_bytes() == old_file.read_bytes()
+        before = json.loads((old / ".stages" / f"{stage.value}.done").read_text())
+        after = json.loads((new / ".stages" / f"{stage.value}.done").read_text())
+        assert (after["key"], after["token"]) == (before["key"], before["token"])
+        assert after["info"]["reused_from_round"] == 0
+    assert second.tokens["problems"] == first.tokens["problems"]
+    # resuming round 1 keeps it; the files it links are its own now (round 0's removal does not matter)
+    (run_dir / "round-000" / "problems.parquet").unlink()
+    assert _round(cfg, run_dir, 1, policy_run_token=first.tokens[POLICY]).ran == []
+
+
+def test_no_reuse_across_a_different_key_a_missing_file_or_force(tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = _config(tmp_path)  # the test writer is the policy: tests follow each round's policy
+    _round(cfg, run_dir, 0)
+    assert TESTS in _round(cfg, run_dir, 1, policy_run_token="trained-in-round-0").ran
+    for earlier in ("round-000", "round-001"):  # round 1 holds a link of its own: both must go
+        (run_dir / earlier / "problems.parquet").unlink()
+    assert READ in _round(cfg, run_dir, 2, policy_run_token="trained-in-round-1").ran
+    assert READ in _round(_config(tmp_path, ["sources.0.limit=3"]), run_dir, 3).ran
+    assert set(_round(cfg, run_dir, 4, force=True).ran) == ALL
