@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from .config import BaseTrainingConfig, LoraSettings, TrainingConfigError
+from .config import BaseTrainingConfig, LoraSettings, TrainingConfigError, transformers_warmup
 from .data import TrainingDataError
 from .model import peft_config
 
@@ -79,7 +79,7 @@ class ClassifierTrainingConfig(BaseTrainingConfig):
             "per_device_train_batch_size": self.per_device_train_batch_size,
             "per_device_eval_batch_size": self.per_device_eval_batch_size,
             "gradient_accumulation_steps": self.gradient_accumulation_steps,
-            "warmup_steps": int(self.warmup_steps) if self.warmup_steps >= 1 else self.warmup_steps,
+            "warmup_steps": transformers_warmup(self.warmup_steps, self.max_steps),
             "lr_scheduler_type": self.lr_scheduler_type, "weight_decay": self.weight_decay,
             "seed": seed, "data_seed": seed, "logging_steps": self.logging_steps,
             "save_strategy": "no", "eval_strategy": "no", "report_to": "none", "disable_tqdm": True,

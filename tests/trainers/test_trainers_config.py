@@ -255,3 +255,21 @@ def test_python_m_trainers_runs_the_same_app():
     out = subprocess.run([sys.executable, "-m", "plumline.trainers", "--help"], check=False,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "dpo" in out.stdout and "kto" in out.stdout and "Exit codes" in out.stdout
+
+
+@pytest.mark.parametrize(("warmup", "max_steps", "expected"), [
+    (0.1, 4, 0),      # ceil(0.4) = 1 step: it would train at learning rate 0
+    (0.1, 10, 0),     # exactly one step
+    (0.1, 11, 0.1),   # two steps: the share goes to transformers as it is
+    (0.25, 8, 0.25),
+    (0.1, -1, 0.1),   # epochs decide the step count: unknown here
+    (1, 4, 0),        # one step asked for by count: the same no-op
+    (3, 4, 3),
+    (0.0, 4, 0.0),
+])
+def test_a_warmup_of_one_step_is_none(warmup, max_steps, expected):
+    from plumline.trainers.config import transformers_warmup
+
+    assert transformers_warmup(warmup, max_steps) == expected
+    cfg = DpoTrainingConfig(warmup_steps=warmup, max_steps=max_steps)
+    assert cfg.common_trl_kwargs(Path("/tmp/x"), 0)["warmup_steps"] == expected
