@@ -3,8 +3,9 @@
 Each stage is its own Beam pipeline (or, for training, its own process), materialized in the round
 folder. Why: generation stages must hold one engine per machine (a vLLM engine per Beam worker
 process would not fit) while CPU stages want multi-process workers; a crash loses only the stage in
-flight and a rerun resumes; on Dataflow only the generation stages need GPU workers; training frees
-the accelerator by running after the engines are closed.
+flight and a rerun resumes; on Dataflow only the generation stages need GPU workers; training runs
+after the engines are closed (GPU: it needs the memory) or parked (CPU: the next round loads the trained
+weights into the same engine, ``llm/registry.py``).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import json
 import shutil
 import struct
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from plumline.llm import BackendConfig, GenerationBackend, registry
@@ -33,7 +34,8 @@ def _model(folder: Path, config: dict | None = None, tensors: dict | None = None
            tokenizer: dict | None = None, chat_template: str = "{{ messages }}") -> Path:
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(config or CONFIG, indent=2))
-    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 2, "transformers_version": "5"}))
+    generation = {"eos_token_id": 2, "transformers_version": "5"}
+    (folder / "generation_config.json").write_text(json.dumps(generation))
     (folder / "tokenizer.json").write_text(json.dumps(tokenizer or {"model": {"vocab": {"a": 0, "b": 1}}}))
     (folder / "tokenizer_config.json").write_text(json.dumps({"name_or_path": str(folder), "eos_token": "b"}))
     (folder / "chat_template.jinja").write_text(chat_template)
@@ -58,12 +60,15 @@ def test_same_model_other_weights_can_be_loaded(tmp_path):
      "generation_config.json differs"),
     (lambda f: (f / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {"a": 0, "c": 1}}})),
      "tokenizer file tokenizer.json differs"),
-    (lambda f: (f / "chat_template.jinja").write_text("{{ other }}"), "tokenizer file chat_template.jinja differs"),
+    (lambda f: (f / "chat_template.jinja").write_text("{{ other }}"),
+     "tokenizer file chat_template.jinja differs"),
     (lambda f: (f / "chat_template.jinja").unlink(), "tokenizer file chat_template.jinja differs"),
-    (lambda f: (f / "special_tokens_map.json").write_text("{}"), "tokenizer file special_tokens_map.json differs"),
+    (lambda f: (f / "special_tokens_map.json").write_text("{}"),
+     "tokenizer file special_tokens_map.json differs"),
     (lambda f: _write_safetensors(f / "model.safetensors", {**TENSORS, "lm_head.weight": [100, 64]}),
      "weight tensors differ in names or shapes (first: lm_head.weight)"),
-    (lambda f: _write_safetensors(f / "model.safetensors", {**TENSORS, "model.embed_tokens.weight": [101, 64]}),
+    (lambda f: _write_safetensors(f / "model.safetensors",
+                                  {**TENSORS, "model.embed_tokens.weight": [101, 64]}),
      "weight tensors differ in names or shapes (first: model.embed_tokens.weight)"),
     (lambda f: (f / "model.safetensors").unlink(), "has no .safetensors weights"),
     (lambda f: (f / "model.safetensors").write_bytes(b"\xff" * 12), "cannot read the safetensors header"),
@@ -90,7 +95,7 @@ class FakeEngine(GenerationBackend):
     """Test double: records loads and closes; ``obstacle`` says whether a load succeeds."""
 
     name = "fake"
-    started: list[FakeEngine] = []
+    started: ClassVar[list[FakeEngine]] = []
 
     def __init__(self, cfg: BackendConfig, *, keeps: bool = True, obstacle: str | None = None):
         super().__init__(cfg)

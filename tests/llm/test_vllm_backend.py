@@ -120,8 +120,9 @@ def _perturbed_copy(model: Path, out: Path) -> Path:
     shutil.copytree(model, out)
     gen = torch.Generator().manual_seed(7)
     tensors = load_file(str(model / "model.safetensors"))
-    save_file({k: v + 0.5 * v.std() * torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in tensors.items()},
-              str(out / "model.safetensors"), metadata={"format": "pt"})
+    noisy = {k: v + 0.5 * v.std() * torch.randn(v.shape, generator=gen, dtype=v.dtype)
+             for k, v in tensors.items()}
+    save_file(noisy, str(out / "model.safetensors"), metadata={"format": "pt"})
     return out
 
 

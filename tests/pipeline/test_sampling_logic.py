@@ -235,14 +235,25 @@ def test_completions_end_with_the_fence_that_closes_their_code():
     assert [r.request_id for r in res] == ["a", "b"]
 
 
-def test_a_bare_fence_that_opens_the_block_is_generated_through():
+def test_a_bare_fence_that_opens_the_block_is_generated_through(tmp_path):
+    from plumline.llm import progress
     from plumline.transforms.logic.sampling import CODE_FENCE_STOP, generate_to_code_end
 
     opening = "Here it is:\n```\ndef f():\n    return 2\n```\nDone, it returns two."
     engine = ScriptedEngine({"P": opening})
     prefix = "Here it is:"
     engine.answers["P" + prefix + CODE_FENCE_STOP] = opening[len(prefix + CODE_FENCE_STOP):]
-    res = generate_to_code_end(engine, [GenerationRequest("a", "P", n=1, max_tokens=50, seed=7)])
+
+    def counting(requests):  # counts completions on the progress channel as the engines do
+        progress.add("completions_total", sum(r.n for r in requests))
+        results = engine(requests)
+        progress.add("completions", sum(len(r.completions) for r in results))
+        return results
+
+    with progress.channel(tmp_path / "progress") as folder:
+        res = generate_to_code_end(counting, [GenerationRequest("a", "P", n=1, max_tokens=50, seed=7)])
+        counts = progress.read_progress(folder)
+    assert (counts["completions"], counts["completions_total"]) == (1, 1)  # one sample, in two requests
     (comp,) = res[0].completions
     assert comp.text == "Here it is:\n```\ndef f():\n    return 2\n```"
     cont = engine.calls[1][0]

@@ -13,7 +13,14 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from plumline.data_schemas import ErrorKind, ErrorRecord, Problem, Sample, Stage, derive_seed
-from plumline.llm import GREEDY_SUFFIX, Completion, GenerationRequest, GenerationResult, extract_code
+from plumline.llm import (
+    GREEDY_SUFFIX,
+    Completion,
+    GenerationRequest,
+    GenerationResult,
+    extract_code,
+    progress,
+)
 from plumline.llm.extract import defines
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -151,6 +158,9 @@ def generate_to_code_end(generate: Callable[[Sequence[GenerationRequest]], list[
         if not todo:
             break
         more = list(generate([r for _, _, r in todo]))
+        # A continuation finishes a sample the engine counted already: the progress line counts samples.
+        progress.add("completions", -len(todo))
+        progress.add("completions_total", -len(todo))
         for (i, j, _), res in zip(todo, more):
             if not res.ok or not res.completions:
                 continue  # keep what was generated: it stays a completion without code
