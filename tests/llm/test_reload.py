@@ -128,8 +128,12 @@ class FakeEngine(GenerationBackend):
 
 @pytest.fixture
 def engines(monkeypatch):
+    """The registry with its own empty cache: real engines other tests share in this process are never
+    seen (parked, reloaded or closed) by these tests."""
     options: dict = {}
     FakeEngine.started = []
+    monkeypatch.setattr(registry, "_SHARED", {})
+    monkeypatch.setattr(registry, "_PARKED", set())
     monkeypatch.setattr(registry, "make_backend", lambda cfg: FakeEngine(cfg, **options))
     yield options
     registry.close_shared_backends()
