@@ -122,21 +122,16 @@ class RoundRunner:
             if marker is None:
                 continue
             start = time.monotonic()
-            self.layout.forget(spec.name)
-            self.layout.stages_dir.mkdir(parents=True, exist_ok=True)
-            self.layout.drop_checkpoints(spec.name)
+            self._clear_stage(spec, keep_checkpoints_of=None)
             for name in spec.outputs:
-                _remove(self.layout.artifact_path(name))
                 _remove(self.layout.artifact_path(name).with_suffix(".jsonl"))
             for name in marker.outputs:
                 src, dst = earlier.artifact_path(name), self.layout.artifact_path(name)
                 link_or_copy(src, dst)
                 if not ARTIFACTS[name].is_folder and src.with_suffix(".jsonl").is_file():
                     link_or_copy(src.with_suffix(".jsonl"), dst.with_suffix(".jsonl"))
-            errors = self.layout.stage_errors(spec.name)
-            errors.unlink(missing_ok=True)
             if earlier.stage_errors(spec.name).is_file():
-                link_or_copy(earlier.stage_errors(spec.name), errors)
+                link_or_copy(earlier.stage_errors(spec.name), self.layout.stage_errors(spec.name))
             seconds = time.monotonic() - start
             adopted = self.layout.adopt(marker, seconds, {"reused_from_round": earlier_round})
             log.info("round %d: stage %s has the key round %d finished with: its outputs reused",
@@ -144,15 +139,20 @@ class RoundRunner:
             return adopted
         return None
 
-    def _run_stage(self, spec: StageSpec, key: str) -> StageMarker:
+    def _clear_stage(self, spec: StageSpec, *, keep_checkpoints_of: str | None) -> None:
+        """Before a stage's outputs are (re)made: no marker, no outputs or error lines of an earlier
+        attempt, no partial writes; element checkpoints only of the key ``keep_checkpoints_of``."""
         self.layout.forget(spec.name)
         self.layout.stages_dir.mkdir(parents=True, exist_ok=True)
         self.layout.remove_partial_writes()
-        # Finished elements of an interrupted run with this key are kept; other keys' are stale.
-        self.layout.drop_checkpoints(spec.name, keep_key=None if self.force else key)
+        self.layout.drop_checkpoints(spec.name, keep_key=keep_checkpoints_of)
         for name in spec.outputs:
             _remove(self.layout.artifact_path(name))
         self.layout.stage_errors(spec.name).unlink(missing_ok=True)
+
+    def _run_stage(self, spec: StageSpec, key: str) -> StageMarker:
+        # Finished elements of an interrupted run with this key are kept; other keys' are stale.
+        self._clear_stage(spec, keep_checkpoints_of=None if self.force else key)
         log.info("round %d: stage %s ...", self.round, spec.name.value)
         start = time.monotonic()
         ctx = StageContext(cfg=self.cfg, round=self.round, layout=self.layout, stage=spec.name,
