@@ -36,8 +36,9 @@ def reload_obstacle(current: str | Path, new: str | Path) -> str | None:
     for p in (cur, nxt):
         if not (p / "config.json").is_file():
             return f"{p} is not a local model folder (no config.json)"
-    if _config(cur) != _config(nxt):
-        return f"config.json differs ({_first_difference(_config(cur), _config(nxt))})"
+    cur_config, new_config = _config(cur), _config(nxt)
+    if cur_config != new_config:
+        return f"config.json differs ({_first_difference(cur_config, new_config)})"
     if _generation_config(cur) != _generation_config(nxt):
         return "generation_config.json differs (stop tokens or defaults)"
     for name in TOKENIZER_FILES:
@@ -83,26 +84,24 @@ def _safetensors_header(path: Path) -> dict[str, Any]:
     return header
 
 
-def _config(folder: Path) -> dict[str, Any]:
-    data = _json(folder / "config.json") or {}
-    return {k: v for k, v in data.items() if k not in IGNORED_CONFIG_KEYS}
+def _config(folder: Path) -> Any:
+    return _without(_json(folder / "config.json"), IGNORED_CONFIG_KEYS)
 
 
-def _generation_config(folder: Path) -> dict[str, Any] | None:
-    data = _json(folder / "generation_config.json")
-    return None if data is None else {k: v for k, v in data.items() if k != "transformers_version"}
+def _generation_config(folder: Path) -> Any:
+    return _without(_json(folder / "generation_config.json"), {"transformers_version"})
+
+
+def _without(data: Any, keys: frozenset[str] | set[str]) -> Any:
+    """A JSON object minus bookkeeping ``keys``; anything else (absent, unreadable bytes) as it is."""
+    return {k: v for k, v in data.items() if k not in keys} if isinstance(data, dict) else data
 
 
 def _tokenizer_file(path: Path) -> Any:
     """One tokenizer file in comparable form: parsed JSON (formatting aside) or bytes; None if absent."""
     if not path.is_file():
         return None
-    if path.suffix == ".json":
-        data = _json(path)
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if k not in IGNORED_TOKENIZER_KEYS}
-        return data
-    return path.read_bytes()
+    return _without(_json(path), IGNORED_TOKENIZER_KEYS) if path.suffix == ".json" else path.read_bytes()
 
 
 def _json(path: Path) -> Any:
@@ -114,6 +113,8 @@ def _json(path: Path) -> Any:
         return path.read_bytes()  # unreadable as JSON: compared byte for byte
 
 
-def _first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
+def _first_difference(a: Any, b: Any) -> str:
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return "one of them is not a JSON object"
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return f"key {keys[0]!r}: {a.get(keys[0])!r} vs {b.get(keys[0])!r}" if keys else "?"

@@ -73,6 +73,7 @@ def test_same_model_other_weights_can_be_loaded(tmp_path):
     (lambda f: (f / "model.safetensors").unlink(), "has no .safetensors weights"),
     (lambda f: (f / "model.safetensors").write_bytes(b"\xff" * 12), "cannot read the safetensors header"),
     (lambda f: (f / "config.json").unlink(), "is not a local model folder"),
+    (lambda f: (f / "config.json").write_text("{half a config"), "config.json differs (one of them is not"),
 ])
 def test_any_difference_but_the_weights_needs_a_new_engine(tmp_path, change, expected):
     a = _model(tmp_path / "a")
