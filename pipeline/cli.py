@@ -31,7 +31,9 @@ app.command("rewards", help=REWARDS_HELP, epilog=REWARDS_EPILOG)(rewards_cmd)
 app.add_typer(assets_app, name="assets")  # plumline assets prepare smollm2
 config_app = typer.Typer(no_args_is_help=True, help="Inspect configs: every field, its default, its meaning.")
 app.add_typer(config_app, name="config")
-console = Console(stderr=True)
+# soft_wrap: messages are never broken by inserted newlines (a path or an error stays one string to copy
+# or grep; the terminal wraps long lines itself)
+console = Console(stderr=True, soft_wrap=True)
 
 # The bundled run configs ship inside the package (package data), so a wheel has them too.
 BUNDLED_CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -100,8 +102,7 @@ def _run(cfg, force: bool, verbose: bool = False) -> None:
     run_dir = Path(cfg.out_dir) / cfg.name
     log_file = run_dir / LOG_NAME
     _setup_logging(verbose, log_file)
-    console.print(f"[bold]plumline[/] run [cyan]{cfg.name}[/] -> {run_dir}  [dim](log: {log_file})[/]",
-                  soft_wrap=True)
+    console.print(f"[bold]plumline[/] run [cyan]{cfg.name}[/] -> {run_dir}  [dim](log: {log_file})[/]")
     for warning in slow_config_warnings(cfg):
         warn_once(warning)
     quiet = contextlib.nullcontext() if verbose else output_to_log(console, log_file)
@@ -353,8 +354,7 @@ def eval_(model: Annotated[str, typer.Option("--model", help="The model to evalu
     out.mkdir(parents=True, exist_ok=True)
     log_file = out / LOG_NAME
     _setup_logging(verbose, log_file)
-    console.print(f"[bold]plumline[/] eval [cyan]{model}[/] on {source} -> {out}  [dim](log: {log_file})[/]",
-                  soft_wrap=True)
+    console.print(f"[bold]plumline[/] eval [cyan]{model}[/] on {source} -> {out}  [dim](log: {log_file})[/]")
     # engine and library output goes to the log file, as in `plumline run` (-v: to the console too)
     quiet = contextlib.nullcontext() if verbose else output_to_log(console, log_file)
     try:
