@@ -54,3 +54,12 @@ def test_the_summary_points_at_the_last_round_with_data_and_fits_80_columns(tmp_
     table = out.split("dataset:")[0]
     assert max(len(line) for line in table.splitlines()) <= 80
     assert "…" not in table and "(eval)" in table and "12.0%" in table
+
+
+def test_a_message_naming_a_long_path_is_one_line(tmp_path):
+    """Errors are never hard-wrapped: a path in one is copied or grepped whole, whatever the width."""
+    folder = tmp_path / ("a-run-folder-with-a-long-name-" * 4)
+    folder.mkdir()
+    res = runner.invoke(app, ["validate", str(folder)])
+    assert res.exit_code == 2
+    assert f"not a run folder: {folder} has no config.yaml" in res.output.splitlines()
