@@ -380,15 +380,22 @@ def test_class5_large_results_cross_fast():
             r = run(box, code, test)
             assert r.outcome == "passed", r
     cand, tst = RpcEndpoint(-1, -1, True, os), RpcEndpoint(-1, -1, False, os)
+
+    def cpu_seconds(work):
+        # the best of three: a shared CI machine (or a garbage collection landing in one try) once
+        # inflated a single measurement to 6.7x its JSON baseline
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.process_time()
+            out = work()
+            best = min(best, time.process_time() - t0)
+        return best, out
+
     for _, _, value in cases:
-        # a plain JSON round trip of the same value, timed just before, scales the bound with the
-        # machine's load (a shared CI machine inflated CPU time past a fixed 1 s once)
-        t0 = time.process_time()
-        json.loads(json.dumps(value))
-        baseline = time.process_time() - t0
-        t0 = time.process_time()
-        back = tst.decode(json.loads(cand.frame(["ret"], [value], {}, []))[1][0], [])
-        spent = time.process_time() - t0
+        # a plain JSON round trip of the same value scales the bound with the machine's speed
+        baseline, _ = cpu_seconds(lambda v=value: json.loads(json.dumps(v)))
+        spent, back = cpu_seconds(
+            lambda v=value: tst.decode(json.loads(cand.frame(["ret"], [v], {}, []))[1][0], []))
         assert back == value
         assert spent < max(1.0, 6 * baseline), (spent, baseline)  # quiet machine: 0.5-3x json
 
