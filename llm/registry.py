@@ -5,9 +5,7 @@ parked rather than closed, and the next round's trained weights are loaded into 
 from __future__ import annotations
 
 import atexit
-import faulthandler
 import logging
-import signal
 import threading
 
 from .base import GenerationBackend
@@ -20,11 +18,6 @@ _SHARED: dict[str, GenerationBackend] = {}
 # the next request for the same engine settings on other weights may load those into them.
 _PARKED: set[str] = set()
 _LOCK = threading.RLock()
-
-# How long the process may take to exit once its exit handlers start, while it has (had) a shared engine.
-# Closing a vLLM engine takes 1-8 s and is bounded at ~25 s (``vllm_backend.SHUTDOWN_TIMEOUT_S`` plus the
-# watchdog's release); past this, exiting is hung, not slow.
-EXIT_DEADLINE_S = 45
 
 
 def make_backend(cfg: BackendConfig) -> GenerationBackend:
@@ -59,9 +52,6 @@ def get_shared_backend(cfg: BackendConfig) -> GenerationBackend:
         if backend is None:
             backend = make_backend(cfg)
             _wrap_close(backend)
-            # after the engine's libraries registered theirs, so that at exit this one runs first
-            atexit.unregister(_bound_the_exit)
-            atexit.register(_bound_the_exit)
         _SHARED[key] = backend
         _PARKED.discard(key)
         return backend
@@ -138,21 +128,3 @@ def close_shared_backends() -> None:
 
 
 atexit.register(close_shared_backends)
-
-
-def _bound_the_exit() -> None:
-    """Exit handler, run before every other one (vLLM's, zmq's, torch's and ``close_shared_backends``): an
-    exit that hangs in any of them still ends. Seen twice in CI after Ctrl-C, never reproduced in 27 tries:
-    the process did not exit in 120 s, not even on a second Ctrl-C, which means its main thread was stuck in
-    native code (a Python signal handler never ran). So neither layer here needs Python code to run:
-    faulthandler's own native thread prints every thread's stack to stderr and ends the process (status 1)
-    after ``EXIT_DEADLINE_S``; should that thread be gone already (late in interpreter teardown), SIGALRM's
-    default action ends it 15 s later. The engine's watchdog (``reaper.py``) then stops the engine processes,
-    as for any death of this process."""
-    faulthandler.dump_traceback_later(EXIT_DEADLINE_S, exit=True)
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGALRM) != signal.SIG_DFL:
-        return  # someone handles SIGALRM: leave it to them
-    pending = signal.alarm(0)
-    signal.alarm(pending or EXIT_DEADLINE_S + 15)  # an alarm already due ends the process anyway

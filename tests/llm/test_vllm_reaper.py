@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import psutil
@@ -103,8 +102,8 @@ def test_a_vllm_engine_ends_with_the_process_that_opened_it(tmp_path: Path, tiny
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                # Seen twice in fresh-clone CI runs before the registry's exit deadline (45 s), never
-                # reproduced: the process did not end in 60 s. A user presses Ctrl-C again.
+                # Seen once in a fresh-clone CI run, not reproduced: the first Ctrl-C did not end the
+                # process in 60 s. A user presses Ctrl-C again; the engine must still end with it.
                 pressed_twice = True
                 os.killpg(proc.pid, signal.SIGINT)
                 proc.wait(timeout=60)
@@ -114,10 +113,7 @@ def test_a_vllm_engine_ends_with_the_process_that_opened_it(tmp_path: Path, tiny
         assert not left, f"still running 10 s after {how}: {_names(left)}"
         assert bystander.poll() is None
         said = log.read_text()
-        hung = "Timeout (0:00:" in said  # the registry's exit deadline ended a hung exit
-        if hung:  # the stacks say where: kept visible, as the cause is not known (seen twice in CI)
-            warnings.warn(f"the exit after {how} hung; the deadline ended it:\n{said[-6000:]}", stacklevel=1)
-        if pressed_twice or hung:  # who stopped the engine is not defined then; that it did is checked above
+        if pressed_twice:  # who stopped the engine is not defined then; that it stopped is checked above
             pass
         elif how in ("Ctrl-C", "close"):  # plumline's close() shut the engine down, not the watchdog
             assert "plumline watchdog" not in said, said[-2000:]
