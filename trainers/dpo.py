@@ -21,6 +21,7 @@ from .config import BaseTrainingConfig, build_trl_config
 from .model import load_reference
 from .output import TrainingReport
 from .run import run_training
+from .shared_prefix import PackingStats, share_prefix_in_forward
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ class DpoTrainingConfig(BaseTrainingConfig):
     precompute_ref_log_probs: bool = Field(
         False, description="Compute the reference log-probs once before training, so the reference "
         "model is not kept in memory (halves model memory on a GPU).")
+    shared_prefix: bool = Field(
+        True, description="Run each pair's chosen and rejected as one sequence whose common start (the "
+        "prompt, often the signature too) is computed once: the same loss and gradients from fewer "
+        "tokens (the demo's pairs: 1.85x fewer than TRL's padded batch). Needs SDPA or eager attention; "
+        "otherwise, or False: TRL's padded batch.")
 
     @field_validator("loss_type", mode="before")
     @classmethod
@@ -82,13 +88,45 @@ def train_dpo(data_files: list[str | Path], model_path: str | Path, output_dir: 
     cfg = cfg or DpoTrainingConfig()
     reference = load_reference(ref_model)  # None: the policy's own starting point
 
+    stats = PackingStats()
+
     def factory(model: str, tokenizer: Any, dataset: Any, stage: Path, peft_cfg: Any) -> Any:
         from trl import DPOTrainer
 
+        trainer_cls = shared_prefix_trainer(stats) if cfg.shared_prefix else DPOTrainer
         # ref_model=None: TRL loads the reference from the same folder (frozen copy of the policy).
-        return DPOTrainer(model=model, ref_model=reference, args=cfg.trl_config(stage, seed),
-                          train_dataset=dataset, processing_class=tokenizer, peft_config=peft_cfg)
+        return trainer_cls(model=model, ref_model=reference, args=cfg.trl_config(stage, seed),
+                           train_dataset=dataset, processing_class=tokenizer, peft_config=peft_cfg)
+
+    def report() -> dict[str, Any]:
+        return {"shared_prefix": stats.as_dict()} if cfg.shared_prefix else {}
 
     return run_training("dpo", factory, cfg, data_files, model_path, Path(output_dir), DPO_COLUMNS,
-                        seed=seed, overwrite=overwrite)
+                        seed=seed, overwrite=overwrite, extra_report=report)
+
+
+def shared_prefix_trainer(stats: PackingStats | None = None) -> type:
+    """``trl.DPOTrainer`` whose policy and reference forwards run each pair packed (``shared_prefix.py``).
+    The wrappers go on at the first loss or reference computation, when TRL has built every model."""
+    from accelerate.utils import is_peft_model
+    from trl import DPOTrainer
+
+    class SharedPrefixDPOTrainer(DPOTrainer):
+        def _share_prefix(self) -> None:
+            policy = self.accelerator.unwrap_model(self.model)
+            if is_peft_model(policy):
+                policy = policy.get_base_model()  # the model TRL gave its fused head
+            share_prefix_in_forward(policy, stats)
+            if self.ref_model is not None:
+                share_prefix_in_forward(self.accelerator.unwrap_model(self.ref_model), stats)
+
+        def _compute_loss(self, model: Any, inputs: Any, return_outputs: bool) -> Any:
+            self._share_prefix()
+            return super()._compute_loss(model, inputs, return_outputs)
+
+        def compute_ref_log_probs(self, model: Any, inputs: Any) -> Any:
+            self._share_prefix()
+            return super().compute_ref_log_probs(model, inputs)
+
+    return SharedPrefixDPOTrainer
 

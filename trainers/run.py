@@ -51,9 +51,14 @@ def _route_logs(trainer: Any, method: str) -> None:
 
 def run_training(method: str, trainer_factory: TrainerFactory, cfg: BaseTrainingConfig, data_files: Any,
                  model_path: str | Path, output_dir: Path, columns: dict[str, str], *, seed: int,
-                 overwrite: bool, extra_report: dict[str, Any] | None = None) -> TrainingReport:
+                 overwrite: bool,
+                 extra_report: dict[str, Any] | Callable[[], dict[str, Any]] | None = None) -> TrainingReport:
     """Shared body of ``train_dpo``/``train_kto``: load + check data, build the trainer with
-    ``trainer_factory(model, tokenizer, dataset, stage_dir, peft_config)``, train, save, report."""
+    ``trainer_factory(model, tokenizer, dataset, stage_dir, peft_config)``, train, save, report.
+    ``extra_report``: more fields for the report, or a function giving them after training."""
+    from .shared_prefix import compact_lm_head_on_cpu
+
+    compact_lm_head_on_cpu()
     output_dir = Path(output_dir).expanduser().resolve()
     dataset, files = load_parquet(data_files)
     label = ", ".join(files)
@@ -88,7 +93,7 @@ def run_training(method: str, trainer_factory: TrainerFactory, cfg: BaseTraining
             train_loss=float(result.training_loss) if result.training_loss is not None else None,
             loss_curve=loss_curve(history), log_history=clean_log(history), saved=cfg.save, seed=seed,
             device=cfg.device_report(), config=cfg.model_dump(mode="json"), versions=versions(),
-            extra=dict(extra_report or {}),
+            extra=dict((extra_report() if callable(extra_report) else extra_report) or {}),
         )
         report.write(stage)
         del trainer
