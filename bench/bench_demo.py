@@ -49,6 +49,32 @@ def stage_table(run_dir: Path) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+# A fixed piece of the demo's arithmetic (a float32 GEMM of SmolLM2's MLP shape, one batch of 256 tokens),
+# timed before and after the run in a child with the run's environment: a shared host's speed moves
+# stage times by 20-40% from one hour to the next, and this says how fast the host was during this run.
+HOST_PROBE = """
+import time, torch
+a, b = torch.randn(256, 576), torch.randn(576, 1536)
+for _ in range(20):
+    a @ b
+n, t0 = 0, time.perf_counter()
+while time.perf_counter() - t0 < 3.0:
+    a @ b
+    n += 1
+print(2 * 256 * 576 * 1536 * n / (time.perf_counter() - t0) / 1e9)
+"""
+
+
+def host_gflops(env: dict[str, str]) -> float | None:
+    """Float32 GEMM GFLOPS of this host now, under ``env`` (the AVX2 caps when emulating)."""
+    proc = subprocess.run([sys.executable, "-c", HOST_PROBE], check=False, env=env, capture_output=True,
+                          text=True, timeout=120)
+    try:
+        return float(proc.stdout.strip())
+    except ValueError:
+        return None
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -69,10 +95,14 @@ def main() -> None:
     sets = [*(FLOAT32_SETS if args.emulate_avx2 else ()), *args.sets]
     cmd = [sys.executable, "-m", "plumline.pipeline.cli", "demo", "--out", str(args.out),
            *(x for s in sets for x in ("--set", s))]
+    before = host_gflops(env)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, check=False, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
     wall = time.perf_counter() - t0
+    after = host_gflops(env)
+    print(f"host speed (float32 GEMM, the demo's MLP shape): {before or 0:.0f} GFLOPS before the run, "
+          f"{after or 0:.0f} after; compare runs at equal host speed")
     console = proc.stdout.splitlines()
     (args.out / "console.txt").write_text(proc.stdout)
     print(f"exit code {proc.returncode}; wall {wall / 60:.1f} min "

@@ -214,7 +214,8 @@ def unpack_outputs(outputs: Any, packed: PackedPairs, labels: torch.Tensor) -> A
 class PackingStats:
     """Tokens the model ran, against what TRL's padded batches would have run (for the training report)."""
 
-    forwards: int = 0
+    forwards: int = 0  # forwards run packed
+    kept_padded: int = 0  # DPO batches run as they were, packing would not have saved tokens
     packed_tokens: int = 0
     padded_tokens: int = 0
 
@@ -225,8 +226,8 @@ class PackingStats:
 
     def as_dict(self) -> dict[str, Any]:
         ratio = self.padded_tokens / self.packed_tokens if self.packed_tokens else None
-        return {"forwards": self.forwards, "packed_tokens": self.packed_tokens,
-                "padded_tokens": self.padded_tokens,
+        return {"forwards": self.forwards, "kept_padded": self.kept_padded,
+                "packed_tokens": self.packed_tokens, "padded_tokens": self.padded_tokens,
                 "padded_over_packed": round(ratio, 3) if ratio else None}
 
 
@@ -251,6 +252,12 @@ def share_prefix_in_forward(model: Any, stats: PackingStats | None = None) -> bo
         plan = None
         if fused_lm_head and labels is not None and not args and not unhandled and input_ids is not None:
             plan = pack_pairs(input_ids, kwargs.get("attention_mask"), labels)
+        # Pairs that share little make packed rows longer than padded ones (attention grows with the
+        # square of the row): such a batch runs as it is.
+        if plan is not None and plan.packed_tokens >= plan.padded_tokens:
+            if stats is not None:
+                stats.kept_padded += 1
+            plan = None
         if plan is None:
             return fused_forward(*args, fused_lm_head=fused_lm_head, labels=labels, **kwargs)
         if stats is not None:

@@ -163,6 +163,22 @@ def test_packed_forward_gives_the_padded_batchs_log_probs_metrics_and_gradients(
     assert torch.equal(padded(**plain).logits, packed(**plain).logits)
 
 
+def test_a_batch_that_packing_would_not_shorten_runs_as_it_is():
+    padded = _tiny_llama("sdpa")
+    trl_utils.add_fused_lm_head(padded, outputs=FIELDS)
+    packed = copy.deepcopy(padded)
+    stats = PackingStats()
+    share_prefix_in_forward(packed, stats)
+    # nothing in common, equal lengths: a packed row would be as long as both rows together
+    pairs = [([1, 2, 3], [4, 5, 6], [7, 8, 9]), ([9, 8, 7], [6, 5, 4], [3, 2, 1])]
+    ids, attention_mask, labels = _batch(pairs)
+    ids[2:, 0] = 11  # the rejected rows start differently from the chosen ones
+    call = {"input_ids": ids, "attention_mask": attention_mask, "labels": labels, "fused_lm_head": True}
+    with torch.no_grad():
+        assert torch.equal(padded(**call).log_probs, packed(**call).log_probs)
+    assert (stats.forwards, stats.kept_padded) == (0, 1)
+
+
 def test_models_whose_attention_takes_no_4d_mask_are_not_wrapped():
     def forward(**kwargs):
         return kwargs

@@ -195,7 +195,7 @@ def test_shared_prefix_dpo_trains_as_the_padded_batch_does(tiny_model: Path, dat
     assert reports[False].extra == {}
     packing = reports[True].extra["shared_prefix"]
     # 3 steps x (policy + reference) forwards, every one packed
-    assert packing["forwards"] == 6 and packing["padded_over_packed"] > 1.2
+    assert (packing["forwards"], packing["kept_padded"]) == (6, 0) and packing["padded_over_packed"] > 1.2
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
