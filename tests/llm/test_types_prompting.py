@@ -168,6 +168,18 @@ def test_vllm_cpu_binds_every_core_on_small_machines_only():
     assert cpu_thread_binding({"VLLM_CPU_OMP_THREADS_BIND": "0"}, [0, 1]) == {}  # the user's choice wins
 
 
+def test_a_cpu_engine_runs_in_process_on_small_machines_only():
+    from plumline.llm.vllm_backend import ENGINE_PROCESS_ENV, engine_in_process
+
+    assert engine_in_process({}, [0, 1]) and engine_in_process({}, [0])
+    assert not engine_in_process({}, list(range(16)))  # vLLM's processes and per-NUMA binding
+    # the user's choices win: the switch itself, or a core binding (which only vLLM's workers apply)
+    assert not engine_in_process({ENGINE_PROCESS_ENV: "1"}, [0, 1])
+    assert engine_in_process({ENGINE_PROCESS_ENV: "0"}, list(range(16)))
+    assert not engine_in_process({"VLLM_CPU_OMP_THREADS_BIND": "0"}, [0, 1])
+    assert not engine_in_process({"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}, [0, 1])
+
+
 def test_tcmalloc_is_preloaded_into_the_engine_start_only(tmp_path):
     from plumline.llm.vllm_backend import engine_preload
 

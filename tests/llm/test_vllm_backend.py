@@ -181,11 +181,28 @@ def test_load_model_serves_what_a_new_engine_on_those_weights_serves(vllm_backen
     assert "tokenizer" in (b.load_model(str(changed)) or "")  # refused: it would serve another model
 
 
+def test_an_in_process_engine_leaves_torch_threads_settable(vllm_backend):
+    """On this small machine the engine runs in this process; vLLM's CPU worker replaced
+    ``torch.set_num_threads`` with a no-op there, which plumline undoes (its own torch work needs it)."""
+    import torch
+
+    if not vllm_backend.in_process:
+        pytest.skip("the engine runs in processes of its own on this machine")
+    assert not _child_pids(), "an in-process engine starts no engine processes"
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_close_frees_the_engine_process(vllm_backend):
-    """Runs last in this file: closing really ends the engine core process, and the cache forgets it."""
+    """Runs last in this file: closing really ends the engine's processes (none when it runs in this
+    process), and the cache forgets it."""
     b = vllm_backend
     before = _child_pids()
-    assert before, "vLLM should run its engine core in a child process"
+    assert bool(before) != b.in_process, f"engine processes: {before}"
     b.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (_child_pids() & before):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from plumline.llm.vllm_backend import ENGINE_PROCESS_ENV
 from test_reaper import _running  # same folder: one helper for both
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -51,6 +52,17 @@ def _names(procs: list[psutil.Process]) -> list[str]:
     return out
 
 
+def _cmdlines(procs: list[psutil.Process]) -> dict[int, str]:
+    """Command lines of the live ones (a child that just exited is a zombie without one)."""
+    out = {}
+    for p in procs:
+        try:
+            out[p.pid] = " ".join(p.cmdline())
+        except psutil.Error:
+            pass
+    return out
+
+
 def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
     """The opener's stdout lines (vLLM logs there too), read by a thread: no read ever blocks the test."""
     lines: queue.Queue[str] = queue.Queue()
@@ -72,6 +84,8 @@ def _wait_for(proc: subprocess.Popen[str], lines: queue.Queue[str], word: str, t
 # SIGKILL and SIGTERM go to the opener alone (Python runs no exit handler on either: the watchdog must
 # act); Ctrl-C is SIGINT to the whole process group, engine included, as a terminal sends it; close() is
 # the normal end, after which the watchdog exits by itself while the opener lives on.
+# The engine runs in processes of its own here (on a small CPU machine plumline runs it in-process, where
+# it ends with its process by construction: see the last test).
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "Ctrl-C", "close"])
 def test_a_vllm_engine_ends_with_the_process_that_opened_it(tmp_path: Path, tiny_llama: Path, how: str):
     pytest.importorskip("vllm")
@@ -79,15 +93,17 @@ def test_a_vllm_engine_ends_with_the_process_that_opened_it(tmp_path: Path, tiny
     script.write_text(OPENER)
     log = tmp_path / "opener.log"
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    env = {**os.environ, ENGINE_PROCESS_ENV: "1"}
     with open(log, "w") as sink:
         proc = subprocess.Popen([sys.executable, str(script), str(tiny_llama)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=sink, text=True, start_new_session=True)
+                                stdout=subprocess.PIPE, stderr=sink, text=True, start_new_session=True,
+                                env=env)
     tree: list[psutil.Process] = []
     lines = _lines(proc)
     try:
         assert _wait_for(proc, lines, "READY", 600), f"the engine did not start:\n{log.read_text()[-3000:]}"
         tree = psutil.Process(proc.pid).children(recursive=True)
-        cmds = {p.pid: " ".join(p.cmdline()) for p in tree}
+        cmds = _cmdlines(tree)
         assert any("EngineCore" in c for c in cmds.values()), f"no EngineCore among the opener's: {cmds}"
         assert any("reaper.py" in c for c in cmds.values()), "no watchdog was started"
 
@@ -96,7 +112,7 @@ def test_a_vllm_engine_ends_with_the_process_that_opened_it(tmp_path: Path, tiny
             proc.stdin.flush()
             assert _wait_for(proc, lines, "CLOSED", 120), log.read_text()[-3000:]
             # multiprocessing's resource tracker lives as long as the opener; the rest must end
-            tree = [p for p in tree if "resource_tracker" not in cmds[p.pid]]
+            tree = [p for p in tree if "resource_tracker" not in cmds.get(p.pid, "")]
         elif how == "Ctrl-C":
             os.killpg(proc.pid, signal.SIGINT)
         else:
@@ -121,3 +137,37 @@ def test_a_vllm_engine_ends_with_the_process_that_opened_it(tmp_path: Path, tiny
                 pass
         bystander.kill()
         bystander.wait()
+
+
+def test_an_in_process_engine_starts_no_process_that_could_outlive_it(tmp_path: Path, tiny_llama: Path):
+    """plumline's default on a small CPU machine: the engine core and the model run in the opener itself."""
+    pytest.importorskip("vllm")
+    from plumline.llm.vllm_backend import engine_in_process
+
+    if not engine_in_process():
+        pytest.skip("the engine runs in processes of its own on this machine")
+    script = tmp_path / "opener.py"
+    script.write_text(OPENER)
+    log = tmp_path / "opener.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen([sys.executable, str(script), str(tiny_llama)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=sink, text=True, start_new_session=True)
+    tree: list[psutil.Process] = []
+    try:
+        started = _wait_for(proc, _lines(proc), "READY", 600)
+        assert started, f"the engine did not start:\n{log.read_text()[-3000:]}"
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        cmds = _cmdlines(tree)
+        assert not [c for c in cmds.values() if "VLLM" in c or "EngineCore" in c], cmds
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        left = _running(tree, timeout=10)  # at most the watchdog, which then has nothing to stop
+        assert not left, f"still running 10 s after SIGKILL: {_names(left)}"
+    finally:
+        proc.kill()
+        proc.wait()
+        for p in tree:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
