@@ -63,6 +63,17 @@ def _cmdlines(procs: list[psutil.Process]) -> dict[int, str]:
     return out
 
 
+def _kill_all(proc: subprocess.Popen[str], tree: list[psutil.Process]) -> None:
+    """Whatever a failed case left running: the opener and every process it started."""
+    proc.kill()
+    proc.wait()
+    for p in tree:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
 def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
     """The opener's stdout lines (vLLM logs there too), read by a thread: no read ever blocks the test."""
     lines: queue.Queue[str] = queue.Queue()
@@ -128,13 +139,7 @@ def test_a_vllm_engine_ends_with_the_process_that_opened_it(tmp_path: Path, tiny
         else:  # no exit handler ran: the watchdog stopped the engine, and said so
             assert "exited without closing its engine; stopped" in said, said[-2000:]
     finally:
-        proc.kill()
-        proc.wait()
-        for p in tree:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
+        _kill_all(proc, tree)
         bystander.kill()
         bystander.wait()
 
@@ -164,10 +169,4 @@ def test_an_in_process_engine_starts_no_process_that_could_outlive_it(tmp_path: 
         left = _running(tree, timeout=10)  # at most the watchdog, which then has nothing to stop
         assert not left, f"still running 10 s after SIGKILL: {_names(left)}"
     finally:
-        proc.kill()
-        proc.wait()
-        for p in tree:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
+        _kill_all(proc, tree)
