@@ -3,12 +3,13 @@
 The whole batch goes to ``LLM.generate`` in one call, prompts as token ids (tokenized once here, where
 the length check needs them anyway) and one ``SamplingParams(n=..., seed=...)`` per request.
 
-vLLM runs the model in a *spawned* worker process (and on GPU its engine core in another): the program
-that builds this backend must be a real file or module guarded by ``if __name__ == "__main__":``.
-Starting an engine takes ~20-40 s, so share one per process (``plumline.llm.get_shared_backend``) and
-``close()`` it when done: that shuts the engine's processes down (Beam's own vLLM handler leaks them).
-Should this process die without closing it (SIGKILL, the OOM killer, SIGTERM), a watchdog
-(``reaper.py``) stops the engine processes within a few seconds.
+On a GPU and on CPU machines with more than 4 CPUs vLLM runs its engine core and model in *spawned*
+processes; on smaller CPU machines plumline runs them in this process (``engine_in_process``). For the
+former, the program that builds this backend must be a real file or module guarded by
+``if __name__ == "__main__":``. Starting an engine takes ~20-40 s, so share one per process
+(``plumline.llm.get_shared_backend``) and ``close()`` it when done: that shuts the engine's processes
+down (Beam's own vLLM handler leaks them). Should this process die without closing it (SIGKILL, the OOM
+killer, SIGTERM), a watchdog (``reaper.py``) stops the engine processes within a few seconds.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from .config import BaseTrainingConfig, build_trl_config
 from .model import load_reference
 from .output import TrainingReport
 from .run import run_training
-from .shared_prefix import PackingStats, share_prefix_in_forward
+from .shared_prefix import PackingStats, compact_lm_head_on_cpu, share_prefix_in_forward
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ def train_dpo(data_files: list[str | Path], model_path: str | Path, output_dir: 
     def factory(model: str, tokenizer: Any, dataset: Any, stage: Path, peft_cfg: Any) -> Any:
         from trl import DPOTrainer
 
+        compact_lm_head_on_cpu()
         trainer_cls = shared_prefix_trainer(stats) if cfg.shared_prefix else DPOTrainer
         # ref_model=None: TRL loads the reference from the same folder (frozen copy of the policy).
         return trainer_cls(model=model, ref_model=reference, args=cfg.trl_config(stage, seed),

@@ -21,6 +21,7 @@ from .data import NoTrainingData
 from .model import load_reference
 from .output import TrainingReport
 from .run import run_training
+from .shared_prefix import compact_lm_head_on_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def train_kto(data_files: list[str | Path], model_path: str | Path, output_dir: 
     def factory(model: str, tokenizer: Any, dataset: Any, stage: Path, peft_cfg: Any) -> Any:
         from trl import KTOTrainer
 
+        compact_lm_head_on_cpu()
         labels = dataset["label"]
         balance["desirable_rows"] = int(sum(bool(x) for x in labels))
         balance["undesirable_rows"] = len(labels) - balance["desirable_rows"]

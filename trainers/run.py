@@ -56,9 +56,6 @@ def run_training(method: str, trainer_factory: TrainerFactory, cfg: BaseTraining
     """Shared body of ``train_dpo``/``train_kto``: load + check data, build the trainer with
     ``trainer_factory(model, tokenizer, dataset, stage_dir, peft_config)``, train, save, report.
     ``extra_report``: more fields for the report, or a function giving them after training."""
-    from .shared_prefix import compact_lm_head_on_cpu
-
-    compact_lm_head_on_cpu()
     output_dir = Path(output_dir).expanduser().resolve()
     dataset, files = load_parquet(data_files)
     label = ", ".join(files)
