@@ -113,7 +113,12 @@ def shared_prefix_trainer(stats: PackingStats | None = None) -> type:
     from trl import DPOTrainer
 
     class SharedPrefixDPOTrainer(DPOTrainer):
+        _prefix_shared = False  # the models are wrapped (or found unable to be) once, not at every step
+
         def _share_prefix(self) -> None:
+            if self._prefix_shared:
+                return
+            self._prefix_shared = True
             policy = self.accelerator.unwrap_model(self.model)
             if is_peft_model(policy):
                 policy = policy.get_base_model()  # the model TRL gave its fused head

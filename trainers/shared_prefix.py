@@ -233,8 +233,8 @@ class PackingStats:
 
 def share_prefix_in_forward(model: Any, stats: PackingStats | None = None) -> bool:
     """Wrap ``model.forward`` (already given TRL's fused head) so that fused-head calls on a DPO batch run
-    packed. Idempotent; returns False (and changes nothing) for an attention implementation that does not
-    take custom 4D masks or a model without TRL's fused head."""
+    packed. Idempotent; returns False (and changes nothing) for a model without ``forward`` or with an
+    attention implementation that does not take custom 4D masks."""
     forward = getattr(model, "forward", None)
     if forward is None or getattr(forward, _WRAPPED, False):
         return forward is not None
