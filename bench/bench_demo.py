@@ -4,13 +4,15 @@ at most about 60 console lines without -v).
 
     python bench/bench_demo.py --out /tmp/demo-bench            # this machine as it is
     python bench/bench_demo.py --out /tmp/demo-avx2 --emulate-avx2
+    python bench/bench_demo.py --out /tmp/demo-avx2-cold --emulate-avx2 --cold-cache
 
 ``--emulate-avx2`` approximates a CPU without AVX-512/bf16 (an AMD Zen 3, say) on an AVX-512 machine:
-torch's kernels (``ATEN_CPU_CAPABILITY``), oneDNN and MKL are capped at AVX2 and the engine and trainer
-run float32, as plumline's dtype rule chooses on such a CPU. vLLM's own compiled CPU kernels cannot be
-capped, so it is an approximation: name it as such beside any figure. Every run starts in a fresh
-``--out`` folder (no resumed stages); vLLM's compile cache and the prepared model are reused, as on a
-user's second run.
+torch's kernels (``ATEN_CPU_CAPABILITY``), oneDNN and MKL are capped at AVX2, vLLM loads its AVX2 kernel
+library (``bench/avx2_probes/sitecustomize.py``), and the engine and trainer run float32, as plumline's
+dtype rule chooses on such a CPU. Clock, cache and memory bandwidth stay this machine's: name it as an
+emulation beside any figure. Every run starts in a fresh ``--out`` folder (no resumed stages); vLLM's
+compile cache and the prepared model are reused, as on a user's second run, unless ``--cold-cache``
+(empty vLLM and inductor caches, as on a first run after setup).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ TARGET_S = 600  # the issue's target on a 2-core AVX2 machine, after setup
 TARGET_LINES = 60
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 FLOAT32_SETS = ("policy.dtype=float32", "dpo.train.bf16=false")
+AVX2_PROBES = Path(__file__).resolve().parent / "avx2_probes"  # vLLM's kernel choice, as without AVX-512
 
 
 def stage_table(run_dir: Path) -> tuple[list[str], list[list[str]]]:
@@ -83,15 +86,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="Fresh folder for the run (emptied first).")
     ap.add_argument("--emulate-avx2", action="store_true", help="Cap torch/oneDNN/MKL at AVX2, float32.")
+    ap.add_argument("--cold-cache", action="store_true",
+                    help="Empty vLLM and inductor caches (a first run after setup); the model stays "
+                         "prepared.")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="Extra --set for the demo.")
     args = ap.parse_args()
     cpu = cpu_info()
-    emulated = "; EMULATED AVX2 (float32, kernels capped)" if args.emulate_avx2 else ""
+    emulated = ("; EMULATED AVX2 (float32, torch/oneDNN/MKL capped, vLLM's AVX2 kernels)"
+                if args.emulate_avx2 else "")
+    emulated += "; COLD vLLM/inductor caches" if args.cold_cache else ""
     print(f"CPU: {cpu.model}, {cpu.cores} cores; flags: {' '.join(cpu.relevant_flags)}; "
           f"native bf16: {cpu.native_bf16}{emulated}")
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     env = {**os.environ, **(AVX2_ENV if args.emulate_avx2 else {})}
+    if args.emulate_avx2:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(AVX2_PROBES), env.get("PYTHONPATH")) if p)
+    if args.cold_cache:
+        caches = args.out / "cold-caches"  # inside --out: emptied with it, nothing of the user's touched
+        env.update(VLLM_CACHE_ROOT=str(caches / "vllm"), TORCHINDUCTOR_CACHE_DIR=str(caches / "inductor"))
     sets = [*(FLOAT32_SETS if args.emulate_avx2 else ()), *args.sets]
     cmd = [sys.executable, "-m", "plumline.pipeline.cli", "demo", "--out", str(args.out),
            *(x for s in sets for x in ("--set", s))]

@@ -19,6 +19,9 @@ start is covered too). The watchdog blocks in ``poll()`` on pidfds of the parent
   watchdog exits by itself;
 - ``Watchdog.stop()``: it exits at once, touching nothing.
 
+Folders registered with ``Watchdog.remove_after()`` (the engine's IPC socket folder) are removed after
+such a reap; after a normal close the engine's ``close()`` removes them itself.
+
 The engine's ``close()`` calls ``Watchdog.release()`` after shutting the engine down: the watchdog has
 then exited by itself (or, should an engine process linger, keeps watching it).
 
@@ -36,9 +39,11 @@ own children.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,6 +187,11 @@ class Watchdog:
     def retain(self, pids: Iterable[int]) -> None:
         """Keep watching only ``pids`` (of those registered), e.g. the processes the engine reports."""
         self.unwatch(self.watched - set(pids))
+
+    def remove_after(self, path: str) -> None:
+        """Should this process die, remove the folder ``path`` too once its engine processes are stopped
+        (their IPC sockets; nothing there outlives the engine)."""
+        self._send("cleanup " + json.dumps(path))
 
     def seal(self) -> None:
         """No more children will be registered: the watchdog exits once every watched one has."""
@@ -360,6 +370,7 @@ class _Watch:
     def __init__(self, parent: int, grace_s: float, poll: bool):
         self.parent, self.grace_s = parent, grace_s
         self.children: dict[int, tuple[Any, int | None]] = {}  # pid -> (psutil process, pidfd)
+        self.cleanup: list[str] = []  # folders to remove after a reap
         self.sealed = self.stopped = False
         self.stdin_open = True
         self.buf = b""
@@ -413,7 +424,16 @@ class _Watch:
             self.buf += data
             *lines, self.buf = self.buf.split(b"\n")
             for line in lines:
-                self.command(line.decode().split())
+                text = line.decode()
+                if text.startswith("cleanup "):
+                    self.cleanup.append(json.loads(text.removeprefix("cleanup ")))
+                else:
+                    self.command(text.split())
+
+    def reap(self) -> None:
+        reap([p for p, _ in self.children.values()], self.grace_s, self.parent)
+        for path in self.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
 
     def command(self, words: list[str]) -> None:
         match words:
@@ -431,7 +451,7 @@ class _Watch:
     def run(self) -> int:
         if not self.parent_alive():  # gone before we started: still stop what it registered
             self.read_commands()
-            reap([p for p, _ in self.children.values()], self.grace_s, self.parent)
+            self.reap()
             return 0
         while True:
             events = self.poller.poll(None if self.use_pidfd else POLL_S * 1000)
@@ -441,7 +461,7 @@ class _Watch:
             if self.stopped:
                 return 0
             if (self.parent_fd in fds) or not self.parent_alive():
-                reap([p for p, _ in self.children.values()], self.grace_s, self.parent)
+                self.reap()
                 return 0
             for pid, (proc, fd) in list(self.children.items()):
                 if (fd in fds) if fd is not None else not _alive(proc):

@@ -18,7 +18,9 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +44,9 @@ CPU_KV_ENV = "VLLM_CPU_KVCACHE_SPACE"
 # vLLM's switch between an engine in this process ("0") and an engine core plus workers in processes of
 # their own (see ``engine_in_process``).
 ENGINE_PROCESS_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
+IPC_DIR_ENV = "VLLM_RPC_BASE_PATH"  # where vLLM creates its IPC socket files (default: the temp folder)
+IPC_DIR_PREFIX = "plumline-ipc-"
+IPC_PATH_MAX = 107  # sockaddr_un.sun_path (108 bytes) less its terminating NUL
 DEFAULT_CPU_KV_GIB = 2.0
 DEFAULT_BATCHED_TOKENS = 4096
 
@@ -208,6 +213,18 @@ CPU_BLOCK_SIZE = 32
 SHUTDOWN_TIMEOUT_S = 20.0  # vLLM's shutdown normally takes 1-8 s
 
 
+def private_ipc_dir(parents: tuple[str, ...] | None = None) -> str | None:
+    """A new folder for one engine's IPC socket files: in the temp folder, or in /tmp where the temp
+    folder's path is too long for a socket address (``sun_path``: vLLM's ``<folder>/<uuid4>`` would fail
+    to bind); None (vLLM's own default then) where neither can take it."""
+    for parent in parents or (tempfile.gettempdir(), "/tmp"):
+        longest = os.path.join(parent, IPC_DIR_PREFIX + "x" * 8, "x" * 36)  # mkdtemp adds 8 characters
+        if len(longest.encode()) <= IPC_PATH_MAX and os.access(parent, os.W_OK | os.X_OK):
+            with contextlib.suppress(OSError):
+                return tempfile.mkdtemp(prefix=IPC_DIR_PREFIX, dir=parent)
+    return None
+
+
 def engine_process_pids(llm: Any) -> set[int]:
     """Pids of the engine core processes vLLM started for ``llm`` (vLLM 0.32:
     ``llm_engine.engine_core.resources.engine_manager.processes``); empty where vLLM has none (engine
@@ -265,6 +282,12 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         start_env = cpu_thread_binding() if on_cpu else {}
         if self.in_process:
             start_env[ENGINE_PROCESS_ENV] = "0"
+        # Engine processes talk over ZeroMQ IPC sockets that vLLM creates as files in the temp folder and
+        # leaves there (7 per engine start, after a clean close too): they go to a folder of this engine's
+        # own, removed at close (or, should this process die, by the watchdog).
+        self._ipc_dir = None if self.in_process or IPC_DIR_ENV in os.environ else private_ipc_dir()
+        if self._ipc_dir is not None:
+            start_env[IPC_DIR_ENV] = self._ipc_dir
         if on_cpu:
             os.environ.update(cpu_compile_cache_env())
             kwargs["kv_cache_memory_bytes"] = int(cpu_kv_cache_gib(cfg.kv_cache_gib) * GIB)
@@ -302,7 +325,13 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
               _env_defaults(start_env),
               _torch_threads_kept() if self.in_process else contextlib.nullcontext(),
               engine_preload() if on_cpu else contextlib.nullcontext(), watch_new_children() as dog):
-            self._llm: Any = LLM(**kwargs)
+            if dog is not None and self._ipc_dir is not None:
+                dog.remove_after(self._ipc_dir)
+            try:
+                self._llm: Any = LLM(**kwargs)
+            except BaseException:
+                self._remove_ipc_dir()
+                raise
         self._watchdog = dog
         engine_pids = engine_process_pids(self._llm)
         self._engine_pids = engine_pids
@@ -432,6 +461,11 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 
+    def _remove_ipc_dir(self) -> None:
+        path, self._ipc_dir = getattr(self, "_ipc_dir", None), None
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None
         if llm is None:
@@ -442,6 +476,7 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         import multiprocessing
 
         multiprocessing.active_children()  # reaps the engine process (else it lingers as a zombie)
+        self._remove_ipc_dir()
         dog, self._watchdog = getattr(self, "_watchdog", None), None
         if dog is not None:
             dog.release()  # it has exited by itself now that the engine processes have

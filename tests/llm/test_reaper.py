@@ -25,7 +25,7 @@ PARENT = f"""
 import json, subprocess, sys, threading, time
 from plumline.llm.reaper import watch_new_children
 
-mode, bystander = sys.argv[1], int(sys.argv[2])
+mode, bystander, sockets = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 earlier = subprocess.Popen([sys.executable, "-c", {SLEEP!r}])  # a child that is not the engine's
 box = []
 
@@ -33,6 +33,7 @@ box = []
 def open_engine():
     with watch_new_children(scan_s=0.1, grace_s=1.0, poll=mode == "poll") as dog:
         box.append(dog)
+        dog.remove_after(sockets)  # the engine's IPC socket folder
         box.append(subprocess.Popen([sys.executable, "-c", {ENGINE!r}]))
         dog._send(f"watch {{bystander}} 1.0")  # a recycled pid: its start time is not the registered one
 
@@ -96,9 +97,12 @@ def test_when_the_parent_dies_the_engine_tree_is_stopped_and_nothing_else(tmp_pa
                                                                            mode: str):
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
+    sockets = tmp_path / "ipc \"sockets\" folder"  # a name that needs quoting on the command line
+    (sockets / "inner").mkdir(parents=True)
+    (sockets / "inner" / "socket").write_text("")
     bystander = subprocess.Popen([sys.executable, "-c", SLEEP])  # unrelated, and forged into the list
-    parent = subprocess.Popen([sys.executable, str(script), mode, str(bystander.pid)], stdout=subprocess.PIPE,
-                              text=True)
+    parent = subprocess.Popen([sys.executable, str(script), mode, str(bystander.pid), str(sockets)],
+                              stdout=subprocess.PIPE, text=True)
     cleanup = [psutil.Process(bystander.pid)]
     try:
         info = json.loads(parent.stdout.readline())
@@ -112,10 +116,12 @@ def test_when_the_parent_dies_the_engine_tree_is_stopped_and_nothing_else(tmp_pa
         cleanup.append(worker)
         time.sleep(0.3)  # the thread that started the engine has ended: the engine must live on
         assert _running([engine, worker], 0) == [engine, worker], "stopped while its parent lives"
+        assert sockets.exists(), "the engine's folder was removed while the engine runs"
 
         parent.send_signal(sig)
         parent.wait(timeout=10)
         assert _running([engine, worker, dog], timeout=8) == []
+        assert not sockets.exists(), "the engine's IPC folder outlived it"
         assert _running([earlier], 0) == [earlier], "a child the engine did not start was killed"
         assert bystander.poll() is None, "an unrelated process whose pid was registered was killed"
     finally:
@@ -124,9 +130,10 @@ def test_when_the_parent_dies_the_engine_tree_is_stopped_and_nothing_else(tmp_pa
         bystander.wait()
 
 
-def test_the_watchdog_exits_by_itself_once_the_engine_is_closed():
+def test_the_watchdog_exits_by_itself_once_the_engine_is_closed(tmp_path: Path):
     with watch_new_children(scan_s=0.05) as dog:
         assert dog is not None
+        dog.remove_after(str(tmp_path))  # removed after a reap only: a closing engine removes its own
         engine = subprocess.Popen([sys.executable, "-c", SLEEP])
     try:
         assert dog.watched == {engine.pid}
@@ -135,6 +142,7 @@ def test_the_watchdog_exits_by_itself_once_the_engine_is_closed():
         engine.wait()
         assert dog._proc.wait(timeout=5) == 0
         assert dog.release(timeout=1)
+        assert tmp_path.exists()
     finally:
         engine.kill()
         dog.stop()

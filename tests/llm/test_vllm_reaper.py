@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from plumline.llm.vllm_backend import ENGINE_PROCESS_ENV
+from plumline.llm.vllm_backend import ENGINE_PROCESS_ENV, IPC_DIR_ENV, IPC_DIR_PREFIX
 from test_reaper import _running  # same folder: one helper for both
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -104,7 +106,10 @@ def test_a_vllm_engine_ends_with_the_process_that_opened_it(tmp_path: Path, tiny
     script.write_text(OPENER)
     log = tmp_path / "opener.log"
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    env = {**os.environ, ENGINE_PROCESS_ENV: "1"}
+    # the opener's temp folder, where vLLM would leave its IPC sockets (short: a socket path has 107 bytes)
+    temp = Path(tempfile.mkdtemp(prefix="plumline-test-"))
+    env = {**os.environ, ENGINE_PROCESS_ENV: "1", "TMPDIR": str(temp)}
+    env.pop(IPC_DIR_ENV, None)
     with open(log, "w") as sink:
         proc = subprocess.Popen([sys.executable, str(script), str(tiny_llama)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=sink, text=True, start_new_session=True,
@@ -117,6 +122,8 @@ def test_a_vllm_engine_ends_with_the_process_that_opened_it(tmp_path: Path, tiny
         cmds = _cmdlines(tree)
         assert any("EngineCore" in c for c in cmds.values()), f"no EngineCore among the opener's: {cmds}"
         assert any("reaper.py" in c for c in cmds.values()), "no watchdog was started"
+        sockets = [p for p in temp.rglob("*") if p.is_socket()]
+        assert sockets and all(p.parent.name.startswith(IPC_DIR_PREFIX) for p in sockets), sockets
 
         if how == "close":
             proc.stdin.write("close\n")
@@ -132,6 +139,8 @@ def test_a_vllm_engine_ends_with_the_process_that_opened_it(tmp_path: Path, tiny
             proc.wait(timeout=60)
         left = _running(tree, timeout=10)
         assert not left, f"still running 10 s after {how}: {_names(left)}"
+        assert not list(temp.glob(IPC_DIR_PREFIX + "*")), "the engine's IPC folder outlived it"
+        assert not [p for p in temp.rglob("*") if p.is_socket()]
         assert bystander.poll() is None
         said = log.read_text()
         if how in ("Ctrl-C", "close"):  # plumline's close() shut the engine down, not the watchdog
@@ -142,6 +151,7 @@ def test_a_vllm_engine_ends_with_the_process_that_opened_it(tmp_path: Path, tiny
         _kill_all(proc, tree)
         bystander.kill()
         bystander.wait()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_an_in_process_engine_starts_no_process_that_could_outlive_it(tmp_path: Path, tiny_llama: Path):
