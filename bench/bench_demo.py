@@ -85,7 +85,8 @@ def _pct(value: float | None) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="Fresh folder for the run (emptied first).")
-    ap.add_argument("--emulate-avx2", action="store_true", help="Cap torch/oneDNN/MKL at AVX2, float32.")
+    ap.add_argument("--emulate-avx2", action="store_true",
+                    help="Cap torch/oneDNN/MKL at AVX2, load vLLM's AVX2 kernels, float32.")
     ap.add_argument("--cold-cache", action="store_true",
                     help="Empty vLLM and inductor caches (a first run after setup); the model stays "
                          "prepared.")

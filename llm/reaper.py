@@ -424,19 +424,19 @@ class _Watch:
             self.buf += data
             *lines, self.buf = self.buf.split(b"\n")
             for line in lines:
-                text = line.decode()
-                if text.startswith("cleanup "):
-                    self.cleanup.append(json.loads(text.removeprefix("cleanup ")))
-                else:
-                    self.command(text.split())
+                self.command(line.decode())
 
     def reap(self) -> None:
         reap([p for p, _ in self.children.values()], self.grace_s, self.parent)
         for path in self.cleanup:
             shutil.rmtree(path, ignore_errors=True)
 
-    def command(self, words: list[str]) -> None:
-        match words:
+    def command(self, line: str) -> None:
+        verb, _, rest = line.partition(" ")
+        if verb == "cleanup":  # its argument is a JSON string: a path may hold spaces
+            self.cleanup.append(json.loads(rest))
+            return
+        match words := line.split():
             case ["watch", pid, created]:
                 self.adopt(int(pid), float(created))
             case ["unwatch", pid]:
