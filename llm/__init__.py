@@ -19,11 +19,14 @@ from .config import BackendConfig
 from .extract import extract_code, strip_main_guards
 from .prompting import DEFAULT_INSTRUCTION, PromptConfig, make_messages, prompt_messages, render_prompt
 from .registry import (
+    cancel_shared_generation,
     close_shared_backend,
     close_shared_backends,
     get_shared_backend,
     make_backend,
     park_shared_backends,
+    resume_shared_generation,
+    shares_running_batch,
 )
 from .types import GREEDY_SUFFIX, Completion, GenerationRequest, GenerationResult
 
@@ -36,6 +39,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "PromptConfig",
+    "cancel_shared_generation",
     "close_shared_backend",
     "close_shared_backends",
     "extract_code",
@@ -45,5 +49,7 @@ __all__ = [
     "park_shared_backends",
     "prompt_messages",
     "render_prompt",
+    "resume_shared_generation",
+    "shares_running_batch",
     "strip_main_guards",
 ]

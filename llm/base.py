@@ -114,6 +114,15 @@ class GenerationBackend(abc.ABC):
         caller then starts a new engine). Only a model that differs in weight values can be loaded."""
         return f"the {self.name} backend cannot load other weights into a running engine"
 
+    # --- callers in several threads (stages sharing one engine, pipeline/round.py) ---------------
+    def cancel_generation(self, reason: str) -> None:
+        """Fail the generate calls in flight (``batching.GenerationCancelled``) and refuse new ones
+        until ``resume_generation``: a run stopping (Ctrl-C) ends the other stages' calls quickly.
+        Backends whose calls cannot be ended early do nothing."""
+
+    def resume_generation(self) -> None:
+        """Serve generate calls again after ``cancel_generation``."""
+
     def close(self) -> None:
         """Free the engine (memory, processes, connections). Safe to call twice."""
 

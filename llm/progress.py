@@ -9,7 +9,12 @@ add per batch, per problem or per finished request, so writes are few); ``read_p
 sums every process's counters. Nothing happens when no channel is set, so engines and transforms
 call ``add`` unconditionally.
 
-Keys in use: ``completions`` and ``tokens`` (generation engines, live while a batch decodes),
+Stages that run at the same time in one process (engine stages sharing an engine, ``pipeline/round.py``)
+each report into their own folder: ``thread_channel(folder)`` routes ``add`` of the calling thread
+there, whatever the process-wide channel says; an engine driving several callers' requests passes
+each caller's folder (``current_folder()`` when it was called) to ``add`` explicitly.
+
+Keys in use: ``completions`` and ``tokens`` (generation engines, as each request finishes),
 ``completions_total`` (completions asked for), ``executions`` (the execution stage, and the prm
 stage's executions of its continuations), and the prm stage's own (constants below): programs to
 label (known once its batches are planned), programs labelled, batches begun and continuations
@@ -23,7 +28,6 @@ import contextlib
 import json
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,28 +37,33 @@ PRM_PROGRAMS = "prm_programs"  # programs whose labelling finished (a row or a r
 PRM_BATCHES = "prm_batches"  # batches whose labelling began
 PRM_COMPLETIONS = "prm_completions"  # continuations of probed prefixes received from the engine
 _lock = threading.Lock()
-_state: dict[str, object] = {"dir": None, "counts": {}}
+_counts: dict[str, dict[str, float]] = {}  # this process's counters, per channel folder
+_thread = threading.local()  # .folder: the calling thread's own channel (``thread_channel``)
 
 
-def add(key: str, n: float = 1) -> None:
-    """Add ``n`` to counter ``key`` of this process (no-op without a channel)."""
-    folder = os.environ.get(ENV)
-    if not folder or not n:
+def current_folder() -> str | None:
+    """The channel ``add`` reports into from this thread: its own, else the process's, else None."""
+    return getattr(_thread, "folder", None) or os.environ.get(ENV) or None
+
+
+def add(key: str, n: float = 1, *, folder: str | os.PathLike[str] | None = None) -> None:
+    """Add ``n`` to counter ``key`` of this process in ``folder`` (default: ``current_folder()``;
+    no-op without a channel)."""
+    target = str(folder) if folder is not None else current_folder()
+    if not target or not n:
         return
     with _lock:
-        if _state["dir"] != folder:  # a new stage: start from zero
-            _state.update(dir=folder, counts={})
-        counts: dict[str, float] = _state["counts"]  # type: ignore[assignment]
+        counts = _counts.setdefault(target, {})
         counts[key] = counts.get(key, 0) + n
-        _write(Path(folder), counts)
+        _write(Path(target), counts)
 
 
 def flush() -> None:
-    """Write this process's counters again (e.g. after the folder was emptied)."""
-    folder = os.environ.get(ENV)
+    """Write this thread's channel's counters again (e.g. after the folder was emptied)."""
+    folder = current_folder()
     with _lock:
-        if folder and _state["dir"] == folder:
-            _write(Path(folder), _state["counts"])  # type: ignore[arg-type]
+        if folder and folder in _counts:
+            _write(Path(folder), _counts[folder])
 
 
 def _write(folder: Path, counts: dict[str, float]) -> None:
@@ -87,16 +96,18 @@ def open_channel(folder: Path | str) -> Path:
     for f in path.glob("*.json"):
         f.unlink(missing_ok=True)
     with _lock:
-        _state.update(dir=None, counts={})
+        _counts.pop(str(path), None)  # a new stage: from zero
     os.environ[ENV] = str(path)
     return path
 
 
 def close_channel() -> None:
-    """Stop reporting (``add`` is a no-op again)."""
-    os.environ.pop(ENV, None)
+    """Stop reporting into the process-wide channel (``add`` is a no-op again, except in threads
+    with a channel of their own)."""
+    folder = os.environ.pop(ENV, None)
     with _lock:
-        _state.update(dir=None, counts={})
+        if folder:
+            _counts.pop(folder, None)
 
 
 @contextlib.contextmanager
@@ -109,53 +120,17 @@ def channel(folder: Path | str) -> Iterator[Path]:
         close_channel()
 
 
-class TokenProgress:
-    """A stand-in for the tqdm bar ``vllm.LLM.generate(use_tqdm=...)`` drives: forwards finished
-    completions and their generated tokens to the channel as requests finish, and prints nothing.
-
-    vLLM calls ``update(n)`` per finished request (n = its completions) right after setting
-    ``postfix`` to its running speeds; the output speed times the elapsed time vLLM read from
-    ``format_dict`` (which this object controls) gives the tokens generated so far."""
-
-    def __init__(self, total: int = 0, **_: object):
-        self.n = 0
-        self.total = total
-        self._start = time.monotonic()
-        self._elapsed = 0.0
-        self._tokens = 0
-        self.postfix = ""
-
-    @property
-    def format_dict(self) -> dict[str, float]:
-        self._elapsed = max(time.monotonic() - self._start, 1e-9)
-        return {"elapsed": self._elapsed}
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        add("completions", n)
-        tokens = _output_tokens(str(self.postfix), self._elapsed)
-        if tokens is not None and tokens > self._tokens:
-            add("tokens", tokens - self._tokens)
-            self._tokens = tokens
-
-    def refresh(self) -> None:
-        pass
-
-    def close(self) -> None:
-        flush()
-
-    @property
-    def tokens(self) -> int:
-        return self._tokens
-
-
-def _output_tokens(postfix: str, elapsed: float) -> int | None:
-    """Tokens so far from vLLM's 'est. speed input: X toks/s, output: Y toks/s' and the elapsed time."""
-    _, sep, rest = postfix.partition("output:")
-    if not sep:
-        return None
+@contextlib.contextmanager
+def thread_channel(folder: Path | str) -> Iterator[None]:
+    """``add`` of the calling thread reports into ``folder`` for the duration of a block (the
+    process-wide channel, and other threads, are left as they are)."""
+    previous = getattr(_thread, "folder", None)
+    with contextlib.suppress(OSError):  # progress is best effort
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    _thread.folder = str(folder)
     try:
-        speed = float(rest.split()[0])
-    except (IndexError, ValueError):
-        return None
-    return round(speed * elapsed)
+        yield
+    finally:
+        _thread.folder = previous
+
+

@@ -115,6 +115,32 @@ def close_shared_backend(cfg: BackendConfig) -> bool:
     return True
 
 
+# Backends whose generate calls from several threads share one running batch (``batching.SharedBatch``):
+# stages using the same one may run at the same time. Others serve one call at a time, or (a remote
+# server) would multiply their connection limit.
+SHARED_BATCH_KINDS = ("vllm",)
+
+
+def shares_running_batch(cfg: BackendConfig) -> bool:
+    """Whether concurrent callers of ``cfg``'s shared backend decode in one batch."""
+    return cfg.kind in SHARED_BATCH_KINDS
+
+
+def cancel_shared_generation(reason: str) -> None:
+    """End the generate calls in flight on every shared backend (``GenerationBackend.cancel_generation``)."""
+    with _LOCK:
+        backends = list(_SHARED.values())
+    for b in backends:
+        b.cancel_generation(reason)
+
+
+def resume_shared_generation() -> None:
+    with _LOCK:
+        backends = list(_SHARED.values())
+    for b in backends:
+        b.resume_generation()
+
+
 def close_shared_backends() -> None:
     """Close every shared backend (registered at exit so engine processes never outlive us; a death that
     runs no exit handler, SIGKILL or SIGTERM, is covered by the engine's watchdog, ``reaper.py``)."""

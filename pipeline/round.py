@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from plumline.data_schemas import ErrorKind, Stage, canonical_order, content_id
-from plumline.llm import close_shared_backends, park_shared_backends
+from plumline.llm import (
+    cancel_shared_generation,
+    close_shared_backends,
+    park_shared_backends,
+    progress,
+    resume_shared_generation,
+    shares_running_batch,
+)
 from plumline.pipeline.artifacts import ARTIFACTS
 from plumline.pipeline.config import RunConfig, check_config, dump_config
 from plumline.pipeline.errors import RunFolderError, StageFailed, storage_problem
@@ -33,7 +41,7 @@ from plumline.pipeline.layout import (
 )
 from plumline.pipeline.manifest import build_manifest, read_errors
 from plumline.pipeline.report import try_write_report
-from plumline.pipeline.runners import stage_runner
+from plumline.pipeline.runners import stage_engine, stage_runner
 from plumline.pipeline.stages import (
     POLICY,
     STAGES,
@@ -82,7 +90,9 @@ class RoundRunner:
         self.policy = policy or cfg.policy.model
         self.reference = reference  # training's reference model (None: the policy itself)
         self.tokens: dict[str, str] = {POLICY: policy_run_token or policy_token(self.policy)}
-        self.ran: list[Stage] = []  # stages that ran (not skipped) in this call, in order
+        self.ran: list[Stage] = []  # stages that ran (not skipped) in this call, in order of finishing
+        self._together = False  # stages are running at the same time (each leaves the others' files be)
+        self._interrupted = threading.Event()  # Ctrl-C while stages ran together: none is marked done
         check_table(cfg, stages)
 
     # -- one stage -------------------------------------------------------------------------------
@@ -144,7 +154,8 @@ class RoundRunner:
         attempt, no partial writes; element checkpoints only of the key ``keep_checkpoints_of``."""
         self.layout.forget(spec.name)
         self.layout.stages_dir.mkdir(parents=True, exist_ok=True)
-        self.layout.remove_partial_writes()
+        if not self._together:  # else removed before the stages started: these may be theirs now
+            self.layout.remove_partial_writes()
         self.layout.drop_checkpoints(spec.name, keep_key=keep_checkpoints_of)
         for name in spec.outputs:
             _remove(self.layout.artifact_path(name))
@@ -171,6 +182,9 @@ class RoundRunner:
             # weights for the next round (a restart costs ~40 s on 2 cores, a reload ~1 s).
             park_shared_backends()
             info = spec.run(ctx) or {}
+        if self._interrupted.is_set():  # its engine calls were cancelled: errors, not results
+            raise StageFailed(f"round {self.round}: stage {spec.name.value} stopped: the run was "
+                              f"interrupted; a rerun resumes it")
         self._finish_outputs(spec)
         self._fail_if_engine_failed_everywhere(spec)
         if spec.finish is not None:
@@ -239,21 +253,27 @@ class RoundRunner:
         return len(lines)
 
     def run(self, *, until: Stage | None = None) -> dict:
-        """Run every enabled stage in table order (up to and including ``until``), then write
-        errors.jsonl and manifest.json."""
+        """Run every enabled stage in table order (up to and including ``until``), engine stages that
+        can share their engine together (``together_with``), then write errors.jsonl and manifest.json."""
         self.layout.dir.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        for spec in self.stages:
-            if not spec.enabled(self.cfg):
+        table = [spec for spec in self.stages if spec.enabled(self.cfg)]
+        if until is not None and any(spec.name == until for spec in table):
+            table = table[:next(i for i, spec in enumerate(table) if spec.name == until) + 1]
+        handled: set[Stage] = set()
+        for i, spec in enumerate(table):
+            if spec.name in handled:
                 continue
-            if self.on_stage:
-                self.on_stage(self.round, spec.name)
-            ran_before = len(self.ran)
-            marker = self.run_stage(spec)
-            if self.on_stage_done:
-                self.on_stage_done(self.round, spec.name, marker, len(self.ran) > ran_before)
-            if spec.name == until:
-                break
+            group = [spec, *self.together_with(spec, table[i + 1:])]
+            handled.update(s.name for s in group)
+            if len(group) == 1:
+                if self.on_stage:
+                    self.on_stage(self.round, spec.name)
+                marker = self.run_stage(spec)
+                if self.on_stage_done:
+                    self.on_stage_done(self.round, spec.name, marker, spec.name in self.ran)
+            else:
+                self._run_together(group)
         self.merge_errors()
         manifest = build_manifest(self.cfg, self.layout, started_at=started)
         if manifest.get("eval"):
@@ -262,6 +282,67 @@ class RoundRunner:
             manifest["eval_only"] = True  # the final evaluation of the last round's model
         atomic_write_text(self.layout.manifest, json.dumps(manifest, indent=2, sort_keys=False))
         return manifest
+
+    def together_with(self, spec: StageSpec, later: list[StageSpec]) -> list[StageSpec]:
+        """The later stages that can run at the same time as ``spec``: engine stages holding the same
+        engine, whose engine lets concurrent callers share its batch, and whose inputs exist now
+        (so none reads what ``spec``, or a stage not yet run, writes)."""
+        engine = stage_engine(self.cfg, spec.name) if spec.engine and spec.build else None
+        if not self.cfg.beam.overlap_engine_stages or engine is None or not shares_running_batch(engine):
+            return []
+        out = []
+        for other in later:
+            theirs = stage_engine(self.cfg, other.name) if other.engine and other.build else None
+            if theirs is None or theirs.cache_key() != engine.cache_key():
+                continue
+            if all(name in self.tokens for name in other.inputs(self.cfg)):
+                out.append(other)
+        return out
+
+    def _run_together(self, group: list[StageSpec]) -> None:
+        """Each stage of ``group`` in a thread of its own; the first failure (in table order) is raised
+        once all have ended. Ctrl-C cancels the engine calls in flight, and no stage is marked done."""
+        log.info("round %d: stages %s run together on one engine", self.round,
+                 ", ".join(s.name.value for s in group))
+        self.layout.remove_partial_writes()
+        failures: dict[Stage, BaseException] = {}
+
+        def work(spec: StageSpec) -> None:
+            try:
+                with progress.thread_channel(self.layout.progress_dir(spec.name)):
+                    marker = self.run_stage(spec)
+                if self.on_stage_done:
+                    self.on_stage_done(self.round, spec.name, marker, spec.name in self.ran)
+            except BaseException as exc:  # noqa: BLE001 - raised in the calling thread below
+                failures[spec.name] = exc
+
+        for spec in group:
+            if self.on_stage:
+                self.on_stage(self.round, spec.name)
+        threads = [threading.Thread(target=work, args=(spec,), name=f"plumline-{spec.name.value}")
+                   for spec in group]
+        self._together = True
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)  # a timed join: Ctrl-C reaches this thread
+        except BaseException:
+            self._interrupted.set()
+            cancel_shared_generation("the run was interrupted")
+            for t in threads:
+                t.join()
+            resume_shared_generation()
+            raise
+        finally:
+            self._together = False
+        for spec in group:
+            if spec.name in failures:
+                for other, exc in failures.items():
+                    if other != spec.name:
+                        log.error("round %d: stage %s failed too: %s", self.round, other.value, exc)
+                raise failures[spec.name]
 
     @property
     def trained_model(self) -> Path | None:

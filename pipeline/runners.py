@@ -38,6 +38,7 @@ from plumline.pipeline.errors import BadRunInput
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
+    from plumline.llm import BackendConfig
     from plumline.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -129,23 +130,28 @@ def runner_problems(cfg: RunConfig) -> list[tuple[str, str]]:
 # --- GPU resource hints ---------------------------------------------------------------------------
 
 
-def generation_accelerator(cfg: RunConfig, stage: Stage) -> str | None:
-    """The accelerator resource hint of a generation stage's engine step (tests: the test writer; sample,
-    prm: the policy; eval: the evaluated policy): ``beam.sampling_accelerator`` when that engine runs
-    inside the pipeline (vllm, transformers). None for every other stage, for a remote engine (``kind:
-    openai``: the GPU is the server's) and for tests when none are written."""
-    hint = cfg.beam.sampling_accelerator
-    if not hint or stage not in GENERATION_STAGES:
+def stage_engine(cfg: RunConfig, stage: Stage) -> BackendConfig | None:
+    """The generation engine a stage holds (tests: the test writer, when tests are written; sample,
+    prm: the policy; eval: the evaluated policy), or None."""
+    if stage not in GENERATION_STAGES:
         return None
     if stage == Stage.TESTS:
         if not cfg.tests.enabled:
             return None
-        backend = cfg.tests.writer if cfg.tests.writer is not None else cfg.policy
-    elif stage == Stage.EVAL:
-        backend = cfg.eval.policy(cfg.policy)
-    else:  # sample, prm (the policy continues line prefixes)
-        backend = cfg.policy
-    return None if backend.kind == "openai" else hint
+        return cfg.tests.writer if cfg.tests.writer is not None else cfg.policy
+    if stage == Stage.EVAL:
+        return cfg.eval.policy(cfg.policy)
+    return cfg.policy  # sample, prm (the policy continues line prefixes)
+
+
+def generation_accelerator(cfg: RunConfig, stage: Stage) -> str | None:
+    """The accelerator resource hint of a generation stage's engine step (``stage_engine``):
+    ``beam.sampling_accelerator`` when that engine runs inside the pipeline (vllm, transformers). None
+    for every other stage, for a remote engine (``kind: openai``: the GPU is the server's) and for tests
+    when none are written."""
+    hint = cfg.beam.sampling_accelerator
+    backend = stage_engine(cfg, stage) if hint else None
+    return None if backend is None or backend.kind == "openai" else hint
 
 
 def with_accelerator(transform: Any, hint: str | None) -> Any:

@@ -6,7 +6,7 @@ import multiprocessing
 import os
 
 from plumline.llm import progress
-from plumline.llm.progress import TokenProgress, read_progress
+from plumline.llm.progress import read_progress
 
 
 def _worker(n: int) -> None:
@@ -37,23 +37,3 @@ def test_a_new_channel_starts_from_zero(tmp_path):
         assert read_progress(again) == {"tokens": 1}
     assert read_progress(a) == {"tokens": 1}
     assert read_progress(tmp_path / "missing") == {}
-
-
-def test_token_progress_reads_vllms_running_speed(tmp_path):
-    """vLLM sets postfix to 'est. speed input: X toks/s, output: Y toks/s' (computed with the elapsed
-    time it read from format_dict) and then calls update(n) per finished request."""
-    with progress.channel(tmp_path / "s") as folder:
-        bar = TokenProgress(total=3, desc="Processed prompts", dynamic_ncols=True, postfix="")
-        elapsed = bar.format_dict["elapsed"]
-        bar.postfix = f"est. speed input: 1.00 toks/s, output: {100 / elapsed:.2f} toks/s"
-        bar.update(2)
-        elapsed = bar.format_dict["elapsed"]
-        bar.postfix = f"est. speed input: 1.00 toks/s, output: {250 / elapsed:.2f} toks/s"
-        bar.update(1)
-        bar.close()
-        got = read_progress(folder)
-    assert got["completions"] == 3 and abs(got["tokens"] - 250) <= 2 and bar.tokens == got["tokens"]
-    bar2 = TokenProgress()
-    bar2.postfix = "something else"
-    bar2.update(1)  # an unknown format: completions still count, tokens do not
-    assert bar2.tokens == 0

@@ -149,6 +149,82 @@ def _perturbed_copy(model: Path, out: Path) -> Path:
     return out
 
 
+def test_callers_in_two_threads_share_the_running_batch(vllm_backend, tmp_path):
+    """Two stages' generate calls at once (pipeline/round.py runs sample and eval together): both are
+    served, each gets its own requests' outputs, their progress goes to each caller's own channel, and
+    the engine held both callers' requests at once (one batch, not one call after the other)."""
+    import threading
+
+    from plumline.llm import progress
+
+    b = vllm_backend
+    engine = b._batch.engine
+    in_engine: list[int] = []
+    step = engine.step
+
+    def counting_step():
+        in_engine.append(b.llm.llm_engine.get_num_unfinished_requests())
+        return step()
+
+    engine.step = counting_step
+    short, long_ = b.build_prompt("x"), b.build_prompt("def add(a, b):\n    " + "return a + b\n" * 20)
+    calls = {"a": [_req("a1", short, max_tokens=48), _req("a2", long_, n=2, max_tokens=48)],
+             "b": [_req("b1", long_, max_tokens=48, seed=8), _req("b2", short, n=4, max_tokens=48).greedy()]}
+    results, errors = {}, {}
+
+    def run(name):
+        try:
+            with progress.thread_channel(tmp_path / name):
+                results[name] = b.generate(calls[name])
+        except BaseException as exc:  # noqa: BLE001
+            errors[name] = exc
+
+    try:
+        threads = [threading.Thread(target=run, args=(name,)) for name in calls]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    finally:
+        engine.step = step
+    assert not errors
+    for name, reqs in calls.items():
+        assert [r.request_id for r in results[name]] == [r.request_id for r in reqs]
+        assert_results_well_formed(b, reqs, results[name])
+        got = progress.read_progress(tmp_path / name)
+        asked = sum(r.n for r in reqs)
+        assert got["completions_total"] == got["completions"] == asked, (name, got)
+        assert got["tokens"] == sum(c.completion_tokens for r in results[name] for c in r.completions)
+    assert max(in_engine) == sum(r.n for reqs in calls.values() for r in reqs)  # 3 + 2 sequences each
+    assert not b._batch.busy
+    # the engine serves a lone caller afterwards as before
+    assert b.generate([_req("after", short, n=1)])[0].error is None
+
+
+def test_a_prompt_routed_through_the_shared_batch_gets_its_own_output(vllm_backend):
+    """Outputs are matched to callers by request id: each output's prompt is the prompt it was asked for."""
+    import threading
+
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    b = vllm_backend
+    prompts = {name: [[7] * (3 + i + 10 * k) for i in range(4)] for k, name in enumerate("ab")}
+    outs = {}
+
+    def run(name):
+        params = [SamplingParams(max_tokens=8, temperature=0) for _ in prompts[name]]
+        outs[name] = b._batch.run([TokensPrompt(prompt_token_ids=p) for p in prompts[name]], params)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in prompts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    for name, asked in prompts.items():
+        assert [list(o.prompt_token_ids) for o in outs[name]] == asked
+
+
 def test_load_model_serves_what_a_new_engine_on_those_weights_serves(vllm_backend, tiny_llama, tmp_path):
     """The round-to-round reload: the running engine loads a trained copy's weights in place and then
     generates exactly what a fresh engine on that copy generates (the prefix cache of the old weights is

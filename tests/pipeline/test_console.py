@@ -134,7 +134,7 @@ def test_the_prm_bar_counts_programs_of_the_planned_total_with_completions_and_e
     marker = StageMarker("prm", "k", "t", ("prm", "prm_stats"), 30.0, {"prm": 5, "prm_stats": 9}, {})
     with rp:
         rp.stage_started(0, Stage.PRM)
-        cur = rp._current
+        cur = rp._running[(0, Stage.PRM)]
         assert cur.measure is not None and cur.total is None  # known once the stage planned its batches
         progress.add(progress.PRM_PROGRAMS_TOTAL, 6)
         progress.add(progress.PRM_BATCHES, 1)
