@@ -290,6 +290,8 @@ class RunProgress:
                         f"its outputs reused[/]")
             return f"{head} [dim]done earlier ({marker.seconds:.0f} s), kept[/]"
         parts = [f"{marker.seconds:6.1f} s"]
+        if marker.info.get("ran_beside"):  # its seconds overlap theirs: not to be added up
+            parts[0] += f" (beside {', '.join(marker.info['ran_beside'])})"
         counts = cur.counts or {}
         shown: tuple[str, int] | None = None  # (unit, count) the live measure already printed
         if cur.measure is not None and counts.get(cur.measure.key):

@@ -91,7 +91,8 @@ class RoundRunner:
         self.reference = reference  # training's reference model (None: the policy itself)
         self.tokens: dict[str, str] = {POLICY: policy_run_token or policy_token(self.policy)}
         self.ran: list[Stage] = []  # stages that ran (not skipped) in this call, in order of finishing
-        self._together = False  # stages are running at the same time (each leaves the others' files be)
+        self._together: tuple[Stage, ...] = ()  # stages running at the same time (each leaves the
+        #                                          others' files be)
         self._interrupted = threading.Event()  # Ctrl-C while stages ran together: none is marked done
         check_table(cfg, stages)
 
@@ -189,6 +190,8 @@ class RoundRunner:
         self._fail_if_engine_failed_everywhere(spec)
         if spec.finish is not None:
             info = {**info, **(spec.finish(ctx) or {})}
+        if spec.name in self._together:  # its seconds overlap theirs (the console and benches say so)
+            info["ran_beside"] = [s.value for s in self._together if s != spec.name]
         outputs = tuple(n for n in spec.outputs if self.layout.artifact_path(n).exists())
         rows = {n: pq.ParquetFile(self.layout.artifact_path(n)).metadata.num_rows
                 for n in outputs if not ARTIFACTS[n].is_folder}
@@ -321,7 +324,7 @@ class RoundRunner:
                 self.on_stage(self.round, spec.name)
         threads = [threading.Thread(target=work, args=(spec,), name=f"plumline-{spec.name.value}")
                    for spec in group]
-        self._together = True
+        self._together = tuple(spec.name for spec in group)
         try:
             for t in threads:
                 t.start()
@@ -336,7 +339,7 @@ class RoundRunner:
             resume_shared_generation()
             raise
         finally:
-            self._together = False
+            self._together = ()
         for spec in group:
             if spec.name in failures:
                 for other, exc in failures.items():

@@ -225,3 +225,35 @@ def test_a_run_through_the_cli_is_quiet_and_logs_to_the_run_folder(tmp_path, can
     log = (tmp_path / "runs" / "quiet" / "plumline.log").read_text()
     assert "apache_beam" in log  # Beam's own loggers
     assert "plumline.pipeline.round" in log and "stage execute" in log
+
+
+def test_stages_that_ran_together_have_a_bar_each_and_say_so_on_their_lines(tmp_path):
+    """A round's sample and eval run at the same time (pipeline/round.py): each has its own bar, fed by
+    its own thread's channel, and its line says its seconds overlap the other's."""
+    import threading
+
+    out = io.StringIO()
+    rp = RunProgress(Console(file=out, width=200), _cfg(), tmp_path)
+    layout_dir = tmp_path / "round-000" / ".progress"
+    with rp:
+        rp.stage_started(0, Stage.SAMPLE)
+        rp.stage_started(0, Stage.EVAL)
+        assert set(rp._running) == {(0, Stage.SAMPLE), (0, Stage.EVAL)} and len(rp.progress.tasks) == 2
+
+        def report(stage, n):
+            with progress.thread_channel(layout_dir / stage):
+                progress.add("completions_total", n)
+                progress.add("completions", n)
+
+        threads = [threading.Thread(target=report, args=a) for a in (("sample", 200), ("eval", 100))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for stage, seconds, other in ((Stage.EVAL, 80.0, "sample"), (Stage.SAMPLE, 90.0, "eval")):
+            marker = StageMarker(stage.value, "k", "t", (), seconds, {}, {"ran_beside": [other]})
+            rp.stage_done(0, stage, marker, ran=True)
+        assert not rp._running and progress.ENV not in os.environ
+    eval_line, sample_line = out.getvalue().splitlines()
+    assert "round 0 eval" in eval_line and "(beside sample)" in eval_line and "100 samples" in eval_line
+    assert "round 0 sample" in sample_line and "(beside eval)" in sample_line and "200 samples" in sample_line

@@ -122,7 +122,9 @@ def test_a_round_run_together_writes_what_it_writes_one_stage_at_a_time(
     for name in files:
         assert comparable_rows(pq.read_table(a / name)) == comparable_rows(pq.read_table(b / name)), name
     for stage in ("tests", "sample", "eval"):  # each stage has its own marker and its own progress
-        assert (a / ".stages" / f"{stage}.done").is_file()
+        others = sorted({"tests", "sample", "eval"} - {stage})
+        assert sorted(manifest["stages"][stage]["ran_beside"]) == others
+    assert "ran_beside" not in manifest["stages"]["execute"]
     from plumline.llm.progress import read_progress
 
     assert read_progress(a / ".progress" / "sample")["completions"] == 4 * 5  # n=4 + greedy, 4 problems
@@ -149,3 +151,36 @@ def test_a_stage_that_fails_beside_another_leaves_the_other_finished(tmp_path, c
     folder = run_dir / "round-000"
     assert (folder / ".stages" / "sample.done").is_file() and (folder / "samples.parquet").is_file()
     assert not (folder / ".stages" / "eval.done").exists()
+
+
+def test_ctrl_c_while_stages_run_together_cancels_engine_calls_and_waits_for_them(tmp_path, monkeypatch):
+    """Ctrl-C reaches the thread waiting for the stages: the engine calls in flight are cancelled (the
+    stages then end without being marked done, ``RoundRunner._run_stage``), every stage thread is waited
+    for, the engine serves again afterwards, and the interrupt goes on up."""
+    import _thread
+    import threading
+
+    runner = RoundRunner(_cfg(), tmp_path, 0)
+    released = threading.Event()
+    calls: list[str] = []
+    ended: list[str] = []
+
+    def blocked_stage(spec):  # a stage waiting on its engine until the engine call is cancelled
+        released.wait(30)
+        ended.append(spec.name.value)
+        raise RuntimeError("generation cancelled")
+
+    def cancel(reason):
+        calls.append(f"cancel: {reason}")
+        released.set()
+
+    monkeypatch.setattr(runner, "run_stage", blocked_stage)
+    monkeypatch.setattr("plumline.pipeline.round.cancel_shared_generation", cancel)
+    monkeypatch.setattr("plumline.pipeline.round.resume_shared_generation", lambda: calls.append("resume"))
+    group = [s for s in STAGES if s.name in (Stage.SAMPLE, Stage.EVAL)]
+    threading.Timer(0.5, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        runner._run_together(group)
+    assert calls == ["cancel: the run was interrupted", "resume"]
+    assert sorted(ended) == ["eval", "sample"]  # both threads ended before the interrupt went on
+    assert runner._interrupted.is_set() and runner._together == ()
