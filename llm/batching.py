@@ -117,12 +117,11 @@ class SharedBatch:
         while True:
             with self._cond:
                 queued, self._queued = self._queued, []
-                aborts, self._to_abort = self._to_abort, []
-            if aborts:
-                self._abort(aborts)
+            self._abort_dropped()
             for call in queued:
                 self._add(call)
             if mine.finished:
+                self._abort_dropped()  # what a cancel during the adds dropped leaves the engine now
                 return
             with self._cond:
                 lost = not self._running  # mine is added and unfinished, yet nothing runs
@@ -148,8 +147,10 @@ class SharedBatch:
                 self._cond.notify_all()
             return
         with self._cond:
-            if call.error is not None:  # cancelled while being added
+            if call.error is not None or self._refusing is not None:  # cancelled while being added
+                call.error = call.error or GenerationCancelled(str(self._refusing))
                 self._to_abort.extend(ids)
+                self._cond.notify_all()
                 return
             call.index = {rid: i for i, rid in enumerate(ids)}
             call.outputs = [None] * len(ids)
@@ -190,6 +191,12 @@ class SharedBatch:
                 self._abort(ids)
             except Exception:  # noqa: BLE001, S110 - the engine failed already: its error is the one to report
                 pass
+
+    def _abort_dropped(self) -> None:
+        with self._cond:
+            aborts, self._to_abort = self._to_abort, []
+        if aborts:
+            self._abort(aborts)
 
     def _abort(self, ids: list[str]) -> None:
         self.engine.abort(ids)

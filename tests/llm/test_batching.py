@@ -142,3 +142,22 @@ def test_cancel_ends_the_calls_in_flight_drops_their_requests_and_refuses_until_
         batch.run(["c:1"], [None])
     batch.resume()
     assert [o.prompt for o in batch.run(["c:1"], [None])] == ["c:1"]
+
+
+def test_a_call_being_added_when_cancel_comes_is_cancelled_too():
+    """cancel() between the driver taking a call from the queue and the engine accepting it: the call
+    still fails, and its requests are dropped at the driver's next turn."""
+    engine = StepEngine()
+    batch = SharedBatch(engine)
+    add = engine.add
+
+    def add_then_cancel(prompts, params):
+        ids = add(prompts, params)
+        if "late:5" in prompts:
+            batch.cancel("stopping")
+        return ids
+
+    engine.add = add_then_cancel
+    with pytest.raises(GenerationCancelled, match="stopping"):
+        batch.run(["late:5"], [None])
+    assert engine.aborted == ["1"] and not engine.running and not batch.busy
