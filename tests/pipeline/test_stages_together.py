@@ -158,6 +158,7 @@ def test_ctrl_c_while_stages_run_together_cancels_engine_calls_and_waits_for_the
     stages then end without being marked done, ``RoundRunner._run_stage``), every stage thread is waited
     for, the engine serves again afterwards, and the interrupt goes on up."""
     import _thread
+    import signal
     import threading
 
     runner = RoundRunner(_cfg(), tmp_path, 0)
@@ -178,9 +179,14 @@ def test_ctrl_c_while_stages_run_together_cancels_engine_calls_and_waits_for_the
     monkeypatch.setattr("plumline.pipeline.round.cancel_shared_generation", cancel)
     monkeypatch.setattr("plumline.pipeline.round.resume_shared_generation", lambda: calls.append("resume"))
     group = [s for s in STAGES if s.name in (Stage.SAMPLE, Stage.EVAL)]
-    threading.Timer(0.5, _thread.interrupt_main).start()
-    with pytest.raises(KeyboardInterrupt):
-        runner._run_together(group)
+    # Python's own Ctrl-C handler, whatever an earlier test in this process left installed
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.5, _thread.interrupt_main).start()
+        with pytest.raises(KeyboardInterrupt):
+            runner._run_together(group)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert calls == ["cancel: the run was interrupted", "resume"]
     assert sorted(ended) == ["eval", "sample"]  # both threads ended before the interrupt went on
     assert runner._interrupted.is_set() and runner._together == ()
