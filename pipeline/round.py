@@ -309,8 +309,14 @@ class RoundRunner:
                  ", ".join(s.name.value for s in group))
         self.layout.remove_partial_writes()
         failures: dict[Stage, BaseException] = {}
+        # Waited for through events, not Thread.join: a join that Ctrl-C interrupts can leave the
+        # thread marked stopped while it runs (CPython's _wait_for_tstate_lock), and a later join
+        # would then return at once.
+        began = {spec.name: threading.Event() for spec in group}
+        ended = {spec.name: threading.Event() for spec in group}
 
         def work(spec: StageSpec) -> None:
+            began[spec.name].set()
             try:
                 with progress.thread_channel(self.layout.progress_dir(spec.name)):
                     marker = self.run_stage(spec)
@@ -318,6 +324,8 @@ class RoundRunner:
                     self.on_stage_done(self.round, spec.name, marker, spec.name in self.ran)
             except BaseException as exc:  # noqa: BLE001 - raised in the calling thread below
                 failures[spec.name] = exc
+            finally:
+                ended[spec.name].set()
 
         for spec in group:
             if self.on_stage:
@@ -328,14 +336,15 @@ class RoundRunner:
         try:
             for t in threads:
                 t.start()
-            for t in threads:
-                while t.is_alive():
-                    t.join(0.2)  # a timed join: Ctrl-C reaches this thread
+            for spec in group:
+                while not ended[spec.name].wait(0.2):  # a timed wait: Ctrl-C reaches this thread
+                    pass
         except BaseException:
             self._interrupted.set()
             cancel_shared_generation("the run was interrupted")
-            for t in threads:
-                t.join()
+            for spec in group:  # a thread whose start Ctrl-C cut short may still begin: a second to
+                if began[spec.name].wait(1.0):
+                    ended[spec.name].wait()
             resume_shared_generation()
             raise
         finally:
