@@ -126,27 +126,27 @@ def shares_running_batch(cfg: BackendConfig) -> bool:
     return cfg.kind in SHARED_BATCH_KINDS
 
 
+def _shared_backends() -> list[GenerationBackend]:
+    """The shared backends now (a copy: closing one changes the cache)."""
+    with _LOCK:
+        return list(_SHARED.values())
+
+
 def cancel_shared_generation(reason: str) -> None:
     """End the generate calls in flight on every shared backend (``GenerationBackend.cancel_generation``)."""
-    with _LOCK:
-        backends = list(_SHARED.values())
-    for b in backends:
+    for b in _shared_backends():
         b.cancel_generation(reason)
 
 
 def resume_shared_generation() -> None:
-    with _LOCK:
-        backends = list(_SHARED.values())
-    for b in backends:
+    for b in _shared_backends():
         b.resume_generation()
 
 
 def close_shared_backends() -> None:
     """Close every shared backend (registered at exit so engine processes never outlive us; a death that
     runs no exit handler, SIGKILL or SIGTERM, is covered by the engine's watchdog, ``reaper.py``)."""
-    with _LOCK:
-        backends = list(_SHARED.values())
-    for b in backends:
+    for b in _shared_backends():
         try:
             b.close()
         except Exception:
