@@ -93,6 +93,7 @@ class RoundRunner:
         self.ran: list[Stage] = []  # stages that ran (not skipped) in this call, in order of finishing
         self._together: tuple[Stage, ...] = ()  # stages running at the same time (each leaves the
         #                                          others' files be)
+        self._executing: set[Stage] = set()  # those of them that ran, not kept or reused: beside whom
         self._interrupted = threading.Event()  # Ctrl-C while stages ran together: none is marked done
         check_table(cfg, stages)
 
@@ -167,6 +168,8 @@ class RoundRunner:
         self._clear_stage(spec, keep_checkpoints_of=None if self.force else key)
         log.info("round %d: stage %s ...", self.round, spec.name.value)
         start = time.monotonic()
+        if spec.name in self._together:
+            self._executing.add(spec.name)
         ctx = StageContext(cfg=self.cfg, round=self.round, layout=self.layout, stage=spec.name,
                            policy_model=self.policy, key=key, reference_model=self.reference)
         info: dict[str, Any] = {}
@@ -190,8 +193,9 @@ class RoundRunner:
         self._fail_if_engine_failed_everywhere(spec)
         if spec.finish is not None:
             info = {**info, **(spec.finish(ctx) or {})}
-        if spec.name in self._together:  # its seconds overlap theirs (the console and benches say so)
-            info["ran_beside"] = [s.value for s in self._together if s != spec.name]
+        beside = [s.value for s in self._together if s != spec.name and s in self._executing]
+        if beside:  # its seconds overlap theirs (the console and benches say so); a stage of the group
+            info["ran_beside"] = beside  # that was kept or reused ran beside nothing
         outputs = tuple(n for n in spec.outputs if self.layout.artifact_path(n).exists())
         rows = {n: pq.ParquetFile(self.layout.artifact_path(n)).metadata.num_rows
                 for n in outputs if not ARTIFACTS[n].is_folder}
@@ -333,6 +337,7 @@ class RoundRunner:
         threads = [threading.Thread(target=work, args=(spec,), name=f"plumline-{spec.name.value}")
                    for spec in group]
         self._together = tuple(spec.name for spec in group)
+        self._executing = set()
         try:
             for t in threads:
                 t.start()

@@ -134,6 +134,11 @@ def test_a_round_run_together_writes_what_it_writes_one_stage_at_a_time(
     caplog.clear()
     run_rounds(together, tmp_path / "runs" / "together")
     assert "stage sample already done" in caplog.text and "stage eval already done" in caplog.text
+    # sampling again while tests and eval are kept: it ran beside nothing
+    (a / ".stages" / "sample.done").unlink()
+    [again] = run_rounds(together, tmp_path / "runs" / "together")
+    assert "ran_beside" not in again["stages"]["sample"]
+    assert again["stages"]["eval"]["ran_beside"] == manifest["stages"]["eval"]["ran_beside"]  # as it was
 
 
 @pytest.mark.slow
