@@ -133,7 +133,10 @@ class BeamConfig(_Section):
                                                    "dask: CPU stages on Beam's DaskRunner (beam.dask); "
                                                    "DataflowRunner for Google Cloud (beam.dataflow).")
     cpu_workers: int | None = Field(None, ge=1, description="Local worker processes for CPU stages "
-                                                            "(read, execute, export); default: cores.")
+                                                            "(read, execute, export); default: one "
+                                                            "per core, or in-process for a stage "
+                                                            "with under 2,000 input rows (worker "
+                                                            "processes take seconds to start).")
     options: list[str] = Field(default_factory=list,
                                description="Extra Beam pipeline options, passed unchanged (Dataflow's "
                                            "project, region, image: beam.dataflow).")

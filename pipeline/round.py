@@ -41,7 +41,7 @@ from plumline.pipeline.layout import (
 )
 from plumline.pipeline.manifest import build_manifest, read_errors
 from plumline.pipeline.report import try_write_report
-from plumline.pipeline.runners import stage_engine, stage_runner
+from plumline.pipeline.runners import FNAPI, runner_kind, stage_engine, stage_runner
 from plumline.pipeline.stages import (
     POLICY,
     STAGES,
@@ -49,7 +49,9 @@ from plumline.pipeline.stages import (
     StageSpec,
     check_table,
     cpu_workers,
+    stage_input_rows,
     stage_key,
+    stage_processes,
     stage_spec,
 )
 
@@ -59,11 +61,12 @@ log = logging.getLogger(__name__)
 _ENGINE_FAILURES = {ErrorKind.ENGINE_FAILED.value, ErrorKind.PROMPT_FAILED.value}
 
 
-def pipeline_options(cfg: RunConfig, spec: StageSpec) -> tuple[Any, Any]:
+def pipeline_options(cfg: RunConfig, spec: StageSpec, processes: int | None = None) -> tuple[Any, Any]:
     """The runner and options for one stage (``pipeline/runners.py``). Locally: FnApiRunner (never
-    Prism), in-process for the engine stages (one engine per machine), multi-process workers for CPU
-    stages; ``beam.runner: dask`` sends the CPU stages to Dask, DataflowRunner makes each stage a job."""
-    return stage_runner(cfg, spec.name, engine=spec.engine, cpu_workers=cpu_workers(cfg))
+    Prism), in-process for the engine stages (one engine per machine), ``processes`` worker processes
+    for a CPU stage (default ``beam.cpu_workers``, else cores); ``beam.runner: dask`` sends the CPU
+    stages to Dask, DataflowRunner makes each stage a job."""
+    return stage_runner(cfg, spec.name, engine=spec.engine, cpu_workers=processes or cpu_workers(cfg))
 
 
 def policy_token(model: str) -> str:
@@ -176,7 +179,13 @@ class RoundRunner:
         if spec.build is not None:
             import apache_beam as beam
 
-            runner, options = pipeline_options(self.cfg, spec)
+            if runner_kind(self.cfg.beam.runner) == FNAPI and not spec.engine:
+                rows = stage_input_rows(self.cfg, spec, self.layout)
+                ctx.processes = stage_processes(self.cfg, rows)
+                log.info("round %d: stage %s: %s (%s input rows)", self.round, spec.name.value,
+                         "in-process" if ctx.processes == 1 else f"{ctx.processes} worker processes",
+                         "unknown" if rows is None else f"{rows:,}")
+            runner, options = pipeline_options(self.cfg, spec, ctx.processes)
             with beam.Pipeline(runner=runner, options=options) as p:
                 ctx.pipeline = p
                 spec.build(ctx)

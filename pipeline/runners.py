@@ -5,7 +5,9 @@ Each stage of a round is its own Beam pipeline (``pipeline/round.py``), so each 
 - ``FnApiRunner`` (the default): Beam's local runner, never Prism (the default DirectRunner first tries
   Prism, which downloads a Go binary at run time). Engine stages (tests, sample, eval, prm) run
   in-process: one generation engine serves the machine. CPU stages (read, execute, export) get
-  ``beam.cpu_workers`` worker processes.
+  ``beam.cpu_workers`` worker processes; unset, one per core, or none (in-process) for a stage whose
+  inputs are small enough that starting the processes would cost more than they save
+  (``pipeline/stages.py: stage_processes``).
 - ``dask``: the CPU stages run on Apache Beam's DaskRunner against a ``dask.distributed`` cluster:
   ``beam.dask.address``, or a LocalCluster of ``beam.cpu_workers`` worker processes started once per
   process. Engine stages stay in-process on the FnApiRunner (a Dask worker per core would each start

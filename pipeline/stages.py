@@ -110,6 +110,7 @@ class StageContext:
     policy_model: str = ""
     reference_model: str | None = None  # training's reference model; None: the policy itself
     key: str = ""  # the stage key of this run (names its checkpoint folder)
+    processes: int | None = None  # Beam worker processes of a local CPU stage (None: beam.cpu_workers)
     _error_pcolls: list[Any] = field(default_factory=list)
 
     def checkpoint(self, record_types: dict[str, type[Record]]) -> CheckpointStore:
@@ -241,7 +242,7 @@ def build_execute(ctx: StageContext) -> None:
 
     cfg = ctx.cfg
     inputs = (ctx.read("problems"), ctx.read("tests_candidates"), ctx.read("samples"))
-    workers = cfg.sandbox.workers or default_sandbox_workers(cpu_workers(cfg))
+    workers = cfg.sandbox.workers or default_sandbox_workers(ctx.processes or cpu_workers(cfg))
     checkpoint = ctx.checkpoint({MAIN: Execution, "tests": TestCase, "errors": ErrorRecord,
                                  "references": ReferenceVerdict})
     out = inputs | "VerifyAndExecute" >> VerifyAndExecute(
@@ -474,7 +475,47 @@ def section_value(cfg: RunConfig, dotted: str) -> Any:
 
 
 def cpu_workers(cfg: RunConfig) -> int:
+    """The most worker processes a local CPU stage uses: ``beam.cpu_workers``, else one per core."""
     return cfg.beam.cpu_workers or os.cpu_count() or 1
+
+
+# Beam's worker processes start anew for every stage. On 2 cores (bench/bench_cpu_stages.py) they cost
+# 2.3-3.9 s of read, execute and export at the demo's size (40 problems, 200 samples); execute breaks
+# even at 2,000 samples and is 12% faster with them at 6,000 (export: in-process faster still). A stage
+# with fewer input rows than this runs in-process by default (its sandbox slots are threads of the one
+# process, one per core).
+IN_PROCESS_BELOW_ROWS = 2000
+
+
+def stage_processes(cfg: RunConfig, rows: int | None) -> int:
+    """Worker processes of a local CPU stage whose largest input holds ``rows`` rows (None: not known
+    before it runs): ``beam.cpu_workers`` when set, else 1 below ``IN_PROCESS_BELOW_ROWS``, else cores."""
+    if cfg.beam.cpu_workers:
+        return cfg.beam.cpu_workers
+    if rows is not None and rows < IN_PROCESS_BELOW_ROWS:
+        return 1
+    return cpu_workers(cfg)
+
+
+def stage_input_rows(cfg: RunConfig, spec: StageSpec, layout: RoundLayout) -> int | None:
+    """Rows of the largest Parquet input of a stage (read: the sources' limits added up, when each
+    source has one); None when that is not known before the stage runs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if spec.name == Stage.READ:
+        limits = [src.limit for src in cfg.sources]
+        return sum(limits) if limits and all(n is not None for n in limits) else None
+    counts = []
+    for name in spec.inputs(cfg):
+        art = ARTIFACTS.get(name)
+        path = layout.artifact_path(name) if art is not None and not art.is_folder else None
+        if path is not None and path.is_file():
+            try:
+                counts.append(pq.ParquetFile(path).metadata.num_rows)
+            except (OSError, pa.ArrowException):  # unreadable: the stage's own read reports it
+                return None
+    return max(counts) if counts else None
 
 
 def describe_stages(cfg: RunConfig) -> list[dict[str, str]]:
@@ -482,7 +523,7 @@ def describe_stages(cfg: RunConfig) -> list[dict[str, str]]:
     rows = []
     for spec in STAGES:
         runs_as = ("engine, in-process" if spec.engine
-                   else "own process" if spec.run else "CPU, multi-process")
+                   else "own process" if spec.run else "CPU, worker processes (in-process when small)")
         rows.append({"stage": spec.name.value, "reads": ", ".join(spec.inputs(cfg)) or "-",
                      "writes": ", ".join(spec.outputs), "sections": ", ".join(spec.sections(cfg)),
                      "runs as": runs_as if spec.enabled(cfg) else f"{runs_as} (off in this config)",

@@ -273,3 +273,33 @@ def test_no_reuse_across_a_different_key_a_missing_file_or_force(tmp_path):
     assert READ in _round(cfg, run_dir, 2, policy_run_token="trained-in-round-1").ran
     assert READ in _round(_config(tmp_path, ["sources.0.limit=3"]), run_dir, 3).ran
     assert set(_round(cfg, run_dir, 4, force=True).ran) == ALL
+
+
+def test_small_cpu_stages_run_in_process_and_large_ones_in_worker_processes(tmp_path, monkeypatch):
+    """Beam's worker processes cost seconds per stage: by default a CPU stage with fewer input rows than
+    IN_PROCESS_BELOW_ROWS runs in-process, a larger one (or one whose size is unknown) on every core;
+    ``beam.cpu_workers`` set is obeyed whatever the size."""
+    from plumline.pipeline.stages import IN_PROCESS_BELOW_ROWS, stage_input_rows, stage_processes, stage_spec
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    cfg = _config(tmp_path)
+    assert stage_processes(cfg, 10) == 1 and stage_processes(cfg, IN_PROCESS_BELOW_ROWS - 1) == 1
+    assert stage_processes(cfg, IN_PROCESS_BELOW_ROWS) == 8 and stage_processes(cfg, None) == 8
+    pinned = _config(tmp_path, ["beam.cpu_workers=3"])
+    assert stage_processes(pinned, 10) == 3 and stage_processes(pinned, None) == 3
+
+    layout = RoundLayout(tmp_path / "run", 0)
+    layout.dir.mkdir(parents=True)
+    execute = stage_spec(EXECUTE)
+    assert stage_input_rows(cfg, execute, layout) is None  # nothing written yet
+    for name, rows in (("problems", 5), ("samples", 2500)):
+        fields = ARTIFACTS[name].record_type(cfg).arrow_schema()
+        table = pa.Table.from_pylist([{}] * rows, schema=pa.schema([f.with_nullable(True) for f in fields]))
+        pq.write_table(table, layout.artifact_path(name))
+    assert stage_input_rows(cfg, execute, layout) == 2500  # the largest input
+    assert stage_input_rows(cfg, stage_spec(TESTS), layout) == 5
+    layout.artifact_path("problems").write_bytes(b"not parquet")
+    assert stage_input_rows(cfg, stage_spec(TESTS), layout) is None
+    assert stage_input_rows(cfg, stage_spec(READ), layout) == 5  # the sources' limits
+    unlimited = _config(tmp_path, ["sources.0.limit=null"])
+    assert stage_input_rows(unlimited, stage_spec(READ), layout) is None
