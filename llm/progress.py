@@ -123,7 +123,8 @@ def channel(folder: Path | str) -> Iterator[Path]:
 @contextlib.contextmanager
 def thread_channel(folder: Path | str) -> Iterator[None]:
     """``add`` of the calling thread reports into ``folder`` for the duration of a block (the
-    process-wide channel, and other threads, are left as they are)."""
+    process-wide channel, and other threads, are left as they are). Its files stay for readers; this
+    process's counters of it are dropped at the end (a later block there counts from zero)."""
     previous = getattr(_thread, "folder", None)
     with contextlib.suppress(OSError):  # progress is best effort
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -132,5 +133,8 @@ def thread_channel(folder: Path | str) -> Iterator[None]:
         yield
     finally:
         _thread.folder = previous
+        if str(folder) != os.environ.get(ENV):  # the process-wide channel's are close_channel's
+            with _lock:
+                _counts.pop(str(folder), None)
 
 

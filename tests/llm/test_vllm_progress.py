@@ -56,6 +56,10 @@ def test_generate_reports_completions_and_tokens(tmp_path):
         backend._generate_batch(items[:1])
     assert progress.read_progress(tmp_path / "eval") == {"completions_total": 2, "completions": 2,
                                                          "tokens": 10}
+    with progress.thread_channel(tmp_path / "eval"):  # the same folder again counts from zero
+        backend._generate_batch(items[1:])
+    assert progress.read_progress(tmp_path / "eval") == {"completions_total": 3, "completions": 3,
+                                                         "tokens": 15}
 
 
 def test_cpu_engines_reuse_inductors_cache_unless_the_user_chose():
