@@ -5,6 +5,7 @@ one small round run against it (``canned_round``)."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,26 @@ canned_openai = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(canned_openai)
 CannedModel, serve, load_easy, wrong_test = (canned_openai.CannedModel, canned_openai.serve,
                                              canned_openai.load_easy, canned_openai.wrong_test)
+
+
+@pytest.fixture(autouse=True)
+def _beam_temp_folders_removed(monkeypatch):
+    """Beam makes a temp folder for every Pipeline and removes it only when the pipeline runs; the
+    pipelines a test builds without running (Dataflow jobs checked offline, Dask translations) would
+    leave theirs in the machine's temp folder. Only this test's own pipelines' folders are removed."""
+    from apache_beam import pipeline as beam_pipeline
+
+    made: list[str] = []
+    init = beam_pipeline.Pipeline.__init__
+
+    def recording_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self.local_tempdir)
+
+    monkeypatch.setattr(beam_pipeline.Pipeline, "__init__", recording_init)
+    yield
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
