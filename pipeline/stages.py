@@ -21,6 +21,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plumline.data_schemas import (
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # the table is data; Beam and the transforms load only when a
     from plumline.pipeline.config import RunConfig
     from plumline.pipeline.layout import RoundLayout
     from plumline.transforms.checkpoint import CheckpointStore
+    from plumline.transforms.logic.readers import SourceConfig
 
 
 # Not written by any stage of the round: the policy the round samples from (round r+1 reads the
@@ -497,15 +499,45 @@ def stage_processes(cfg: RunConfig, rows: int | None) -> int:
     return cpu_workers(cfg)
 
 
+# A JSON-lines source file up to this size is counted by its newlines (a few milliseconds).
+_COUNTED_SOURCE_BYTES = 16 << 20
+
+
+def source_rows(src: SourceConfig) -> int | None:
+    """At most how many problems a source gives, where that is cheap to know: its ``limit``, else the
+    row count of one Parquet file or the lines of one JSON-lines file (bundled sets included) up to
+    16 MiB; None for anything else (globs, folders, compressed or remote files, JSON lists)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from plumline.transforms.logic.readers import bundled_path
+
+    if src.limit is not None:
+        return src.limit
+    try:
+        path = Path(bundled_path(src.path.split(":", 1)[1]) if src.path.startswith("bundled:") else src.path)
+        if not path.is_file():
+            return None
+        if path.suffix == ".parquet":
+            return pq.ParquetFile(path).metadata.num_rows
+        if path.suffix == ".jsonl" and path.stat().st_size <= _COUNTED_SOURCE_BYTES:
+            data = path.read_bytes()
+            return data.count(b"\n") + (not data.endswith(b"\n") and bool(data))
+    except (OSError, ValueError, pa.ArrowException):  # the stage's own read reports what is wrong
+        return None
+    return None
+
+
 def stage_input_rows(cfg: RunConfig, spec: StageSpec, layout: RoundLayout) -> int | None:
-    """Rows of the largest Parquet input of a stage (read: the sources' limits added up, when each
-    source has one); None when that is not known before the stage runs."""
+    """Rows of the largest Parquet input of a stage (read: its sources' rows added up, the held-out
+    ones it reads for decontamination too, each as ``source_rows`` knows it); None when that is not
+    known before the stage runs."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if spec.name == Stage.READ:
-        limits = [src.limit for src in cfg.sources]
-        return sum(limits) if limits and all(n is not None for n in limits) else None
+        sources = [*cfg.sources, *(cfg.eval.sources if cfg.eval.enabled else ())]
+        counts = [source_rows(src) for src in sources]
+        return sum(counts) if counts and all(n is not None for n in counts) else None
     counts = []
     for name in spec.inputs(cfg):
         art = ARTIFACTS.get(name)

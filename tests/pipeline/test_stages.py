@@ -280,6 +280,7 @@ def test_small_cpu_stages_run_in_process_and_large_ones_in_worker_processes(tmp_
     IN_PROCESS_BELOW_ROWS runs in-process, a larger one (or one whose size is unknown) on every core;
     ``beam.cpu_workers`` set is obeyed whatever the size."""
     from plumline.pipeline.stages import IN_PROCESS_BELOW_ROWS, stage_input_rows, stage_processes, stage_spec
+    from plumline.transforms.logic.readers import bundled_path
 
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     cfg = _config(tmp_path)
@@ -300,6 +301,22 @@ def test_small_cpu_stages_run_in_process_and_large_ones_in_worker_processes(tmp_
     assert stage_input_rows(cfg, stage_spec(TESTS), layout) == 5
     layout.artifact_path("problems").write_bytes(b"not parquet")
     assert stage_input_rows(cfg, stage_spec(TESTS), layout) is None
-    assert stage_input_rows(cfg, stage_spec(READ), layout) == 5  # the sources' limits
-    unlimited = _config(tmp_path, ["sources.0.limit=null"])
-    assert stage_input_rows(unlimited, stage_spec(READ), layout) is None
+    # read: the sources' limits, plus the held-out sources it reads to decontaminate (humaneval is a
+    # .jsonl.gz: not counted without a limit, so not known)
+    assert stage_input_rows(cfg, stage_spec(READ), layout) == 5 + 4
+    whole_humaneval = _config(tmp_path, ["eval.sources.0.limit=null"])
+    assert stage_input_rows(whole_humaneval, stage_spec(READ), layout) is None
+    easy = sum(1 for line in Path(bundled_path("easy")).read_text().splitlines() if line.strip())
+    counted = _config(tmp_path, ["sources.0.limit=null", "eval.sources=[{path: bundled:easy}]"])
+    assert stage_input_rows(counted, stage_spec(READ), layout) == 2 * easy  # lines of the bundled file
+    rows = tmp_path / "problems.parquet"
+    pq.write_table(pa.table({"id": list(range(7))}), rows)
+    lines = tmp_path / "problems.jsonl"
+    lines.write_text('{"a": 1}\n{"a": 2}')  # no newline after the last row
+    listed = tmp_path / "problems.json"
+    listed.write_text("[1, 2, 3]")
+    files = _config(tmp_path, [f"sources=[{{path: {rows}}}, {{path: {lines}}}]", "eval.sources=[]"])
+    assert stage_input_rows(files, stage_spec(READ), layout) == 9
+    for unknown in (listed, tmp_path / "*.jsonl", tmp_path / "missing.jsonl"):
+        other = _config(tmp_path, [f"sources=[{{path: '{unknown}'}}]", "eval.sources=[]"])
+        assert stage_input_rows(other, stage_spec(READ), layout) is None, unknown
