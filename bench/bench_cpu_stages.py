@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -29,25 +28,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from plumline.llm.hardware import cpu_info
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUMLINE = [sys.executable, "-m", "plumline.pipeline.cli"]
 
 
 def cpu_line() -> str:
-    model, flags = platform.processor() or "unknown CPU", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == (platform.processor() or "unknown CPU"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-                have = set(line.split(":", 1)[1].split())
-                flags = " ".join(f for f in wanted if f in have)
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores; flags: {flags or '-'}"
+    cpu = cpu_info()
+    return f"{cpu.model}, {cpu.cores} cores; flags: {' '.join(cpu.relevant_flags) or '-'}"
 
 
 def write_config(folder: Path, url: str, limit: int, n: int) -> Path:

@@ -492,9 +492,7 @@ IN_PROCESS_BELOW_ROWS = 2000
 def stage_processes(cfg: RunConfig, rows: int | None) -> int:
     """Worker processes of a local CPU stage whose largest input holds ``rows`` rows (None: not known
     before it runs): ``beam.cpu_workers`` when set, else 1 below ``IN_PROCESS_BELOW_ROWS``, else cores."""
-    if cfg.beam.cpu_workers:
-        return cfg.beam.cpu_workers
-    if rows is not None and rows < IN_PROCESS_BELOW_ROWS:
+    if cfg.beam.cpu_workers is None and rows is not None and rows < IN_PROCESS_BELOW_ROWS:
         return 1
     return cpu_workers(cfg)
 
@@ -505,26 +503,32 @@ _COUNTED_SOURCE_BYTES = 16 << 20
 
 def source_rows(src: SourceConfig) -> int | None:
     """At most how many problems a source gives, where that is cheap to know: its ``limit``, else the
-    row count of one Parquet file or the lines of one JSON-lines file (bundled sets included) up to
-    16 MiB; None for anything else (globs, folders, compressed or remote files, JSON lists)."""
+    rows of its one file (found as the reader finds it, bundled sets too) when that is Parquet (its
+    metadata) or plain JSON lines (its newlines, up to 16 MiB); None for anything else (globs,
+    folders, compressed files, JSON lists, remote paths, a file that is not there)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from plumline.transforms.logic.readers import bundled_path
+    from plumline.transforms.logic.readers import expand_paths, resolve_format
 
     if src.limit is not None:
         return src.limit
+    if any(ch in src.path for ch in "*?["):
+        return None  # a glob: not counted (it may match many files)
     try:
-        path = Path(bundled_path(src.path.split(":", 1)[1]) if src.path.startswith("bundled:") else src.path)
+        [path] = map(Path, expand_paths(src))
         if not path.is_file():
             return None
-        if path.suffix == ".parquet":
+        fmt = resolve_format(src, str(path))
+        if fmt == "parquet":
             return pq.ParquetFile(path).metadata.num_rows
-        if path.suffix == ".jsonl" and path.stat().st_size <= _COUNTED_SOURCE_BYTES:
-            data = path.read_bytes()
-            return data.count(b"\n") + (not data.endswith(b"\n") and bool(data))
+        if fmt not in ("jsonl", "humaneval", "mbpp") or path.stat().st_size > _COUNTED_SOURCE_BYTES:
+            return None
+        data = path.read_bytes()
+        if data.startswith(b"\x1f\x8b") or data.lstrip()[:1] == b"[":  # gzip, or one JSON list
+            return None
+        return data.count(b"\n") + (not data.endswith(b"\n") and bool(data))
     except (OSError, ValueError, pa.ArrowException):  # the stage's own read reports what is wrong
         return None
-    return None
 
 
 def stage_input_rows(cfg: RunConfig, spec: StageSpec, layout: RoundLayout) -> int | None:
